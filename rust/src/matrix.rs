@@ -1,0 +1,276 @@
+//! Input matrices: strided views of f32 or f64 data, checked once and then
+//! streamed as f64 row blocks of the "tall" orientation.
+//!
+//! The spectrum of `A` equals the spectrum of `A^T`, so the engine always
+//! works on the tall orientation `B` (`B = A` if `A` has at least as many rows
+//! as columns, else `B = A^T`) and only ever forms the small Gram matrix
+//! `B^T B`. Blocks are converted to f64 on the fly so that a 50k x 4k f32
+//! embedding never needs a full f64 copy.
+
+use faer::{Mat, MatMut, MatRef};
+
+use crate::error::Error;
+
+/// A borrowed 2-D matrix of f32 or f64 with arbitrary (even negative)
+/// element strides, as numpy and torch hand them over.
+#[derive(Debug, Clone, Copy)]
+pub enum MatrixView<'a> {
+    /// Single precision.
+    F32(MatRef<'a, f32>),
+    /// Double precision.
+    F64(MatRef<'a, f64>),
+}
+
+impl MatrixView<'_> {
+    /// `(rows, cols)` of the matrix as the user sees it.
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            Self::F32(m) => m.shape(),
+            Self::F64(m) => m.shape(),
+        }
+    }
+
+    /// The machine epsilon of the element type (used by the numerical rank).
+    pub fn epsilon(&self) -> f64 {
+        match self {
+            Self::F32(_) => f64::from(f32::EPSILON),
+            Self::F64(_) => f64::EPSILON,
+        }
+    }
+
+    /// "float32" or "float64", for messages.
+    pub fn dtype_name(&self) -> &'static str {
+        match self {
+            Self::F32(_) => "float32",
+            Self::F64(_) => "float64",
+        }
+    }
+}
+
+/// A validated input, ready to be streamed: the tall orientation, the
+/// power-of-two scale that brings its largest entry near 1 (exact in floating
+/// point, and keeps `B^T B` far from overflow and underflow), and the column
+/// means to subtract when centring.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    view: MatrixView<'a>,
+    transposed: bool,
+    scale: f64,
+    /// Per column of the user's matrix; empty when not centring.
+    means: Vec<f64>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Checks shape and values (one pass over the data): an empty axis is a
+    /// `Shape` error, NaN or infinity a `NonFinite` error.
+    pub fn new(view: MatrixView<'a>, center: bool) -> Result<Self, Error> {
+        let (rows, cols) = view.shape();
+        if rows == 0 || cols == 0 {
+            return Err(Error::Shape(format!(
+                "expected a matrix with no empty axis, got shape ({rows}, {cols})"
+            )));
+        }
+        let summary = match view {
+            MatrixView::F32(m) => summarize(m, center),
+            MatrixView::F64(m) => summarize(m, center),
+        };
+        if let Some((i, j)) = summary.first_non_finite {
+            return Err(Error::NonFinite(format!(
+                "the {} matrix of shape ({rows}, {cols}) contains NaN or infinity (first at [{i}, {j}])",
+                view.dtype_name()
+            )));
+        }
+        // A power of two, so that scaling is exact.
+        let scale = if summary.max_abs > 0.0 {
+            2f64.powi(-summary.max_abs.log2().ceil() as i32)
+        } else {
+            1.0
+        };
+        let means = summary
+            .column_sums
+            .iter()
+            .map(|s| s / rows as f64)
+            .collect();
+        Ok(Self {
+            view,
+            transposed: rows < cols,
+            scale,
+            means,
+        })
+    }
+
+    /// `(rows, cols)` of the tall orientation `B` (rows >= cols).
+    pub fn tall_shape(&self) -> (usize, usize) {
+        let (r, c) = self.view.shape();
+        if self.transposed { (c, r) } else { (r, c) }
+    }
+
+    /// The factor every entry was multiplied by.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// Whether `B` is stored row by row (then row blocks are best written
+    /// row-major, so that the copy reads memory in order).
+    pub fn prefers_row_major(&self) -> bool {
+        let (row_stride, col_stride) = match self.view {
+            MatrixView::F32(m) => (m.row_stride(), m.col_stride()),
+            MatrixView::F64(m) => (m.row_stride(), m.col_stride()),
+        };
+        let (row_stride, col_stride) = if self.transposed {
+            (col_stride, row_stride)
+        } else {
+            (row_stride, col_stride)
+        };
+        col_stride.unsigned_abs() < row_stride.unsigned_abs()
+    }
+
+    /// The user's matrix.
+    pub fn view(&self) -> MatrixView<'a> {
+        self.view
+    }
+
+    /// Writes rows `start..start + dst.nrows()` of `scale * B` (centred if
+    /// asked) into `dst`, converting to f64.
+    pub fn write_rows(&self, start: usize, dst: MatMut<'_, f64>) {
+        match self.view {
+            MatrixView::F32(m) => self.write_rows_of(m, start, dst),
+            MatrixView::F64(m) => self.write_rows_of(m, start, dst),
+        }
+    }
+
+    fn write_rows_of<T: Copy + Into<f64>>(
+        &self,
+        m: MatRef<'_, T>,
+        start: usize,
+        mut dst: MatMut<'_, f64>,
+    ) {
+        let (rows, cols) = dst.shape();
+        // B[i, j] is A[i, j] or A[j, i]; A's column index is what centring uses.
+        let b = if self.transposed { m.transpose() } else { m };
+        let mean_of_b_entry = |i: usize, j: usize| -> f64 {
+            if self.means.is_empty() {
+                0.0
+            } else if self.transposed {
+                self.means[i]
+            } else {
+                self.means[j]
+            }
+        };
+        // Walk the source in its own memory order.
+        if b.row_stride().unsigned_abs() <= b.col_stride().unsigned_abs() {
+            for j in 0..cols {
+                for i in 0..rows {
+                    let value: f64 = b[(start + i, j)].into();
+                    dst[(i, j)] = (value - mean_of_b_entry(start + i, j)) * self.scale;
+                }
+            }
+        } else {
+            for i in 0..rows {
+                for j in 0..cols {
+                    let value: f64 = b[(start + i, j)].into();
+                    dst[(i, j)] = (value - mean_of_b_entry(start + i, j)) * self.scale;
+                }
+            }
+        }
+    }
+
+    /// The whole of `scale * B` as an owned f64 matrix (for the SVD).
+    pub fn to_tall_f64(&self) -> Mat<f64> {
+        let (rows, cols) = self.tall_shape();
+        let mut out = Mat::<f64>::zeros(rows, cols);
+        self.write_rows(0, out.as_mut());
+        out
+    }
+}
+
+struct Summary {
+    first_non_finite: Option<(usize, usize)>,
+    max_abs: f64,
+    column_sums: Vec<f64>,
+}
+
+fn summarize<T: Copy + Into<f64>>(m: MatRef<'_, T>, center: bool) -> Summary {
+    let (rows, cols) = m.shape();
+    let mut max_abs = 0.0_f64;
+    let mut column_sums = if center { vec![0.0; cols] } else { Vec::new() };
+    let mut first_non_finite = None;
+    let row_major = m.col_stride().unsigned_abs() < m.row_stride().unsigned_abs();
+    let mut visit = |i: usize, j: usize| {
+        let value: f64 = m[(i, j)].into();
+        if !value.is_finite() {
+            first_non_finite =
+                Some(first_non_finite.map_or((i, j), |f: (usize, usize)| f.min((i, j))));
+        }
+        max_abs = max_abs.max(value.abs());
+        if center {
+            column_sums[j] += value;
+        }
+    };
+    if row_major {
+        (0..rows).for_each(|i| (0..cols).for_each(|j| visit(i, j)));
+    } else {
+        (0..cols).for_each(|j| (0..rows).for_each(|i| visit(i, j)));
+    }
+    Summary {
+        first_non_finite,
+        max_abs,
+        column_sums,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_matrices_are_transposed_and_scaled_exactly() {
+        let a = Mat::<f64>::from_fn(2, 5, |i, j| (i * 5 + j) as f64 - 3.0);
+        let p = Prepared::new(MatrixView::F64(a.as_ref()), false).unwrap();
+        assert_eq!(p.tall_shape(), (5, 2));
+        assert_eq!(p.scale(), 0.125); // max |a| = 6 -> 2^-3
+        let b = p.to_tall_f64();
+        for i in 0..5 {
+            for j in 0..2 {
+                assert_eq!(b[(i, j)], a[(j, i)] * 0.125);
+            }
+        }
+    }
+
+    #[test]
+    fn centring_subtracts_the_users_column_means() {
+        let a = Mat::<f32>::from_fn(3, 2, |i, j| (i + 10 * j) as f32);
+        for transpose in [false, true] {
+            let view = if transpose { a.transpose() } else { a.as_ref() };
+            let p = Prepared::new(MatrixView::F32(view), true).unwrap();
+            let b = p.to_tall_f64();
+            // Every column of the user's matrix sums to zero after centring.
+            let (r, c) = view.shape();
+            for j in 0..c {
+                let sum: f64 = (0..r)
+                    .map(|i| if p.transposed { b[(j, i)] } else { b[(i, j)] })
+                    .sum();
+                assert!(
+                    sum.abs() < 1e-12,
+                    "transpose={transpose} column {j} sums to {sum}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_axes_and_non_finite_values_are_refused() {
+        let empty = Mat::<f64>::zeros(0, 3);
+        assert!(matches!(
+            Prepared::new(MatrixView::F64(empty.as_ref()), false),
+            Err(Error::Shape(_))
+        ));
+        let mut a = Mat::<f32>::zeros(3, 3);
+        a[(2, 1)] = f32::NAN;
+        a[(1, 2)] = f32::INFINITY;
+        match Prepared::new(MatrixView::F32(a.as_ref()), false) {
+            Err(Error::NonFinite(message)) => assert!(message.contains("[1, 2]"), "{message}"),
+            other => panic!("expected NonFinite, got {other:?}"),
+        }
+    }
+}

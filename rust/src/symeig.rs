@@ -1,0 +1,236 @@
+//! Eigenvalues of a dense symmetric matrix.
+//!
+//! Small matrices (that fit in cache) go through faer's one-stage
+//! tridiagonalization; larger ones through the two-stage reduction
+//! (`band_reduction` then `bulge_chasing`), whose cost is dominated by
+//! matrix products instead of memory traffic. Both end in faer's implicit QR
+//! on the tridiagonal matrix.
+
+use faer::diag::{Diag, DiagRef};
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::{self, ComputeEigenvectors};
+use faer::prelude::{Reborrow, ReborrowMut};
+use faer::{MatMut, Par};
+
+use crate::band_reduction::reduce_to_band;
+use crate::bulge_chasing::BandMatrix;
+use crate::error::Error;
+
+/// Tuning of the symmetric eigensolver.
+#[derive(Debug, Clone, Copy)]
+pub struct SymEigParams {
+    /// From this dimension on, use the two-stage reduction.
+    pub two_stage_from: usize,
+    /// The band's width in the two-stage reduction.
+    pub bandwidth: usize,
+}
+
+impl SymEigParams {
+    /// The tuned choice for an `n x n` matrix (measured on a 2-core Zen 5 with
+    /// `examples/symeig_timing.rs`): two stages win from n ~ 512; a wider band
+    /// halves stage 1's memory traffic, which pays once the matrix leaves the
+    /// cache.
+    pub fn for_dimension(n: usize) -> Self {
+        Self {
+            two_stage_from: 512,
+            bandwidth: if n >= 3072 { 64 } else { 32 },
+        }
+    }
+}
+
+impl Default for SymEigParams {
+    fn default() -> Self {
+        Self::for_dimension(0)
+    }
+}
+
+/// The eigenvalues of the symmetric matrix whose lower triangle is stored in
+/// `a`, in descending order. `a` is used as scratch.
+pub fn symmetric_eigenvalues(
+    a: MatMut<'_, f64>,
+    par: Par,
+    params: SymEigParams,
+) -> Result<Vec<f64>, Error> {
+    let n = a.nrows();
+    assert_eq!(n, a.ncols(), "symmetric_eigenvalues needs a square matrix");
+    let mut values = if n >= params.two_stage_from && params.bandwidth + 1 < n {
+        two_stage(a, par, params.bandwidth)?
+    } else {
+        one_stage(a, par)?
+    };
+    values.sort_unstable_by(|x, y| y.total_cmp(x));
+    Ok(values)
+}
+
+fn one_stage(a: MatMut<'_, f64>, par: Par) -> Result<Vec<f64>, Error> {
+    let n = a.nrows();
+    let mut values = Diag::<f64>::zeros(n);
+    let scratch =
+        evd::self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::No, par, Default::default());
+    let mut buffer = MemBuffer::new(scratch);
+    evd::self_adjoint_evd(
+        a.rb(),
+        values.as_mut(),
+        None,
+        par,
+        MemStack::new(&mut buffer),
+        Default::default(),
+    )
+    .map_err(|_| {
+        Error::NoConvergence(format!(
+            "the symmetric eigensolver did not converge ({n}x{n})"
+        ))
+    })?;
+    Ok(values.column_vector().iter().copied().collect())
+}
+
+fn two_stage(mut a: MatMut<'_, f64>, par: Par, bandwidth: usize) -> Result<Vec<f64>, Error> {
+    reduce_to_band(a.rb_mut(), bandwidth, par);
+    let (diag, subdiag) = BandMatrix::from_lower(a.rb(), bandwidth).into_tridiagonal();
+    tridiagonal_eigenvalues(&diag, &subdiag)
+}
+
+/// Eigenvalues of the symmetric tridiagonal matrix with this diagonal and
+/// subdiagonal (`subdiag.len() + 1 == diag.len()`), in faer's order.
+pub fn tridiagonal_eigenvalues(diag: &[f64], subdiag: &[f64]) -> Result<Vec<f64>, Error> {
+    let n = diag.len();
+    // faer reads n - 1 subdiagonal entries from an n-long diagonal.
+    let mut e = subdiag.to_vec();
+    e.resize(n, 0.0);
+    let mut values = Diag::<f64>::zeros(n);
+    let scratch = evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        ComputeEigenvectors::No,
+        Par::Seq,
+        Default::default(),
+    );
+    let mut buffer = MemBuffer::new(scratch);
+    evd::tridiagonal_self_adjoint_evd(
+        DiagRef::from_slice(diag),
+        DiagRef::from_slice(&e),
+        values.as_mut(),
+        None,
+        Par::Seq,
+        MemStack::new(&mut buffer),
+        Default::default(),
+    )
+    .map_err(|_| {
+        Error::NoConvergence(format!(
+            "the tridiagonal QR iteration did not converge ({n}x{n})"
+        ))
+    })?;
+    Ok(values.column_vector().iter().copied().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::Mat;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    fn random_symmetric(n: usize, seed: u64) -> Mat<f64> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = Mat::<f64>::from_fn(n, n, |_, _| rng.random::<f64>() - 0.5);
+        &x + x.transpose()
+    }
+
+    /// nalgebra's symmetric eigensolver: an independent implementation.
+    fn oracle(a: &Mat<f64>) -> Vec<f64> {
+        let n = a.nrows();
+        let m = nalgebra::DMatrix::from_fn(n, n, |i, j| a[(i, j)]);
+        let mut values: Vec<f64> = m.symmetric_eigenvalues().iter().copied().collect();
+        values.sort_unstable_by(|x, y| y.total_cmp(x));
+        values
+    }
+
+    fn assert_close(got: &[f64], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= tol * scale,
+                "got {g}, want {w} (scale {scale})"
+            );
+        }
+    }
+
+    #[test]
+    fn two_stage_matches_nalgebra_for_many_sizes_and_bandwidths() {
+        for &(n, b) in &[
+            (2, 1),
+            (3, 1),
+            (5, 2),
+            (10, 3),
+            (33, 4),
+            (64, 8),
+            (100, 7),
+            (130, 32),
+            (257, 16),
+        ] {
+            let a = random_symmetric(n, n as u64);
+            let want = oracle(&a);
+            let params = SymEigParams {
+                two_stage_from: 0,
+                bandwidth: b,
+            };
+            let got = symmetric_eigenvalues(a.clone().as_mut(), Par::Seq, params).unwrap();
+            assert_close(&got, &want, 1e-12);
+            let got_par = symmetric_eigenvalues(a.clone().as_mut(), Par::rayon(2), params).unwrap();
+            assert_close(&got_par, &want, 1e-12);
+        }
+    }
+
+    #[test]
+    fn one_stage_matches_nalgebra() {
+        let a = random_symmetric(90, 7);
+        let params = SymEigParams {
+            two_stage_from: usize::MAX,
+            bandwidth: 8,
+        };
+        let got = symmetric_eigenvalues(a.clone().as_mut(), Par::Seq, params).unwrap();
+        assert_close(&got, &oracle(&a), 1e-12);
+    }
+
+    #[test]
+    fn two_stage_keeps_tiny_eigenvalues_of_a_gram_matrix() {
+        // A Gram matrix with eigenvalues spread over 12 decades: the reduction is
+        // orthogonal, so every eigenvalue keeps an absolute error ~ eps * lambda_max.
+        let n = 120;
+        let mut rng = StdRng::seed_from_u64(3);
+        let q = faer::Mat::<f64>::from_fn(n, n, |_, _| rng.random::<f64>() - 0.5)
+            .qr()
+            .compute_Q();
+        let lambda: Vec<f64> = (0..n)
+            .map(|i| 10f64.powf(-12.0 * i as f64 / (n - 1) as f64))
+            .collect();
+        let g = &q
+            * faer::Mat::from_fn(n, n, |i, j| if i == j { lambda[i] } else { 0.0 })
+            * q.transpose();
+        let params = SymEigParams {
+            two_stage_from: 0,
+            bandwidth: 6,
+        };
+        let got = symmetric_eigenvalues(g.clone().as_mut(), Par::Seq, params).unwrap();
+        for (g, w) in got.iter().zip(&lambda) {
+            assert!((g - w).abs() < 1e-13, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn reduction_handles_matrices_already_banded_or_diagonal() {
+        let n = 40;
+        let diag = Mat::<f64>::from_fn(n, n, |i, j| if i == j { (i as f64) - 7.0 } else { 0.0 });
+        let params = SymEigParams {
+            two_stage_from: 0,
+            bandwidth: 5,
+        };
+        let got = symmetric_eigenvalues(diag.clone().as_mut(), Par::Seq, params).unwrap();
+        let mut want: Vec<f64> = (0..n).map(|i| (i as f64) - 7.0).collect();
+        want.sort_unstable_by(|x, y| y.total_cmp(x));
+        assert_close(&got, &want, 1e-15);
+        let zero = Mat::<f64>::zeros(n, n);
+        let got = symmetric_eigenvalues(zero.clone().as_mut(), Par::Seq, params).unwrap();
+        assert!(got.iter().all(|&v| v == 0.0));
+    }
+}
