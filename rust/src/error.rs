@@ -7,31 +7,31 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::{PyErr, create_exception};
 
 create_exception!(
-    _core,
+    grokspec,
     GrokspecError,
     PyException,
     "Base class of every error grokspec raises on purpose."
 );
 create_exception!(
-    _core,
+    grokspec,
     ShapeError,
     GrokspecError,
     "An input has the wrong number of dimensions or an empty axis."
 );
 create_exception!(
-    _core,
+    grokspec,
     DTypeError,
     GrokspecError,
     "An input has a dtype grokspec cannot analyse (integer, bool, complex, ...)."
 );
 create_exception!(
-    _core,
+    grokspec,
     NonFiniteError,
     GrokspecError,
     "An input contains NaN or infinity."
 );
 create_exception!(
-    _core,
+    grokspec,
     CheckpointError,
     GrokspecError,
     "A checkpoint file cannot be read (truncated, corrupt, or lying about its contents)."

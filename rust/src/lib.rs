@@ -1,6 +1,12 @@
-//! grokspec's engine: singular values and spectral entropy of matrices.
+//! grokspec's engine: singular values and spectral entropy of matrices,
+//! computed in f64, in parallel across and within matrices.
+//!
+//! The pure modules know nothing of Python; this file is only the
+//! `grokspec._core` extension module: thin wrappers that turn numpy arrays
+//! into views, release the GIL, run the engine and hand the results back.
 
 pub mod band_reduction;
+pub mod batch;
 pub mod bulge_chasing;
 pub mod entropy;
 pub mod error;
@@ -9,3 +15,222 @@ pub mod matrix;
 mod simd;
 pub mod spectrum;
 pub mod symeig;
+
+use faer::MatRef;
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::entropy::{EntropySpec, Normalize};
+use crate::error::{CheckpointError, DTypeError, Error, GrokspecError, NonFiniteError, ShapeError};
+use crate::matrix::MatrixView;
+use crate::spectrum::{Method, Spectrum, Target};
+
+/// A numpy array borrowed read-only for the duration of a call.
+enum Input<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+impl Input<'_> {
+    fn view(&self) -> MatrixView<'_> {
+        match self {
+            Self::F32(a) => MatrixView::F32(faer_view(a.as_array())),
+            Self::F64(a) => MatrixView::F64(faer_view(a.as_array())),
+        }
+    }
+}
+
+/// The same memory seen by faer, strides included (numpy's may be negative).
+fn faer_view<T>(a: numpy::ndarray::ArrayView2<'_, T>) -> MatRef<'_, T> {
+    let (rows, cols) = a.dim();
+    let strides = a.strides();
+    // SAFETY: the pointer, shape and element strides describe exactly the
+    // elements of `a`, which stay borrowed for the returned lifetime.
+    unsafe { MatRef::from_raw_parts(a.as_ptr(), rows, cols, strides[0], strides[1]) }
+}
+
+/// Checks that every item is a 2-D float32/float64 numpy array; the error
+/// names the item, its shape and its dtype.
+fn borrow_inputs<'py>(arrays: &[Bound<'py, PyAny>]) -> PyResult<Vec<Input<'py>>> {
+    let count = arrays.len();
+    arrays
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let context = |message: String| {
+                if count == 1 { message } else { format!("matrix {index} of {count}: {message}") }
+            };
+            let Ok(array) = item.cast::<PyUntypedArray>() else {
+                let type_name = item.get_type().name()?;
+                return Err(pyo3::exceptions::PyTypeError::new_err(context(format!(
+                    "expected a numpy array, got {type_name}"
+                ))));
+            };
+            let dtype = array.dtype();
+            if array.ndim() != 2 {
+                return Err(ShapeError::new_err(context(format!(
+                    "expected a 2-D matrix, got shape {:?} ({} dimensions)",
+                    array.shape(),
+                    array.ndim()
+                ))));
+            }
+            let py = item.py();
+            if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+                Ok(Input::F32(item.cast::<PyArray2<f32>>()?.readonly()))
+            } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
+                Ok(Input::F64(item.cast::<PyArray2<f64>>()?.readonly()))
+            } else {
+                Err(DTypeError::new_err(context(format!(
+                    "expected float32 or float64 data, got dtype {} (shape {:?})",
+                    dtype.str()?,
+                    array.shape()
+                ))))
+            }
+        })
+        .collect()
+}
+
+fn resolve_threads(threads: Option<usize>) -> Result<usize, Error> {
+    match threads {
+        Some(0) => Err(Error::InvalidArgument("threads must be at least 1".to_owned())),
+        Some(n) => Ok(n),
+        None => batch::default_threads(),
+    }
+}
+
+/// Runs `compute` on every input with the GIL released.
+fn run_batch<T: Send>(
+    py: Python<'_>,
+    inputs: &[Input<'_>],
+    threads: Option<usize>,
+    compute: impl Fn(MatrixView<'_>, faer::Par) -> Result<T, Error> + Sync,
+) -> PyResult<Vec<Result<T, Error>>> {
+    let threads = resolve_threads(threads)?;
+    let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
+    let costs: Vec<f64> = views.iter().map(|v| batch::cost(v.shape().0, v.shape().1)).collect();
+    let count = views.len();
+    let results = py.detach(|| batch::run(&costs, threads, |i, par| compute(views[i], par)))?;
+    Ok(results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.map_err(|e| if count == 1 { e } else { e.context(&format!("matrix {i} of {count}")) }))
+        .collect())
+}
+
+/// Splits per-item results into values (None where failed) and
+/// `(index, exception)` pairs.
+fn split_errors<T>(py: Python<'_>, results: Vec<Result<T, Error>>) -> (Vec<Option<T>>, Vec<(usize, Py<PyAny>)>) {
+    let mut errors = Vec::new();
+    let values = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push((i, PyErr::from(e).into_value(py).into_any()));
+                None
+            }
+        })
+        .collect();
+    (values, errors)
+}
+
+/// Singular values (descending, float64) of each 2-D float32/float64 array.
+///
+/// Returns `(values, errors)`: `values[i]` is None where matrix `i` failed,
+/// and `errors` lists `(i, exception)`.
+#[pyfunction]
+#[pyo3(signature = (arrays, *, method = "auto", threads = None))]
+fn singular_values_batch<'py>(
+    py: Python<'py>,
+    arrays: Vec<Bound<'py, PyAny>>,
+    method: &str,
+    threads: Option<usize>,
+) -> PyResult<(Vec<Option<Bound<'py, PyArray1<f64>>>>, Vec<(usize, Py<PyAny>)>)> {
+    let method = Method::parse(method)?;
+    let inputs = borrow_inputs(&arrays)?;
+    let results = run_batch(py, &inputs, threads, |view, par| {
+        spectrum::spectrum(view, method, false, Target::SingularValues, par).map(|s| s.sigma)
+    })?;
+    let (values, errors) = split_errors(py, results);
+    Ok((values.into_iter().map(|v| v.map(|s| s.into_pyarray(py))).collect(), errors))
+}
+
+/// Spectral entropy and the other statistics of each 2-D float32/float64
+/// array, as columns: a dict of equal-length numpy arrays (`entropy`,
+/// `sigma_max`, `frobenius_norm`, `stable_rank`, `effective_rank`,
+/// `numerical_rank`, `rows`, `cols`) plus `method` (a list of "svd", "gram"
+/// or "failed"). Failed matrices get NaN (or -1) and appear in `errors`.
+#[pyfunction]
+#[pyo3(signature = (arrays, *, power = 2.0, normalize = "dim", center = false, method = "auto", need_rank = false, threads = None))]
+fn spectral_batch<'py>(
+    py: Python<'py>,
+    arrays: Vec<Bound<'py, PyAny>>,
+    power: f64,
+    normalize: &str,
+    center: bool,
+    method: &str,
+    need_rank: bool,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyDict>, Vec<(usize, Py<PyAny>)>)> {
+    let spec = EntropySpec::new(power, Normalize::parse(normalize)?)?;
+    let method = Method::parse(method)?;
+    let inputs = borrow_inputs(&arrays)?;
+    let target = Target::Entropy { spec, need_rank };
+    let results = run_batch(py, &inputs, threads, |view, par| spectrum::spectrum(view, method, center, target, par))?;
+    let shapes: Vec<(usize, usize)> = inputs.iter().map(|i| i.view().shape()).collect();
+    let (spectra, errors) = split_errors(py, results);
+    let stats: Vec<Option<entropy::Stats>> = spectra.iter().map(|s| s.as_ref().map(|s| s.stats(spec))).collect();
+    let column = |f: fn(&entropy::Stats) -> f64| -> Vec<f64> { stats.iter().map(|s| s.as_ref().map_or(f64::NAN, f)).collect() };
+    let columns = PyDict::new(py);
+    columns.set_item("entropy", column(|s| s.entropy).into_pyarray(py))?;
+    columns.set_item("sigma_max", column(|s| s.sigma_max).into_pyarray(py))?;
+    columns.set_item("frobenius_norm", column(|s| s.frobenius_norm).into_pyarray(py))?;
+    columns.set_item("stable_rank", column(|s| s.stable_rank).into_pyarray(py))?;
+    columns.set_item("effective_rank", column(|s| s.effective_rank).into_pyarray(py))?;
+    let ranks: Vec<i64> = stats.iter().map(|s| s.as_ref().map_or(-1, |s| s.numerical_rank as i64)).collect();
+    columns.set_item("numerical_rank", ranks.into_pyarray(py))?;
+    columns.set_item("rows", shapes.iter().map(|s| s.0 as i64).collect::<Vec<_>>().into_pyarray(py))?;
+    columns.set_item("cols", shapes.iter().map(|s| s.1 as i64).collect::<Vec<_>>().into_pyarray(py))?;
+    let methods: Vec<&str> = spectra.iter().map(|s| s.as_ref().map_or("failed", |s: &Spectrum| s.method.name())).collect();
+    columns.set_item("method", methods)?;
+    Ok((columns, errors))
+}
+
+/// The thread count used when `threads=None`: `GROKSPEC_NUM_THREADS` if
+/// set, else the cores this process may use.
+#[pyfunction]
+fn default_threads() -> PyResult<usize> {
+    Ok(batch::default_threads()?)
+}
+
+/// Panics inside the engine's batch runner, to prove in tests that a Rust
+/// panic reaches Python as a `GrokspecError`, never as a crash.
+#[pyfunction]
+fn _panic_inside_engine(py: Python<'_>) -> PyResult<()> {
+    let results = py.detach(|| batch::run(&[1.0, 1.0], 2, |i, _| if i == 1 { panic!("deliberate test panic") } else { Ok(()) }))?;
+    for result in results {
+        result?;
+    }
+    Ok(())
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("GrokspecError", py.get_type::<GrokspecError>())?;
+    m.add("ShapeError", py.get_type::<ShapeError>())?;
+    m.add("DTypeError", py.get_type::<DTypeError>())?;
+    m.add("NonFiniteError", py.get_type::<NonFiniteError>())?;
+    m.add("CheckpointError", py.get_type::<CheckpointError>())?;
+    m.add_function(wrap_pyfunction!(singular_values_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(spectral_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_inside_engine, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -234,7 +234,32 @@ fn gram_eigenvalues(prepared: &Prepared<'_>, par: Par) -> Result<GramEigenvalues
     // and the orthogonal reductions add a backward error ~ cols * eps * ||G||_2.
     // The factor 4 is a safety margin.
     let delta = 4.0 * f64::EPSILON * ((rows as f64).sqrt() * trace + cols as f64 * lambda_max);
-    Ok(GramEigenvalues { lambda, delta })
+    Ok(GramEigenvalues::with_null_space_zeroed(lambda, delta, cols))
+}
+
+impl GramEigenvalues {
+    /// Sets to zero the eigenvalues that are rounding noise of an exactly
+    /// rank-deficient matrix.
+    ///
+    /// The exact zero eigenvalues of `B^T B` come out as noise of a few
+    /// `eps * lambda_max`; their square roots (~1e-8 sigma_max) would weigh in
+    /// an entropy with `power < 2`. They are zeroed only when at least three
+    /// decades separate them from the smallest eigenvalue above the noise
+    /// ceiling `tau = 8 sqrt(n) eps lambda_max`; a spectrum that runs smoothly
+    /// through the ceiling is left alone, since its small values are still
+    /// more accurate than zero. The error bound grows by `tau` to cover this.
+    fn with_null_space_zeroed(mut lambda: Vec<f64>, delta: f64, n: usize) -> Self {
+        let lambda_max = lambda.first().copied().unwrap_or(0.0).max(0.0);
+        let tau = 8.0 * (n as f64).sqrt() * f64::EPSILON * lambda_max;
+        let noise_from = lambda.iter().position(|&l| l <= tau);
+        if let Some(r) = noise_from
+            && r > 0
+            && lambda[r - 1] >= 1e3 * tau
+        {
+            lambda[r..].fill(0.0);
+        }
+        Self { lambda, delta: delta + tau }
+    }
 }
 
 fn svd_values(prepared: &Prepared<'_>, par: Par) -> Result<Vec<f64>, Error> {
@@ -390,6 +415,22 @@ mod tests {
             let got = got.stats(spec).entropy;
             assert!((got - want).abs() <= 1e-6, "power {power}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn gram_is_exact_on_the_null_space_of_rank_deficient_matrices() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let left = Mat::<f64>::from_fn(150, 5, |_, _| rng.random::<f64>() - 0.5);
+        let right = Mat::<f64>::from_fn(5, 120, |_, _| rng.random::<f64>() - 0.5);
+        let a = &left * &right;
+        let got = spectrum(MatrixView::F64(a.as_ref()), Method::Gram, false, Target::SingularValues, Par::Seq).unwrap();
+        assert!(got.sigma[..5].iter().all(|&s| s > 0.0));
+        assert!(got.sigma[5..].iter().all(|&s| s == 0.0), "{:?}", &got.sigma[..8]);
+        // A spectrum running smoothly down through the noise is not truncated.
+        let sigma: Vec<f64> = (0..60).map(|i| 10f64.powf(-9.0 * i as f64 / 59.0)).collect();
+        let smooth = with_singular_values(80, 60, &sigma, 1);
+        let got = spectrum(MatrixView::F64(smooth.as_ref()), Method::Gram, false, Target::SingularValues, Par::Seq).unwrap();
+        assert!(got.sigma.iter().filter(|&&s| s == 0.0).count() < 5);
     }
 
     #[test]

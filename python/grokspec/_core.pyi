@@ -1,0 +1,46 @@
+"""Type stub of grokspec's Rust engine (checked by `python -m mypy.stubtest grokspec._core`)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "GrokspecError",
+    "ShapeError",
+    "DTypeError",
+    "NonFiniteError",
+    "CheckpointError",
+    "singular_values_batch",
+    "spectral_batch",
+    "default_threads",
+    "_panic_inside_engine",
+    "__version__",
+]
+
+__version__: str
+
+class GrokspecError(Exception): ...
+class ShapeError(GrokspecError): ...
+class DTypeError(GrokspecError): ...
+class NonFiniteError(GrokspecError): ...
+class CheckpointError(GrokspecError): ...
+
+def singular_values_batch(
+    arrays: Sequence[npt.NDArray[np.floating]],
+    *,
+    method: str = "auto",
+    threads: int | None = None,
+) -> tuple[list[npt.NDArray[np.float64] | None], list[tuple[int, BaseException]]]: ...
+def spectral_batch(
+    arrays: Sequence[npt.NDArray[np.floating]],
+    *,
+    power: float = 2.0,
+    normalize: str = "dim",
+    center: bool = False,
+    method: str = "auto",
+    need_rank: bool = False,
+    threads: int | None = None,
+) -> tuple[dict[str, object], list[tuple[int, BaseException]]]: ...
+def default_threads() -> int: ...
+def _panic_inside_engine() -> None: ...
