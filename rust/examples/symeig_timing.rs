@@ -8,7 +8,8 @@ use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, Par};
 use grokspec_core::band_reduction::reduce_to_band;
 use grokspec_core::bulge_chasing::BandMatrix;
-use grokspec_core::symeig::{SymEigParams, symmetric_eigenvalues, tridiagonal_eigenvalues};
+use grokspec_core::symeig::{SymEigParams, symmetric_eigenvalues};
+use grokspec_core::tridiagonal::tridiagonal_eigenvalues;
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -66,7 +67,7 @@ fn main() {
     println!("stage 2 (to tridiag)  {:>8.3} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let two = tridiagonal_eigenvalues(&d, &e).unwrap();
-    println!("tridiagonal QR        {:>8.3} s", t.elapsed().as_secs_f64());
+    println!("tridiagonal QL        {:>8.3} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let params = SymEigParams {

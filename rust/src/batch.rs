@@ -24,7 +24,9 @@ pub fn default_threads() -> Result<usize, Error> {
     match std::env::var(THREADS_ENV) {
         Ok(value) => match value.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(Error::InvalidArgument(format!("{THREADS_ENV} must be a positive integer, got {value:?}"))),
+            _ => Err(Error::InvalidArgument(format!(
+                "{THREADS_ENV} must be a positive integer, got {value:?}"
+            ))),
         },
         Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
@@ -33,7 +35,10 @@ pub fn default_threads() -> Result<usize, Error> {
 /// A cached pool with exactly `threads` workers.
 fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, Error> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(pool) = pools.get(&threads) {
         return Ok(Arc::clone(pool));
     }
@@ -82,19 +87,26 @@ pub fn run<T: Send>(
         let total: f64 = costs.iter().sum();
         let mut order: Vec<usize> = (0..costs.len()).collect();
         order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));
-        let (large, small): (Vec<usize>, Vec<usize>) =
-            order.into_iter().partition(|&i| costs.len() == 1 || costs[i] * threads as f64 >= total);
+        let (large, small): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&i| costs.len() == 1 || costs[i] * threads as f64 >= total);
         pool(threads)?.install(|| {
             for &i in &large {
                 results[i] = Some(guarded(i, Par::rayon(threads)));
             }
-            let done: Vec<(usize, Result<T, Error>)> = small.par_iter().map(|&i| (i, guarded(i, Par::Seq))).collect();
+            let done: Vec<(usize, Result<T, Error>)> = small
+                .par_iter()
+                .map(|&i| (i, guarded(i, Par::Seq)))
+                .collect();
             for (i, result) in done {
                 results[i] = Some(result);
             }
         });
     }
-    Ok(results.into_iter().map(|r| r.expect("every item ran")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -114,7 +126,10 @@ mod tests {
     #[test]
     fn a_panic_becomes_an_error_for_that_item_only() {
         let costs = [1.0; 4];
-        let out = run(&costs, 2, |i, _| if i == 2 { panic!("boom at {i}") } else { Ok(i) }).unwrap();
+        let out = run(&costs, 2, |i, _| {
+            if i == 2 { panic!("boom at {i}") } else { Ok(i) }
+        })
+        .unwrap();
         assert!(matches!(&out[2], Err(Error::Internal(m)) if m.contains("boom at 2")));
         assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 3);
     }

@@ -15,11 +15,12 @@ pub mod matrix;
 mod simd;
 pub mod spectrum;
 pub mod symeig;
+pub mod tridiagonal;
 
 use faer::MatRef;
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2, PyUntypedArray,
-    PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2,
+    PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -62,7 +63,11 @@ fn borrow_inputs<'py>(arrays: &[Bound<'py, PyAny>]) -> PyResult<Vec<Input<'py>>>
         .enumerate()
         .map(|(index, item)| {
             let context = |message: String| {
-                if count == 1 { message } else { format!("matrix {index} of {count}: {message}") }
+                if count == 1 {
+                    message
+                } else {
+                    format!("matrix {index} of {count}: {message}")
+                }
             };
             let Ok(array) = item.cast::<PyUntypedArray>() else {
                 let type_name = item.get_type().name()?;
@@ -96,7 +101,9 @@ fn borrow_inputs<'py>(arrays: &[Bound<'py, PyAny>]) -> PyResult<Vec<Input<'py>>>
 
 fn resolve_threads(threads: Option<usize>) -> Result<usize, Error> {
     match threads {
-        Some(0) => Err(Error::InvalidArgument("threads must be at least 1".to_owned())),
+        Some(0) => Err(Error::InvalidArgument(
+            "threads must be at least 1".to_owned(),
+        )),
         Some(n) => Ok(n),
         None => batch::default_threads(),
     }
@@ -111,19 +118,35 @@ fn run_batch<T: Send>(
 ) -> PyResult<Vec<Result<T, Error>>> {
     let threads = resolve_threads(threads)?;
     let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
-    let costs: Vec<f64> = views.iter().map(|v| batch::cost(v.shape().0, v.shape().1)).collect();
+    let costs: Vec<f64> = views
+        .iter()
+        .map(|v| batch::cost(v.shape().0, v.shape().1))
+        .collect();
     let count = views.len();
     let results = py.detach(|| batch::run(&costs, threads, |i, par| compute(views[i], par)))?;
     Ok(results
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.map_err(|e| if count == 1 { e } else { e.context(&format!("matrix {i} of {count}")) }))
+        .map(|(i, r)| {
+            r.map_err(|e| {
+                if count == 1 {
+                    e
+                } else {
+                    e.context(&format!("matrix {i} of {count}"))
+                }
+            })
+        })
         .collect())
 }
 
-/// Splits per-item results into values (None where failed) and
-/// `(index, exception)` pairs.
-fn split_errors<T>(py: Python<'_>, results: Vec<Result<T, Error>>) -> (Vec<Option<T>>, Vec<(usize, Py<PyAny>)>) {
+/// Each matrix's singular values, None where it failed.
+type SingularValueList<'py> = Vec<Option<Bound<'py, PyArray1<f64>>>>;
+
+/// `(index, exception)` for each matrix that failed.
+type ItemErrors = Vec<(usize, Py<PyAny>)>;
+
+/// Splits per-item results into values (None where failed) and errors.
+fn split_errors<T>(py: Python<'_>, results: Vec<Result<T, Error>>) -> (Vec<Option<T>>, ItemErrors) {
     let mut errors = Vec::new();
     let values = results
         .into_iter()
@@ -150,14 +173,20 @@ fn singular_values_batch<'py>(
     arrays: Vec<Bound<'py, PyAny>>,
     method: &str,
     threads: Option<usize>,
-) -> PyResult<(Vec<Option<Bound<'py, PyArray1<f64>>>>, Vec<(usize, Py<PyAny>)>)> {
+) -> PyResult<(SingularValueList<'py>, ItemErrors)> {
     let method = Method::parse(method)?;
     let inputs = borrow_inputs(&arrays)?;
     let results = run_batch(py, &inputs, threads, |view, par| {
         spectrum::spectrum(view, method, false, Target::SingularValues, par).map(|s| s.sigma)
     })?;
     let (values, errors) = split_errors(py, results);
-    Ok((values.into_iter().map(|v| v.map(|s| s.into_pyarray(py))).collect(), errors))
+    Ok((
+        values
+            .into_iter()
+            .map(|v| v.map(|s| s.into_pyarray(py)))
+            .collect(),
+        errors,
+    ))
 }
 
 /// Spectral entropy and the other statistics of each 2-D float32/float64
@@ -176,27 +205,63 @@ fn spectral_batch<'py>(
     method: &str,
     need_rank: bool,
     threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyDict>, Vec<(usize, Py<PyAny>)>)> {
+) -> PyResult<(Bound<'py, PyDict>, ItemErrors)> {
     let spec = EntropySpec::new(power, Normalize::parse(normalize)?)?;
     let method = Method::parse(method)?;
     let inputs = borrow_inputs(&arrays)?;
     let target = Target::Entropy { spec, need_rank };
-    let results = run_batch(py, &inputs, threads, |view, par| spectrum::spectrum(view, method, center, target, par))?;
+    let results = run_batch(py, &inputs, threads, |view, par| {
+        spectrum::spectrum(view, method, center, target, par)
+    })?;
     let shapes: Vec<(usize, usize)> = inputs.iter().map(|i| i.view().shape()).collect();
     let (spectra, errors) = split_errors(py, results);
-    let stats: Vec<Option<entropy::Stats>> = spectra.iter().map(|s| s.as_ref().map(|s| s.stats(spec))).collect();
-    let column = |f: fn(&entropy::Stats) -> f64| -> Vec<f64> { stats.iter().map(|s| s.as_ref().map_or(f64::NAN, f)).collect() };
+    let stats: Vec<Option<entropy::Stats>> = spectra
+        .iter()
+        .map(|s| s.as_ref().map(|s| s.stats(spec)))
+        .collect();
+    let column = |f: fn(&entropy::Stats) -> f64| -> Vec<f64> {
+        stats
+            .iter()
+            .map(|s| s.as_ref().map_or(f64::NAN, f))
+            .collect()
+    };
     let columns = PyDict::new(py);
     columns.set_item("entropy", column(|s| s.entropy).into_pyarray(py))?;
     columns.set_item("sigma_max", column(|s| s.sigma_max).into_pyarray(py))?;
-    columns.set_item("frobenius_norm", column(|s| s.frobenius_norm).into_pyarray(py))?;
+    columns.set_item(
+        "frobenius_norm",
+        column(|s| s.frobenius_norm).into_pyarray(py),
+    )?;
     columns.set_item("stable_rank", column(|s| s.stable_rank).into_pyarray(py))?;
-    columns.set_item("effective_rank", column(|s| s.effective_rank).into_pyarray(py))?;
-    let ranks: Vec<i64> = stats.iter().map(|s| s.as_ref().map_or(-1, |s| s.numerical_rank as i64)).collect();
+    columns.set_item(
+        "effective_rank",
+        column(|s| s.effective_rank).into_pyarray(py),
+    )?;
+    let ranks: Vec<i64> = stats
+        .iter()
+        .map(|s| s.as_ref().map_or(-1, |s| s.numerical_rank as i64))
+        .collect();
     columns.set_item("numerical_rank", ranks.into_pyarray(py))?;
-    columns.set_item("rows", shapes.iter().map(|s| s.0 as i64).collect::<Vec<_>>().into_pyarray(py))?;
-    columns.set_item("cols", shapes.iter().map(|s| s.1 as i64).collect::<Vec<_>>().into_pyarray(py))?;
-    let methods: Vec<&str> = spectra.iter().map(|s| s.as_ref().map_or("failed", |s: &Spectrum| s.method.name())).collect();
+    columns.set_item(
+        "rows",
+        shapes
+            .iter()
+            .map(|s| s.0 as i64)
+            .collect::<Vec<_>>()
+            .into_pyarray(py),
+    )?;
+    columns.set_item(
+        "cols",
+        shapes
+            .iter()
+            .map(|s| s.1 as i64)
+            .collect::<Vec<_>>()
+            .into_pyarray(py),
+    )?;
+    let methods: Vec<&str> = spectra
+        .iter()
+        .map(|s| s.as_ref().map_or("failed", |s: &Spectrum| s.method.name()))
+        .collect();
     columns.set_item("method", methods)?;
     Ok((columns, errors))
 }
@@ -212,7 +277,15 @@ fn default_threads() -> PyResult<usize> {
 /// panic reaches Python as a `GrokspecError`, never as a crash.
 #[pyfunction]
 fn _panic_inside_engine(py: Python<'_>) -> PyResult<()> {
-    let results = py.detach(|| batch::run(&[1.0, 1.0], 2, |i, _| if i == 1 { panic!("deliberate test panic") } else { Ok(()) }))?;
+    let results = py.detach(|| {
+        batch::run(&[1.0, 1.0], 2, |i, _| {
+            if i == 1 {
+                panic!("deliberate test panic")
+            } else {
+                Ok(())
+            }
+        })
+    })?;
     for result in results {
         result?;
     }

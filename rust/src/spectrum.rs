@@ -258,7 +258,10 @@ impl GramEigenvalues {
         {
             lambda[r..].fill(0.0);
         }
-        Self { lambda, delta: delta + tau }
+        Self {
+            lambda,
+            delta: delta + tau,
+        }
     }
 }
 
@@ -423,13 +426,33 @@ mod tests {
         let left = Mat::<f64>::from_fn(150, 5, |_, _| rng.random::<f64>() - 0.5);
         let right = Mat::<f64>::from_fn(5, 120, |_, _| rng.random::<f64>() - 0.5);
         let a = &left * &right;
-        let got = spectrum(MatrixView::F64(a.as_ref()), Method::Gram, false, Target::SingularValues, Par::Seq).unwrap();
+        let got = spectrum(
+            MatrixView::F64(a.as_ref()),
+            Method::Gram,
+            false,
+            Target::SingularValues,
+            Par::Seq,
+        )
+        .unwrap();
         assert!(got.sigma[..5].iter().all(|&s| s > 0.0));
-        assert!(got.sigma[5..].iter().all(|&s| s == 0.0), "{:?}", &got.sigma[..8]);
+        assert!(
+            got.sigma[5..].iter().all(|&s| s == 0.0),
+            "{:?}",
+            &got.sigma[..8]
+        );
         // A spectrum running smoothly down through the noise is not truncated.
-        let sigma: Vec<f64> = (0..60).map(|i| 10f64.powf(-9.0 * i as f64 / 59.0)).collect();
+        let sigma: Vec<f64> = (0..60)
+            .map(|i| 10f64.powf(-9.0 * i as f64 / 59.0))
+            .collect();
         let smooth = with_singular_values(80, 60, &sigma, 1);
-        let got = spectrum(MatrixView::F64(smooth.as_ref()), Method::Gram, false, Target::SingularValues, Par::Seq).unwrap();
+        let got = spectrum(
+            MatrixView::F64(smooth.as_ref()),
+            Method::Gram,
+            false,
+            Target::SingularValues,
+            Par::Seq,
+        )
+        .unwrap();
         assert!(got.sigma.iter().filter(|&&s| s == 0.0).count() < 5);
     }
 

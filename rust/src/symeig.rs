@@ -3,18 +3,18 @@
 //! Small matrices (that fit in cache) go through faer's one-stage
 //! tridiagonalization; larger ones through the two-stage reduction
 //! (`band_reduction` then `bulge_chasing`), whose cost is dominated by
-//! matrix products instead of memory traffic. Both end in faer's implicit QR
-//! on the tridiagonal matrix.
+//! matrix products instead of memory traffic. Both end in the root-free QL
+//! iteration on the tridiagonal matrix (`tridiagonal`).
 
-use faer::diag::{Diag, DiagRef};
 use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::evd::{self, ComputeEigenvectors};
+use faer::linalg::evd::tridiag;
 use faer::prelude::{Reborrow, ReborrowMut};
-use faer::{MatMut, Par};
+use faer::{Mat, MatMut, Par};
 
 use crate::band_reduction::reduce_to_band;
 use crate::bulge_chasing::BandMatrix;
 use crate::error::Error;
+use crate::tridiagonal::tridiagonal_eigenvalues;
 
 /// Tuning of the symmetric eigensolver.
 #[derive(Debug, Clone, Copy)]
@@ -62,26 +62,25 @@ pub fn symmetric_eigenvalues(
     Ok(values)
 }
 
-fn one_stage(a: MatMut<'_, f64>, par: Par) -> Result<Vec<f64>, Error> {
+fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> Result<Vec<f64>, Error> {
     let n = a.nrows();
-    let mut values = Diag::<f64>::zeros(n);
-    let scratch =
-        evd::self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::No, par, Default::default());
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
+    let mut householder = Mat::<f64>::zeros(block, n - 1);
+    let scratch = tridiag::tridiag_in_place_scratch::<f64>(n, par, Default::default());
     let mut buffer = MemBuffer::new(scratch);
-    evd::self_adjoint_evd(
-        a.rb(),
-        values.as_mut(),
-        None,
+    tridiag::tridiag_in_place(
+        a.rb_mut(),
+        householder.as_mut(),
         par,
         MemStack::new(&mut buffer),
         Default::default(),
-    )
-    .map_err(|_| {
-        Error::NoConvergence(format!(
-            "the symmetric eigensolver did not converge ({n}x{n})"
-        ))
-    })?;
-    Ok(values.column_vector().iter().copied().collect())
+    );
+    let diag: Vec<f64> = (0..n).map(|i| a[(i, i)]).collect();
+    let subdiag: Vec<f64> = (0..n - 1).map(|i| a[(i + 1, i)]).collect();
+    tridiagonal_eigenvalues(&diag, &subdiag)
 }
 
 fn two_stage(mut a: MatMut<'_, f64>, par: Par, bandwidth: usize) -> Result<Vec<f64>, Error> {
@@ -90,42 +89,9 @@ fn two_stage(mut a: MatMut<'_, f64>, par: Par, bandwidth: usize) -> Result<Vec<f
     tridiagonal_eigenvalues(&diag, &subdiag)
 }
 
-/// Eigenvalues of the symmetric tridiagonal matrix with this diagonal and
-/// subdiagonal (`subdiag.len() + 1 == diag.len()`), in faer's order.
-pub fn tridiagonal_eigenvalues(diag: &[f64], subdiag: &[f64]) -> Result<Vec<f64>, Error> {
-    let n = diag.len();
-    // faer reads n - 1 subdiagonal entries from an n-long diagonal.
-    let mut e = subdiag.to_vec();
-    e.resize(n, 0.0);
-    let mut values = Diag::<f64>::zeros(n);
-    let scratch = evd::self_adjoint_evd_scratch::<f64>(
-        n,
-        ComputeEigenvectors::No,
-        Par::Seq,
-        Default::default(),
-    );
-    let mut buffer = MemBuffer::new(scratch);
-    evd::tridiagonal_self_adjoint_evd(
-        DiagRef::from_slice(diag),
-        DiagRef::from_slice(&e),
-        values.as_mut(),
-        None,
-        Par::Seq,
-        MemStack::new(&mut buffer),
-        Default::default(),
-    )
-    .map_err(|_| {
-        Error::NoConvergence(format!(
-            "the tridiagonal QR iteration did not converge ({n}x{n})"
-        ))
-    })?;
-    Ok(values.column_vector().iter().copied().collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faer::Mat;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 

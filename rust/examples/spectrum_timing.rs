@@ -1,0 +1,54 @@
+//! Times `spectrum()` end to end on small and mid sizes:
+//! `cargo run --release --example spectrum_timing`. A tuning aid.
+
+use std::time::Instant;
+
+use faer::{Mat, Par};
+use grokspec_core::entropy::{EntropySpec, Normalize};
+use grokspec_core::matrix::MatrixView;
+use grokspec_core::spectrum::{Method, Target, spectrum};
+
+fn main() {
+    let target = Target::Entropy {
+        spec: EntropySpec::new(2.0, Normalize::Dim).unwrap(),
+        need_rank: false,
+    };
+    let sizes: Vec<(usize, usize)> = std::env::args().nth(1).map_or(
+        vec![(512, 128), (256, 64), (64, 64), (600, 600), (1024, 1024)],
+        |s| {
+            let v: Vec<usize> = s.split("x").map(|x| x.parse().unwrap()).collect();
+            vec![(v[0], v[1])]
+        },
+    );
+    for &(rows, cols) in &sizes {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let a = Mat::<f32>::from_fn(rows, cols, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        });
+        for (label, par) in [("seq", Par::Seq), ("2 threads", Par::rayon(2))] {
+            let reps = if rows >= 600 { 20 } else { 500 };
+            let run = || {
+                spectrum(
+                    MatrixView::F32(a.as_ref()),
+                    Method::Gram,
+                    false,
+                    target,
+                    par,
+                )
+                .unwrap()
+            };
+            run();
+            let t = Instant::now();
+            for _ in 0..reps {
+                run();
+            }
+            println!(
+                "{rows}x{cols} {label:>9}: {:>9.1} us",
+                t.elapsed().as_secs_f64() / reps as f64 * 1e6
+            );
+        }
+    }
+}
