@@ -17,7 +17,9 @@ fn main() {
         .map(|a| a.parse().expect("a whole number"))
         .collect();
     let n = *args.first().unwrap_or(&2048);
-    let bandwidth = *args.get(1).unwrap_or(&SymEigParams::default().bandwidth);
+    let bandwidth = *args
+        .get(1)
+        .unwrap_or(&SymEigParams::for_dimension(n).bandwidth);
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let par = Par::rayon(threads);
     // A pseudo-random matrix (xorshift), or with STRUCTURED=1 a nearly low-rank one.
@@ -49,7 +51,12 @@ fn main() {
 
     let mut work = gram.clone();
     let t = Instant::now();
-    reduce_to_band(work.as_mut(), bandwidth, par);
+    let par1 = if std::env::var("SEQ1").is_ok() {
+        Par::Seq
+    } else {
+        par
+    };
+    reduce_to_band(work.as_mut(), bandwidth, par1);
     println!(
         "stage 1 (to band {bandwidth:>3}) {:>8.3} s",
         t.elapsed().as_secs_f64()
@@ -63,7 +70,7 @@ fn main() {
         }
     }
     let t = Instant::now();
-    let (d, e) = BandMatrix::from_lower(work.as_ref(), bandwidth).into_tridiagonal();
+    let (d, e) = BandMatrix::from_lower(work.as_ref(), bandwidth).into_tridiagonal(par);
     println!("stage 2 (to tridiag)  {:>8.3} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let two = tridiagonal_eigenvalues(&d, &e).unwrap();
@@ -73,6 +80,7 @@ fn main() {
     let params = SymEigParams {
         two_stage_from: usize::MAX,
         bandwidth,
+        parallel_band_reduction_from: 0,
     };
     let one = symmetric_eigenvalues(gram.clone().as_mut(), par, params).unwrap();
     println!("one-stage (faer)      {:>8.3} s", t.elapsed().as_secs_f64());

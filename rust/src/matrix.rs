@@ -7,9 +7,11 @@
 //! `B^T B`. Blocks are converted to f64 on the fly so that a 50k x 4k f32
 //! embedding never needs a full f64 copy.
 
+use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef};
 
 use crate::error::Error;
+use crate::simd::multiversion;
 
 /// A borrowed 2-D matrix of f32 or f64 with arbitrary (even negative)
 /// element strides, as numpy and torch hand them over.
@@ -74,7 +76,11 @@ impl<'a> Prepared<'a> {
             MatrixView::F32(m) => summarize(m, center),
             MatrixView::F64(m) => summarize(m, center),
         };
-        if let Some((i, j)) = summary.first_non_finite {
+        if summary.has_non_finite {
+            let (i, j) = match view {
+                MatrixView::F32(m) => first_non_finite(m),
+                MatrixView::F64(m) => first_non_finite(m),
+            };
             return Err(Error::NonFinite(format!(
                 "the {} matrix of shape ({rows}, {cols}) contains NaN or infinity (first at [{i}, {j}])",
                 view.dtype_name()
@@ -146,30 +152,55 @@ impl<'a> Prepared<'a> {
         mut dst: MatMut<'_, f64>,
     ) {
         let (rows, cols) = dst.shape();
-        // B[i, j] is A[i, j] or A[j, i]; A's column index is what centring uses.
+        // B[i, j] is A[i, j] or A[j, i].
         let b = if self.transposed { m.transpose() } else { m };
-        let mean_of_b_entry = |i: usize, j: usize| -> f64 {
-            if self.means.is_empty() {
-                0.0
-            } else if self.transposed {
-                self.means[i]
-            } else {
-                self.means[j]
-            }
+        let b = b.subrows(start, rows);
+        let scale = self.scale;
+        // Scaling by a power of two is exact; each line is copied from a
+        // contiguous slice when the source has one.
+        let convert = |out: &mut [f64], src: Option<&[T]>, at: &dyn Fn(usize) -> T| match src {
+            Some(src) => out
+                .iter_mut()
+                .zip(src)
+                .for_each(|(o, &v)| *o = v.into() * scale),
+            None => out
+                .iter_mut()
+                .enumerate()
+                .for_each(|(k, o)| *o = at(k).into() * scale),
         };
-        // Walk the source in its own memory order.
-        if b.row_stride().unsigned_abs() <= b.col_stride().unsigned_abs() {
+        if dst.row_stride() == 1 {
             for j in 0..cols {
-                for i in 0..rows {
-                    let value: f64 = b[(start + i, j)].into();
-                    dst[(i, j)] = (value - mean_of_b_entry(start + i, j)) * self.scale;
-                }
+                let out = dst
+                    .rb_mut()
+                    .col_mut(j)
+                    .try_as_col_major_mut()
+                    .expect("column-major block")
+                    .as_slice_mut();
+                let src = b.col(j).try_as_col_major().map(|c| c.as_slice());
+                convert(out, src, &|i| b[(i, j)]);
             }
         } else {
             for i in 0..rows {
-                for j in 0..cols {
-                    let value: f64 = b[(start + i, j)].into();
-                    dst[(i, j)] = (value - mean_of_b_entry(start + i, j)) * self.scale;
+                let out = dst
+                    .rb_mut()
+                    .row_mut(i)
+                    .try_as_row_major_mut()
+                    .expect("row-major block")
+                    .as_slice_mut();
+                let src = b.row(i).try_as_row_major().map(|r| r.as_slice());
+                convert(out, src, &|j| b[(i, j)]);
+            }
+        }
+        if !self.means.is_empty() {
+            // The user's column means: B's row means when B = A^T, else its column means.
+            for j in 0..cols {
+                for i in 0..rows {
+                    let mean = if self.transposed {
+                        self.means[start + i]
+                    } else {
+                        self.means[j]
+                    };
+                    dst[(i, j)] -= mean * scale;
                 }
             }
         }
@@ -184,39 +215,161 @@ impl<'a> Prepared<'a> {
     }
 }
 
-struct Summary {
-    first_non_finite: Option<(usize, usize)>,
+/// What one pass over an input tells about it.
+#[derive(Debug)]
+pub struct Summary {
+    has_non_finite: bool,
     max_abs: f64,
     column_sums: Vec<f64>,
 }
 
-fn summarize<T: Copy + Into<f64>>(m: MatRef<'_, T>, center: bool) -> Summary {
+/// One pass over the data in memory order (a contiguous line at a time
+/// where possible): whether anything is NaN or infinite, the largest
+/// magnitude, and (when centring) the column sums.
+fn summarize<T: Element>(m: MatRef<'_, T>, center: bool) -> Summary {
+    T::summarize(m, center)
+}
+
+/// The element types the engine reads, with a vectorized summary pass each.
+pub trait Element: Copy + Into<f64> + Send + Sync + 'static {
+    /// See [`summarize`].
+    fn summarize(m: MatRef<'_, Self>, center: bool) -> Summary;
+}
+
+multiversion! {
+    fn summarize_f32(m: MatRef<'_, f32>, center: bool) -> Summary = summarize_generic::<f32>
+}
+multiversion! {
+    fn summarize_f64(m: MatRef<'_, f64>, center: bool) -> Summary = summarize_generic::<f64>
+}
+
+impl Element for f32 {
+    fn summarize(m: MatRef<'_, f32>, center: bool) -> Summary {
+        summarize_f32(m, center)
+    }
+}
+
+impl Element for f64 {
+    fn summarize(m: MatRef<'_, f64>, center: bool) -> Summary {
+        summarize_f64(m, center)
+    }
+}
+
+#[inline(always)]
+fn summarize_generic<T: Copy + Into<f64>>(m: MatRef<'_, T>, center: bool) -> Summary {
     let (rows, cols) = m.shape();
-    let mut max_abs = 0.0_f64;
-    let mut column_sums = if center { vec![0.0; cols] } else { Vec::new() };
-    let mut first_non_finite = None;
-    let row_major = m.col_stride().unsigned_abs() < m.row_stride().unsigned_abs();
-    let mut visit = |i: usize, j: usize| {
-        let value: f64 = m[(i, j)].into();
-        if !value.is_finite() {
-            first_non_finite =
-                Some(first_non_finite.map_or((i, j), |f: (usize, usize)| f.min((i, j))));
-        }
-        max_abs = max_abs.max(value.abs());
-        if center {
-            column_sums[j] += value;
-        }
+    let mut summary = Summary {
+        has_non_finite: false,
+        max_abs: 0.0,
+        column_sums: if center { vec![0.0; cols] } else { Vec::new() },
     };
-    if row_major {
-        (0..rows).for_each(|i| (0..cols).for_each(|j| visit(i, j)));
+    if m.col_stride().unsigned_abs() < m.row_stride().unsigned_abs() {
+        let mut row_buffer = vec![0.0; cols];
+        for i in 0..rows {
+            let row = m.row(i);
+            match row.try_as_row_major() {
+                Some(line) => row_buffer
+                    .iter_mut()
+                    .zip(line.as_slice())
+                    .for_each(|(o, &v)| *o = v.into()),
+                None => row_buffer
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(j, o)| *o = row[j].into()),
+            }
+            let line = LineSummary::of(&row_buffer);
+            summary.merge(line);
+            if center {
+                summary
+                    .column_sums
+                    .iter_mut()
+                    .zip(&row_buffer)
+                    .for_each(|(s, v)| *s += v);
+            }
+        }
     } else {
-        (0..cols).for_each(|j| (0..rows).for_each(|i| visit(i, j)));
+        let mut col_buffer = vec![0.0; rows];
+        for j in 0..cols {
+            let col = m.col(j);
+            match col.try_as_col_major() {
+                Some(line) => col_buffer
+                    .iter_mut()
+                    .zip(line.as_slice())
+                    .for_each(|(o, &v)| *o = v.into()),
+                None => col_buffer
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, o)| *o = col[i].into()),
+            }
+            let line = LineSummary::of(&col_buffer);
+            summary.merge(line);
+            if center {
+                summary.column_sums[j] = line.sum;
+            }
+        }
     }
-    Summary {
-        first_non_finite,
-        max_abs,
-        column_sums,
+    summary
+}
+
+/// Largest magnitude, finiteness and sum of one line, over eight
+/// independent lanes so that the compiler can vectorize the reductions.
+#[derive(Clone, Copy)]
+struct LineSummary {
+    max_abs: f64,
+    all_finite: bool,
+    sum: f64,
+}
+
+impl LineSummary {
+    #[inline(always)]
+    fn of(values: &[f64]) -> Self {
+        const LANES: usize = 8;
+        let mut max = [0.0_f64; LANES];
+        let mut sum = [0.0_f64; LANES];
+        let mut finite = [true; LANES];
+        let mut chunks = values.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            for k in 0..LANES {
+                let a = chunk[k].abs();
+                // NaN fails every comparison: this one test catches NaN and infinities.
+                finite[k] &= a <= f64::MAX;
+                max[k] = if a > max[k] { a } else { max[k] };
+                sum[k] += chunk[k];
+            }
+        }
+        let mut out = Self {
+            max_abs: 0.0,
+            all_finite: true,
+            sum: 0.0,
+        };
+        for &v in chunks.remainder() {
+            out.all_finite &= v.abs() <= f64::MAX;
+            out.max_abs = out.max_abs.max(v.abs());
+            out.sum += v;
+        }
+        for k in 0..LANES {
+            out.all_finite &= finite[k];
+            out.max_abs = out.max_abs.max(max[k]);
+            out.sum += sum[k];
+        }
+        out
     }
+}
+
+impl Summary {
+    fn merge(&mut self, line: LineSummary) {
+        self.has_non_finite |= !line.all_finite;
+        self.max_abs = self.max_abs.max(line.max_abs);
+    }
+}
+
+/// The first NaN or infinity in row-major order (only called on failure).
+fn first_non_finite<T: Copy + Into<f64>>(m: MatRef<'_, T>) -> (usize, usize) {
+    let (rows, cols) = m.shape();
+    (0..rows)
+        .flat_map(|i| (0..cols).map(move |j| (i, j)))
+        .find(|&(i, j)| !Into::<f64>::into(m[(i, j)]).is_finite())
+        .unwrap_or((0, 0))
 }
 
 #[cfg(test)]

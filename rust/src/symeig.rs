@@ -23,17 +23,26 @@ pub struct SymEigParams {
     pub two_stage_from: usize,
     /// The band's width in the two-stage reduction.
     pub bandwidth: usize,
+    /// From this dimension on, stage 1 (memory-bound) runs on several
+    /// threads; below it, thread synchronization costs more than it saves.
+    pub parallel_band_reduction_from: usize,
 }
 
 impl SymEigParams {
     /// The tuned choice for an `n x n` matrix (measured on a 2-core Zen 5 with
     /// `examples/symeig_timing.rs`): two stages win from n ~ 512; a wider band
-    /// halves stage 1's memory traffic, which pays once the matrix leaves the
-    /// cache.
+    /// cuts stage 1's memory traffic (~8 n^3 / b bytes) but makes the bulge
+    /// chasing dearer (~6 b n^2 flops).
     pub fn for_dimension(n: usize) -> Self {
+        let bandwidth = match n {
+            0..1536 => 24,
+            1536..3072 => 32,
+            _ => 48,
+        };
         Self {
             two_stage_from: 512,
-            bandwidth: if n >= 3072 { 64 } else { 32 },
+            bandwidth,
+            parallel_band_reduction_from: 1536,
         }
     }
 }
@@ -54,7 +63,12 @@ pub fn symmetric_eigenvalues(
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "symmetric_eigenvalues needs a square matrix");
     let mut values = if n >= params.two_stage_from && params.bandwidth + 1 < n {
-        two_stage(a, par, params.bandwidth)?
+        let stage_one_par = if n >= params.parallel_band_reduction_from {
+            par
+        } else {
+            Par::Seq
+        };
+        two_stage(a, stage_one_par, par, params.bandwidth)?
     } else {
         one_stage(a, par)?
     };
@@ -83,9 +97,14 @@ fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> Result<Vec<f64>, Error> {
     tridiagonal_eigenvalues(&diag, &subdiag)
 }
 
-fn two_stage(mut a: MatMut<'_, f64>, par: Par, bandwidth: usize) -> Result<Vec<f64>, Error> {
-    reduce_to_band(a.rb_mut(), bandwidth, par);
-    let (diag, subdiag) = BandMatrix::from_lower(a.rb(), bandwidth).into_tridiagonal();
+fn two_stage(
+    mut a: MatMut<'_, f64>,
+    stage_one_par: Par,
+    par: Par,
+    bandwidth: usize,
+) -> Result<Vec<f64>, Error> {
+    reduce_to_band(a.rb_mut(), bandwidth, stage_one_par);
+    let (diag, subdiag) = BandMatrix::from_lower(a.rb(), bandwidth).into_tridiagonal(par);
     tridiagonal_eigenvalues(&diag, &subdiag)
 }
 
@@ -139,6 +158,7 @@ mod tests {
             let params = SymEigParams {
                 two_stage_from: 0,
                 bandwidth: b,
+                parallel_band_reduction_from: 0,
             };
             let got = symmetric_eigenvalues(a.clone().as_mut(), Par::Seq, params).unwrap();
             assert_close(&got, &want, 1e-12);
@@ -153,6 +173,7 @@ mod tests {
         let params = SymEigParams {
             two_stage_from: usize::MAX,
             bandwidth: 8,
+            parallel_band_reduction_from: 0,
         };
         let got = symmetric_eigenvalues(a.clone().as_mut(), Par::Seq, params).unwrap();
         assert_close(&got, &oracle(&a), 1e-12);
@@ -176,6 +197,7 @@ mod tests {
         let params = SymEigParams {
             two_stage_from: 0,
             bandwidth: 6,
+            parallel_band_reduction_from: 0,
         };
         let got = symmetric_eigenvalues(g.clone().as_mut(), Par::Seq, params).unwrap();
         for (g, w) in got.iter().zip(&lambda) {
@@ -190,6 +212,7 @@ mod tests {
         let params = SymEigParams {
             two_stage_from: 0,
             bandwidth: 5,
+            parallel_band_reduction_from: 0,
         };
         let got = symmetric_eigenvalues(diag.clone().as_mut(), Par::Seq, params).unwrap();
         let mut want: Vec<f64> = (0..n).map(|i| (i as f64) - 7.0).collect();
