@@ -228,6 +228,13 @@ def test_k_equal_one_gives_nan_normalized_and_zero_in_nats():
     assert np.isnan(spectral_entropy(np.ones((7, 1)), normalize="cols"))
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_constant_matrix_has_zero_entropy(method):
+    # Found by hypothesis: the SVD returns singular values down to 1e-178 here,
+    # whose squares underflow against the total (once gave NaN).
+    assert spectral_entropy(np.ones((13, 16)), method=method) == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.parametrize("normalize", NORMALIZE)
 def test_zero_matrix_gives_nan(normalize):
     assert np.isnan(spectral_entropy(np.zeros((5, 4)), normalize=normalize))

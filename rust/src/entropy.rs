@@ -120,13 +120,13 @@ pub fn entropy_nats(sigma: &[f64], power: f64) -> f64 {
     if total <= 0.0 || total.is_nan() {
         return f64::NAN;
     }
+    // Filter on p, not w: a tiny weight can be positive while w / total
+    // underflows to 0, and 0 * ln 0 would be NaN.
     -weights
         .iter()
-        .filter(|&&w| w > 0.0)
-        .map(|&w| {
-            let p = w / total;
-            p * p.ln()
-        })
+        .map(|&w| w / total)
+        .filter(|&p| p > 0.0)
+        .map(|p| p * p.ln())
         .sum::<f64>()
 }
 
@@ -235,6 +235,15 @@ mod tests {
             assert!(zero.stable_rank.is_nan());
             assert_eq!(zero.numerical_rank, 0);
         }
+    }
+
+    #[test]
+    fn weights_that_underflow_relative_to_the_total_do_not_make_nan() {
+        // The SVD of an all-ones matrix returns singular values down to 1e-178;
+        // squared, they are denormal and vanish against the total.
+        let sigma = [14.4, 9.7e-16, 1.1e-31, 5.5e-48, 4.4e-178];
+        let h = entropy_nats(&sigma, 2.0);
+        assert!((0.0..1e-28).contains(&h), "{h}");
     }
 
     #[test]
