@@ -1,0 +1,174 @@
+"""The training configuration: one frozen record, validated on creation,
+written to ``RUN_DIR/config.json`` and read back for resuming and scanning.
+
+The defaults are the demo run: the paper authors' companion setup on
+(a + b) mod 97 with train fraction 0.5 and batch 512, which groks on two CPU
+cores in about a minute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from grokspec.models import ACTIVATIONS
+from grokspec.tasks import TASKS, is_prime
+
+__all__ = ["TrainConfig", "ConfigMismatch", "CONFIG_FORMAT", "RESUMABLE_FIELDS"]
+
+CONFIG_FORMAT = "grokspec-config/1"
+
+#: Fields that may change when a run is continued (the budget, the stopping
+#: rules, where it runs, how often it reports); everything else defines the run.
+RESUMABLE_FIELDS = frozenset({"steps", "stop_after_crossing", "stop_after_grok", "device"})
+
+
+class ConfigMismatch(ValueError):
+    """A run directory holds a run with a different configuration."""
+
+
+def _help(text: str, default: Any, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": text, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- the task
+    task: str = _help("(a∘b) mod p for add, sub, mul, div; or s5 (permutation composition)", "add")
+    p: int = _help("the modulus (prime for div; ignored by s5)", 97)
+    train_fraction: float = _help("fraction of all pairs used for training", 0.5)
+    seed: int = _help("seed of the split, the initialization and the batches", 0)
+    # --- the model
+    model: str = _help("transformer or mlp (the control)", "transformer")
+    d_model: int = _help("width of the representation z (and of the transformer)", 128)
+    n_heads: int = _help("attention heads (transformer)", 4)
+    d_ff: int = _help("feed-forward width (transformer)", 512)
+    n_layers: int = _help("encoder layers (transformer)", 1)
+    mlp_hidden: tuple[int, ...] = _help("hidden widths before z (mlp), e.g. 512 or 512,256", (512,))
+    activation: str = _help("gelu, relu, silu, tanh; empty = gelu (transformer) / relu (mlp)", "")
+    # --- optimization
+    lr: float = _help("AdamW learning rate", 1e-3)
+    weight_decay: float = _help("AdamW weight decay", 1.0)
+    beta1: float = _help("AdamW beta1", 0.9)
+    beta2: float = _help("AdamW beta2 (torch's default; the paper's companion code names no betas)", 0.999)
+    batch_size: int = _help("examples per step, resampled each step; 0 = full batch", 512)
+    warmup_steps: int = _help("linear learning-rate warm-up steps", 0)
+    steps: int = _help("training budget in steps", 3000)
+    # --- measurement
+    eval_every: int = _help("steps between evaluations (metrics.jsonl)", 100)
+    checkpoint_every: int = _help("steps between checkpoints", 500)
+    probe_size: int = _help("probe inputs for the representation entropy (first of the train split)", 512)
+    threshold: float = _help("early-warning threshold on the representation entropy", 0.61)
+    grok_level: float = _help("test accuracy that counts as grokked", 0.99)
+    stop_after_crossing: int | None = _help("stop this many steps after the entropy falls below the threshold", None)
+    stop_after_grok: int | None = _help("stop this many steps after test accuracy reaches grok_level", None)
+    # --- the intervention (representation mixing)
+    mixing_start: int | None = _help("first step of representation mixing (None = no intervention)", None)
+    mixing_end: int | None = _help("step at which mixing ends (exclusive)", None)
+    mixing_fraction: float = _help("fraction of each batch whose z is replaced by another example's (1.0 makes z useless and collapses it)", 0.5)
+    norm_reference: str | None = _help("run dir whose param-norm trajectory mixing runs are rescaled to", None)
+    # --- where it runs
+    device: str = _help("auto (cuda, else mps, else cpu), cpu, cuda, cuda:1, mps", "auto")
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if self.task not in TASKS:
+            out.append(f"unknown task {self.task!r} (choose from {', '.join(TASKS)})")
+        if self.task != "s5" and (not isinstance(self.p, int) or self.p < 2):
+            out.append(f"p must be an integer >= 2, got {self.p!r}")
+        elif self.task == "div" and not is_prime(self.p):
+            out.append(f"division mod p needs a prime p, and {self.p} is not prime")
+        if not 0.0 < self.train_fraction < 1.0:
+            out.append(f"train_fraction must lie strictly between 0 and 1, got {self.train_fraction}")
+        if self.model not in ("transformer", "mlp"):
+            out.append(f"unknown model {self.model!r} (transformer or mlp)")
+        if self.activation and self.activation not in ACTIVATIONS:
+            out.append(f"unknown activation {self.activation!r} (choose from {', '.join(ACTIVATIONS)})")
+        for name in ("d_model", "n_heads", "d_ff", "n_layers", "steps", "eval_every", "checkpoint_every", "probe_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                out.append(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.d_model, int) and isinstance(self.n_heads, int) and self.n_heads > 0 and self.d_model % self.n_heads:
+            out.append(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if not self.mlp_hidden or any(not isinstance(w, int) or w < 1 for w in self.mlp_hidden):
+            out.append(f"mlp_hidden must be positive widths, got {self.mlp_hidden!r}")
+        if not self.lr > 0:
+            out.append(f"lr must be positive, got {self.lr}")
+        if not self.weight_decay >= 0:
+            out.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            out.append(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        for name in ("batch_size", "warmup_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                out.append(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        if not 0 < self.grok_level <= 1:
+            out.append(f"grok_level must lie in (0, 1], got {self.grok_level}")
+        for name in ("stop_after_crossing", "stop_after_grok"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                out.append(f"{name} must be a non-negative integer or None, got {value!r}")
+        if (self.mixing_start is None) != (self.mixing_end is None):
+            out.append("mixing needs both mixing_start and mixing_end")
+        elif self.mixing_start is not None and self.mixing_end is not None and not 0 <= self.mixing_start < self.mixing_end:
+            out.append(f"the mixing window [{self.mixing_start}, {self.mixing_end}) is empty or negative")
+        if not 0 < self.mixing_fraction <= 1:
+            out.append(f"mixing_fraction must lie in (0, 1], got {self.mixing_fraction}")
+        if self.norm_reference is not None and self.mixing_start is None:
+            out.append("norm_reference only applies to a mixing run (set mixing_start and mixing_end)")
+        return out
+
+    # --- derived values
+    @property
+    def resolved_activation(self) -> str:
+        return self.activation or ("gelu" if self.model == "transformer" else "relu")
+
+    @property
+    def has_intervention(self) -> bool:
+        return self.mixing_start is not None
+
+    def mixing_active(self, step: int) -> bool:
+        """Whether the update that follows evaluation step `step` is mixed."""
+        return self.mixing_start is not None and self.mixing_end is not None and self.mixing_start <= step < self.mixing_end
+
+    def with_seed(self, seed: int) -> TrainConfig:
+        return dataclasses.replace(self, seed=seed)
+
+    # --- serialization
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mlp_hidden"] = list(self.mlp_hidden)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps({"format": CONFIG_FORMAT, **self.to_dict()}, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "mlp_hidden" in values:
+            values["mlp_hidden"] = tuple(values["mlp_hidden"])
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("format") != CONFIG_FORMAT:
+            raise ValueError(f"{path} is not a grokspec config (format {data.get('format')!r})")
+        return cls.from_dict(data)
+
+    def identity_differences(self, other: TrainConfig) -> list[str]:
+        """The fields (outside RESUMABLE_FIELDS) in which two configs differ."""
+        return [
+            f"{f.name}: {getattr(other, f.name)!r} vs {getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in RESUMABLE_FIELDS and getattr(self, f.name) != getattr(other, f.name)
+        ]
