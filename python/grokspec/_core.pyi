@@ -14,6 +14,8 @@ __all__ = [
     "singular_values_batch",
     "spectral_batch",
     "default_threads",
+    "safetensors_header",
+    "safetensors_spectral",
     "_panic_inside_engine",
     "__version__",
 ]
@@ -43,4 +45,16 @@ def spectral_batch(
     threads: int | None = None,
 ) -> tuple[dict[str, object], list[tuple[int, BaseException]]]: ...
 def default_threads() -> int: ...
+def safetensors_header(path: str) -> tuple[list[tuple[str, str, list[int]]], dict[str, str]]: ...
+def safetensors_spectral(
+    path: str,
+    tensors: Sequence[tuple[str, int, int]],
+    *,
+    power: float = 2.0,
+    normalize: str = "dim",
+    center: bool = False,
+    method: str = "auto",
+    need_rank: bool = False,
+    threads: int | None = None,
+) -> tuple[dict[str, object], list[tuple[int, BaseException]]]: ...
 def _panic_inside_engine() -> None: ...

@@ -110,16 +110,21 @@ def detect_events(
     values: Sequence[float | None],
     accuracy: Sequence[float | None] | None = None,
     *,
+    accuracy_steps: Sequence[float] | None = None,
     threshold: float | None = None,
     persist: int = 1,
     window: int = COLLAPSE_WINDOW,
     drop: float = COLLAPSE_DROP,
     level: float = GROK_LEVEL,
 ) -> Events:
-    """All of section 1's events for one series (and the run's accuracy)."""
+    """All of section 1's events for one series. The accuracy may be
+    recorded at other steps than the series (`accuracy_steps`); by default
+    at the same ones."""
     crossing = crossing_step(steps, values, threshold, persist=persist) if threshold is not None else None
     collapse = collapse_step(steps, values, window=window, drop=drop)
-    grok = grok_step(steps, accuracy, level=level) if accuracy is not None else None
+    grok = None
+    if accuracy is not None:
+        grok = grok_step(steps if accuracy_steps is None else accuracy_steps, accuracy, level=level)
     status = "grokked" if grok is not None else "crossed" if crossing is not None else "not-crossed"
     return Events(
         threshold=threshold,

@@ -12,6 +12,7 @@ pub mod entropy;
 pub mod error;
 pub mod householder;
 pub mod matrix;
+pub mod safetensors;
 mod simd;
 pub mod spectrum;
 pub mod symeig;
@@ -27,7 +28,7 @@ use pyo3::types::PyDict;
 
 use crate::entropy::{EntropySpec, Normalize};
 use crate::error::{CheckpointError, DTypeError, Error, GrokspecError, NonFiniteError, ShapeError};
-use crate::matrix::MatrixView;
+use crate::matrix::{MatrixView, PackedDtype, PackedMatrix};
 use crate::spectrum::{Method, Spectrum, Target};
 
 /// A numpy array borrowed read-only for the duration of a call.
@@ -109,15 +110,15 @@ fn resolve_threads(threads: Option<usize>) -> Result<usize, Error> {
     }
 }
 
-/// Runs `compute` on every input with the GIL released.
+/// Runs `compute` on every matrix with the GIL released; errors name the
+/// matrix when there are several.
 fn run_batch<T: Send>(
     py: Python<'_>,
-    inputs: &[Input<'_>],
+    views: &[MatrixView<'_>],
     threads: Option<usize>,
     compute: impl Fn(MatrixView<'_>, faer::Par) -> Result<T, Error> + Sync,
 ) -> PyResult<Vec<Result<T, Error>>> {
     let threads = resolve_threads(threads)?;
-    let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
     let costs: Vec<f64> = views
         .iter()
         .map(|v| batch::cost(v.shape().0, v.shape().1))
@@ -176,7 +177,8 @@ fn singular_values_batch<'py>(
 ) -> PyResult<(SingularValueList<'py>, ItemErrors)> {
     let method = Method::parse(method)?;
     let inputs = borrow_inputs(&arrays)?;
-    let results = run_batch(py, &inputs, threads, |view, par| {
+    let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
+    let results = run_batch(py, &views, threads, |view, par| {
         spectrum::spectrum(view, method, false, Target::SingularValues, par).map(|s| s.sigma)
     })?;
     let (values, errors) = split_errors(py, results);
@@ -209,11 +211,26 @@ fn spectral_batch<'py>(
     let spec = EntropySpec::new(power, Normalize::parse(normalize)?)?;
     let method = Method::parse(method)?;
     let inputs = borrow_inputs(&arrays)?;
+    let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
+    spectral_columns(py, &views, spec, center, method, need_rank, threads)
+}
+
+/// Runs the entropy computation over `views` and returns section 1's
+/// statistics as columns plus the per-matrix errors.
+fn spectral_columns<'py>(
+    py: Python<'py>,
+    views: &[MatrixView<'_>],
+    spec: EntropySpec,
+    center: bool,
+    method: Method,
+    need_rank: bool,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyDict>, ItemErrors)> {
     let target = Target::Entropy { spec, need_rank };
-    let results = run_batch(py, &inputs, threads, |view, par| {
+    let results = run_batch(py, views, threads, |view, par| {
         spectrum::spectrum(view, method, center, target, par)
     })?;
-    let shapes: Vec<(usize, usize)> = inputs.iter().map(|i| i.view().shape()).collect();
+    let shapes: Vec<(usize, usize)> = views.iter().map(MatrixView::shape).collect();
     let (spectra, errors) = split_errors(py, results);
     let stats: Vec<Option<entropy::Stats>> = spectra
         .iter()
@@ -266,6 +283,120 @@ fn spectral_batch<'py>(
     Ok((columns, errors))
 }
 
+/// A safetensors file, opened and validated: its header and a read-only
+/// memory map of the whole file.
+struct OpenSafetensors {
+    header: safetensors::Header,
+    map: memmap2::Mmap,
+}
+
+fn open_safetensors(path: &str) -> Result<OpenSafetensors, Error> {
+    use std::io::Read;
+    let fail =
+        |what: &str, e: std::io::Error| Error::Checkpoint(format!("{path}: cannot {what}: {e}"));
+    let mut file = std::fs::File::open(path).map_err(|e| fail("open", e))?;
+    let len = file.metadata().map_err(|e| fail("stat", e))?.len();
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).map_err(|_| {
+        Error::Checkpoint(format!(
+            "{path}: file of {len} bytes is too short for a safetensors header"
+        ))
+    })?;
+    let header_len = u64::from_le_bytes(length)
+        .min(safetensors::MAX_HEADER_BYTES + 1)
+        .min(len.saturating_sub(8));
+    let mut prefix = length.to_vec();
+    prefix.resize(8 + header_len as usize, 0);
+    file.read_exact(&mut prefix[8..])
+        .map_err(|e| fail("read the header", e))?;
+    let header = safetensors::parse_header(&prefix, len).map_err(|e| e.context(path))?;
+    // SAFETY: the map is read-only; a file truncated by another process while
+    // we read it is outside what any reader of memory-mapped files can guard.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail("memory-map", e))?;
+    if map.len() as u64 != len {
+        return Err(Error::Checkpoint(format!(
+            "{path}: the file changed size while being opened"
+        )));
+    }
+    Ok(OpenSafetensors { header, map })
+}
+
+/// `(name, dtype, shape)` of one tensor in a safetensors header.
+type TensorEntry = (String, String, Vec<usize>);
+
+/// The tensors of a safetensors file as `[(name, dtype, shape)]` and its
+/// `__metadata__`; a truncated, corrupt or lying header raises
+/// `CheckpointError`.
+#[pyfunction]
+fn safetensors_header<'py>(
+    py: Python<'py>,
+    path: &str,
+) -> PyResult<(Vec<TensorEntry>, Bound<'py, PyDict>)> {
+    let opened = py.detach(|| open_safetensors(path))?;
+    let tensors = opened
+        .header
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.dtype.name().to_owned(), t.shape.clone()))
+        .collect();
+    let metadata = PyDict::new(py);
+    for (k, v) in &opened.header.metadata {
+        metadata.set_item(k, v)?;
+    }
+    Ok((tensors, metadata))
+}
+
+/// Like `spectral_batch`, for tensors of a safetensors file read through a
+/// memory map: `tensors` is `[(name, rows, cols)]`, each tensor seen as the
+/// row-major `rows x cols` matrix (rows * cols must be its element count).
+/// F16 and BF16 are decoded on the fly; no tensor is copied whole.
+#[pyfunction]
+#[pyo3(signature = (path, tensors, *, power = 2.0, normalize = "dim", center = false, method = "auto", need_rank = false, threads = None))]
+fn safetensors_spectral<'py>(
+    py: Python<'py>,
+    path: &str,
+    tensors: Vec<(String, usize, usize)>,
+    power: f64,
+    normalize: &str,
+    center: bool,
+    method: &str,
+    need_rank: bool,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyDict>, ItemErrors)> {
+    let spec = EntropySpec::new(power, Normalize::parse(normalize)?)?;
+    let method = Method::parse(method)?;
+    let opened = py.detach(|| open_safetensors(path))?;
+    let data = &opened.map[opened.header.data_start..];
+    let by_name: std::collections::HashMap<&str, &safetensors::TensorInfo> = opened
+        .header
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, rows, cols) in &tensors {
+        let info = by_name
+            .get(name.as_str())
+            .ok_or_else(|| Error::Checkpoint(format!("{path}: no tensor named {name:?}")))?;
+        let dtype = match info.dtype {
+            safetensors::Dtype::F16 => PackedDtype::F16,
+            safetensors::Dtype::BF16 => PackedDtype::BF16,
+            safetensors::Dtype::F32 => PackedDtype::F32,
+            safetensors::Dtype::F64 => PackedDtype::F64,
+            other => {
+                return Err(DTypeError::new_err(format!(
+                    "{name}: expected a floating-point tensor, got {}",
+                    other.name()
+                )));
+            }
+        };
+        let packed = PackedMatrix::new(&data[info.start..info.end], dtype, *rows, *cols)
+            .map_err(|e| e.context(name))?;
+        views.push(MatrixView::Packed(packed));
+    }
+    spectral_columns(py, &views, spec, center, method, need_rank, threads)
+}
+
 /// The thread count used when `threads=None`: `GROKSPEC_NUM_THREADS` if
 /// set, else the cores this process may use.
 #[pyfunction]
@@ -303,6 +434,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(singular_values_batch, m)?)?;
     m.add_function(wrap_pyfunction!(spectral_batch, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(safetensors_header, m)?)?;
+    m.add_function(wrap_pyfunction!(safetensors_spectral, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_inside_engine, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,5 +1,6 @@
-//! Input matrices: strided views of f32 or f64 data, checked once and then
-//! streamed as f64 row blocks of the "tall" orientation.
+//! Input matrices: strided views of f32 or f64 data (from numpy), or packed
+//! little-endian f16/bf16/f32/f64 bytes (from a memory-mapped checkpoint),
+//! checked once and then streamed as f64 row blocks of the "tall" orientation.
 //!
 //! The spectrum of `A` equals the spectrum of `A^T`, so the engine always
 //! works on the tall orientation `B` (`B = A` if `A` has at least as many rows
@@ -13,14 +14,16 @@ use faer::{Mat, MatMut, MatRef};
 use crate::error::Error;
 use crate::simd::multiversion;
 
-/// A borrowed 2-D matrix of f32 or f64 with arbitrary (even negative)
-/// element strides, as numpy and torch hand them over.
+/// A borrowed 2-D matrix: f32 or f64 with arbitrary (even negative)
+/// element strides, as numpy and torch hand them over, or packed bytes.
 #[derive(Debug, Clone, Copy)]
 pub enum MatrixView<'a> {
     /// Single precision.
     F32(MatRef<'a, f32>),
     /// Double precision.
     F64(MatRef<'a, f64>),
+    /// Row-major little-endian bytes, as a safetensors file stores them.
+    Packed(PackedMatrix<'a>),
 }
 
 impl MatrixView<'_> {
@@ -29,6 +32,7 @@ impl MatrixView<'_> {
         match self {
             Self::F32(m) => m.shape(),
             Self::F64(m) => m.shape(),
+            Self::Packed(m) => (m.rows, m.cols),
         }
     }
 
@@ -37,14 +41,132 @@ impl MatrixView<'_> {
         match self {
             Self::F32(_) => f64::from(f32::EPSILON),
             Self::F64(_) => f64::EPSILON,
+            Self::Packed(m) => m.dtype.epsilon(),
         }
     }
 
-    /// "float32" or "float64", for messages.
+    /// The element type's name, for messages.
     pub fn dtype_name(&self) -> &'static str {
         match self {
             Self::F32(_) => "float32",
             Self::F64(_) => "float64",
+            Self::Packed(m) => m.dtype.name(),
+        }
+    }
+}
+
+/// The element types a packed matrix can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackedDtype {
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// IEEE single precision.
+    F32,
+    /// IEEE double precision.
+    F64,
+}
+
+impl PackedDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F16 | Self::BF16 => 2,
+            Self::F32 => 4,
+            Self::F64 => 8,
+        }
+    }
+
+    fn epsilon(self) -> f64 {
+        match self {
+            Self::F16 => 2f64.powi(-10),
+            Self::BF16 => 2f64.powi(-7),
+            Self::F32 => f64::from(f32::EPSILON),
+            Self::F64 => f64::EPSILON,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+            Self::F32 => "float32",
+            Self::F64 => "float64",
+        }
+    }
+}
+
+/// A `rows x cols` row-major matrix stored as little-endian bytes (no
+/// alignment needed: values are decoded one at a time).
+#[derive(Debug, Clone, Copy)]
+pub struct PackedMatrix<'a> {
+    bytes: &'a [u8],
+    dtype: PackedDtype,
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> PackedMatrix<'a> {
+    /// Checks that `bytes` holds exactly `rows * cols` elements.
+    pub fn new(
+        bytes: &'a [u8],
+        dtype: PackedDtype,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, Error> {
+        let expected = rows
+            .checked_mul(cols)
+            .and_then(|n| n.checked_mul(dtype.size()));
+        if expected != Some(bytes.len()) {
+            return Err(Error::Shape(format!(
+                "{} bytes cannot hold a {rows} x {cols} {} matrix",
+                bytes.len(),
+                dtype.name()
+            )));
+        }
+        Ok(Self {
+            bytes,
+            dtype,
+            rows,
+            cols,
+        })
+    }
+
+    /// Decodes row `i`, elements `from..from + out.len()`, into `out`.
+    #[inline(always)]
+    fn decode(self, i: usize, from: usize, out: &mut [f64]) {
+        let size = self.dtype.size();
+        let start = (i * self.cols + from) * size;
+        let bytes = &self.bytes[start..start + out.len() * size];
+        match self.dtype {
+            PackedDtype::F64 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(8))
+                .for_each(|(o, b)| {
+                    *o = f64::from_le_bytes(b.try_into().expect("8 bytes"));
+                }),
+            PackedDtype::F32 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(4))
+                .for_each(|(o, b)| {
+                    *o = f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")));
+                }),
+            PackedDtype::F16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| {
+                    *o = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f64();
+                }),
+            // bfloat16 is the top half of an f32.
+            PackedDtype::BF16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| {
+                    *o = f64::from(f32::from_bits(
+                        u32::from(u16::from_le_bytes([b[0], b[1]])) << 16,
+                    ));
+                }),
         }
     }
 }
@@ -75,11 +197,13 @@ impl<'a> Prepared<'a> {
         let summary = match view {
             MatrixView::F32(m) => summarize(m, center),
             MatrixView::F64(m) => summarize(m, center),
+            MatrixView::Packed(m) => summarize_packed(m, center),
         };
         if summary.has_non_finite {
             let (i, j) = match view {
                 MatrixView::F32(m) => first_non_finite(m),
                 MatrixView::F64(m) => first_non_finite(m),
+                MatrixView::Packed(m) => first_non_finite_packed(m),
             };
             return Err(Error::NonFinite(format!(
                 "the {} matrix of shape ({rows}, {cols}) contains NaN or infinity (first at [{i}, {j}])",
@@ -122,6 +246,7 @@ impl<'a> Prepared<'a> {
         let (row_stride, col_stride) = match self.view {
             MatrixView::F32(m) => (m.row_stride(), m.col_stride()),
             MatrixView::F64(m) => (m.row_stride(), m.col_stride()),
+            MatrixView::Packed(m) => (m.cols as isize, 1),
         };
         let (row_stride, col_stride) = if self.transposed {
             (col_stride, row_stride)
@@ -138,10 +263,61 @@ impl<'a> Prepared<'a> {
 
     /// Writes rows `start..start + dst.nrows()` of `scale * B` (centred if
     /// asked) into `dst`, converting to f64.
-    pub fn write_rows(&self, start: usize, dst: MatMut<'_, f64>) {
+    pub fn write_rows(&self, start: usize, mut dst: MatMut<'_, f64>) {
         match self.view {
-            MatrixView::F32(m) => self.write_rows_of(m, start, dst),
-            MatrixView::F64(m) => self.write_rows_of(m, start, dst),
+            MatrixView::F32(m) => self.write_rows_of(m, start, dst.rb_mut()),
+            MatrixView::F64(m) => self.write_rows_of(m, start, dst.rb_mut()),
+            MatrixView::Packed(m) => self.write_rows_packed(m, start, dst.rb_mut()),
+        }
+        self.subtract_means(start, dst);
+    }
+
+    fn write_rows_packed(&self, m: PackedMatrix<'_>, start: usize, mut dst: MatMut<'_, f64>) {
+        let (rows, cols) = dst.shape();
+        let scale = self.scale;
+        if !self.transposed {
+            // B = A, row-major: row i of the block is row start + i of A.
+            for i in 0..rows {
+                let out = dst
+                    .rb_mut()
+                    .row_mut(i)
+                    .try_as_row_major_mut()
+                    .expect("row-major block")
+                    .as_slice_mut();
+                m.decode(start + i, 0, out);
+                out.iter_mut().for_each(|v| *v *= scale);
+            }
+        } else {
+            // B = A^T: column j of the block is row j of A, elements start.. .
+            for j in 0..cols {
+                let out = dst
+                    .rb_mut()
+                    .col_mut(j)
+                    .try_as_col_major_mut()
+                    .expect("column-major block")
+                    .as_slice_mut();
+                m.decode(j, start, out);
+                out.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+    }
+
+    /// Centring: subtract the user's column means (B's row means when
+    /// B = A^T, else its column means), scaled like the data.
+    fn subtract_means(&self, start: usize, mut dst: MatMut<'_, f64>) {
+        if self.means.is_empty() {
+            return;
+        }
+        let (rows, cols) = dst.shape();
+        for j in 0..cols {
+            for i in 0..rows {
+                let mean = if self.transposed {
+                    self.means[start + i]
+                } else {
+                    self.means[j]
+                };
+                dst[(i, j)] -= mean * self.scale;
+            }
         }
     }
 
@@ -189,19 +365,6 @@ impl<'a> Prepared<'a> {
                     .as_slice_mut();
                 let src = b.row(i).try_as_row_major().map(|r| r.as_slice());
                 convert(out, src, &|j| b[(i, j)]);
-            }
-        }
-        if !self.means.is_empty() {
-            // The user's column means: B's row means when B = A^T, else its column means.
-            for j in 0..cols {
-                for i in 0..rows {
-                    let mean = if self.transposed {
-                        self.means[start + i]
-                    } else {
-                        self.means[j]
-                    };
-                    dst[(i, j)] -= mean * scale;
-                }
             }
         }
     }
@@ -361,6 +524,47 @@ impl Summary {
         self.has_non_finite |= !line.all_finite;
         self.max_abs = self.max_abs.max(line.max_abs);
     }
+}
+
+multiversion! {
+    fn summarize_packed(m: PackedMatrix<'_>, center: bool) -> Summary = summarize_packed_generic
+}
+
+#[inline(always)]
+fn summarize_packed_generic(m: PackedMatrix<'_>, center: bool) -> Summary {
+    let mut summary = Summary {
+        has_non_finite: false,
+        max_abs: 0.0,
+        column_sums: if center {
+            vec![0.0; m.cols]
+        } else {
+            Vec::new()
+        },
+    };
+    let mut row = vec![0.0; m.cols];
+    for i in 0..m.rows {
+        m.decode(i, 0, &mut row);
+        summary.merge(LineSummary::of(&row));
+        if center {
+            summary
+                .column_sums
+                .iter_mut()
+                .zip(&row)
+                .for_each(|(s, v)| *s += v);
+        }
+    }
+    summary
+}
+
+fn first_non_finite_packed(m: PackedMatrix<'_>) -> (usize, usize) {
+    let mut row = vec![0.0; m.cols];
+    for i in 0..m.rows {
+        m.decode(i, 0, &mut row);
+        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+            return (i, j);
+        }
+    }
+    (0, 0)
 }
 
 /// The first NaN or infinity in row-major order (only called on failure).

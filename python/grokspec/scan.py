@@ -1,0 +1,370 @@
+"""``grokspec scan``: checkpoint directories -> entropy trajectories and reports.
+
+:func:`scan` finds the runs under a directory (:mod:`grokspec.discovery`),
+opens each checkpoint without trusting it (:mod:`grokspec.checkpoint_formats`),
+computes section 1's statistics of every selected weight matrix through the
+engine's parallel batch — one checkpoint at a time, so memory stays bounded
+— and, for grokspec runs, the representation entropy H̃ of the probe set by
+one forward pass of the rebuilt model. Training-log metrics join the same
+tidy table. A checkpoint that cannot be read becomes a warning; the scan
+goes on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from grokspec import __version__
+from grokspec.cache import ScanCache, checkpoint_key
+from grokspec.checkpoint_formats import Checkpoint, matrix_shape, open_checkpoint
+from grokspec.discovery import OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
+from grokspec.errors import CheckpointError, GrokspecError
+from grokspec.rundir import RunDir
+
+__all__ = ["ScanOptions", "ScanResult", "ScanInputError", "scan", "COLUMNS", "WEIGHT_METRICS", "default_output_dir", "result_as_dict"]
+
+COLUMNS = ["run", "checkpoint", "step", "step_source", "tensor", "rows", "cols", "dtype", "metric", "value"]
+#: The per-matrix statistics a scan records (SPEC §1).
+WEIGHT_METRICS = ("entropy", "sigma_max", "frobenius_norm", "stable_rank", "effective_rank", "numerical_rank")
+REPRESENTATION_METRIC = "repr_entropy"
+
+Progress = Callable[[int, int, str], None]
+
+
+class ScanInputError(GrokspecError):
+    """Nothing under the directory can be scanned at all."""
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    #: Threshold of the representation entropy (None: the calibration's, else 0.61).
+    threshold: float | None = None
+    power: float = 2.0
+    normalize: str = "dim"
+    method: str = "auto"
+    #: Tensor-name globs to keep (all if empty) and to drop.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    #: Skip matrices whose shorter side is below this.
+    min_dim: int = 2
+    #: For grokspec runs, compute H̃ by a forward pass on the probe set.
+    representation: bool = True
+    #: Extra metrics (CSV or JSONL with a `step` column, optionally `run`).
+    metrics_file: Path | None = None
+    calibration: Path | None = None
+    trust_pickle: bool = False
+    threads: int | None = None
+    #: The accuracy that defines T_grok (None: the first of test_acc,
+    #: eval_accuracy, ... that a run has).
+    grok_metric: str | None = None
+    grok_level: float = 0.99
+    persist: int = 1
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that change a checkpoint's numbers (the cache key)."""
+        return {
+            "power": self.power,
+            "normalize": self.normalize,
+            "method": self.method,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "min_dim": self.min_dim,
+            "representation": self.representation,
+            "trust_pickle": self.trust_pickle,
+            "version": __version__,
+        }
+
+
+@dataclass
+class ScanResult:
+    #: The tidy long table (COLUMNS).
+    table: pd.DataFrame
+    #: Section 1's events per run and series (see grokspec.report).
+    report: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    #: Checkpoints that could not be read.
+    failed_checkpoints: int = 0
+
+
+def default_output_dir(directory: Path) -> Path:
+    return Path(directory) / OUTPUT_DIR_NAME
+
+
+def scan(
+    directory: str | Path,
+    options: ScanOptions | None = None,
+    *,
+    cache_path: Path | None = None,
+    progress: Progress | None = None,
+) -> ScanResult:
+    """Scans every run under `directory`. `cache_path=None` disables caching."""
+    from grokspec.report import build_report, load_calibration
+
+    options = options or ScanOptions()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ScanInputError(f"{directory} is not a directory")
+    runs, warnings = discover(directory)
+    runs = [r for r in runs if r.checkpoints or r.log]
+    if not runs:
+        raise ScanInputError(f"no checkpoints found under {directory} (looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz)")
+    calibration = load_calibration(options.calibration) if options.calibration else None
+    total = sum(len(r.checkpoints) for r in runs)
+    rows: list[dict[str, Any]] = []
+    failed = 0
+    counts = {"checkpoints": 0, "matrices": 0}
+    started = time.perf_counter()
+
+    def checkpoint_done(matrices: int) -> None:
+        counts["checkpoints"] += 1
+        counts["matrices"] += matrices
+        if progress:
+            rate = counts["matrices"] / max(time.perf_counter() - started, 1e-9)
+            progress(counts["checkpoints"], total, f"{rate:.0f} matrices/s")
+
+    with ScanCache(cache_path) as cache:
+        for run in runs:
+            run_rows, run_warnings, run_failed = _scan_run(run, options, cache, checkpoint_done)
+            rows.extend(run_rows)
+            warnings.extend(run_warnings)
+            failed += run_failed
+            rows.extend(_log_rows(run, warnings))
+    if options.metrics_file is not None:
+        rows.extend(_metrics_file_rows(Path(options.metrics_file), [r.name for r in runs]))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    report = build_report(table, runs, options, calibration, warnings, failed)
+    return ScanResult(table, report, warnings, failed)
+
+
+# --- one run -------------------------------------------------------------------
+
+
+def _scan_run(run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_done: Callable[[int], None]):
+    """Rows, warnings and the number of unreadable checkpoints of one run."""
+    fingerprint = options.fingerprint()
+    warnings: list[str] = []
+    representation = None
+    if options.representation and run.kind == "grokspec":
+        try:
+            representation = _RepresentationProbe(run)
+        except (OSError, ValueError, KeyError) as error:
+            warnings.append(f"{run.name}: no representation entropy (cannot rebuild the model from config.json: {error})")
+    results: list[tuple[CheckpointRef, dict[str, Any]]] = []
+    failed = 0
+    for ref in run.checkpoints:
+        where = f"{run.name}: {ref.label}"
+        computed = 0
+        try:
+            key = checkpoint_key(ref.files, fingerprint)
+            value = cache.get(key)
+            if value is None:
+                value = _scan_checkpoint(ref, options, representation)
+                cache.put(key, value)
+                computed = value["matrices"]
+        except (CheckpointError, OSError) as error:
+            warnings.append(f"{where}: {_message(error)}")
+            failed += 1
+            checkpoint_done(0)
+            continue
+        warnings.extend(f"{where}: {w}" for w in value["warnings"])
+        results.append((ref, value))
+        checkpoint_done(computed)
+    steps, step_warnings = _resolve_steps(results)
+    warnings.extend(f"{run.name}: {w}" for w in step_warnings)
+    rows = []
+    for (ref, value), resolved in zip(results, steps):
+        if resolved is None:
+            continue
+        step, source = resolved
+        for row in value["rows"]:
+            rows.append({"run": run.name, "checkpoint": ref.label, "step": step, "step_source": source, **row})
+    return rows, warnings, failed
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return f"cannot read {getattr(error, 'filename', '') or ''} ({error.strerror or error})".replace("  ", " ")
+    return str(error)
+
+
+def _selected(checkpoint: Checkpoint, options: ScanOptions) -> list[tuple[str, int, int, str]]:
+    chosen = []
+    for info in checkpoint.tensors():
+        if not info.is_float:
+            continue
+        shape = matrix_shape(info.shape)
+        if shape is None or min(shape) < options.min_dim:
+            continue
+        if options.include and not any(fnmatch.fnmatchcase(info.name, g) for g in options.include):
+            continue
+        if any(fnmatch.fnmatchcase(info.name, g) for g in options.exclude):
+            continue
+        chosen.append((info.name, shape[0], shape[1], info.dtype))
+    return chosen
+
+
+def _scan_checkpoint(ref: CheckpointRef, options: ScanOptions, representation: _RepresentationProbe | None) -> dict[str, Any]:
+    """One checkpoint's rows (without run and step), its metadata step and warnings."""
+    checkpoint = open_checkpoint(ref.path, trust_pickle=options.trust_pickle)
+    selected = _selected(checkpoint, options)
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    if selected:
+        columns, errors = checkpoint.compute(
+            [(name, r, c) for name, r, c, _ in selected],
+            power=options.power,
+            normalize=options.normalize,
+            method=options.method,
+            need_rank=True,
+            threads=options.threads,
+        )
+        failed = dict(errors)
+        for i, (name, r, c, dtype) in enumerate(selected):
+            if i in failed:
+                warnings.append(f"tensor {name}: {failed[i]}")
+                continue
+            for metric in WEIGHT_METRICS:
+                value = float(columns[metric][i])
+                rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": _finite_or_none(value)})
+    if representation is not None:
+        try:
+            value, (n, d) = representation.entropy(checkpoint)
+            rows.append({"tensor": "", "rows": n, "cols": d, "dtype": "float32", "metric": REPRESENTATION_METRIC, "value": value})
+        except (ValueError, KeyError, RuntimeError) as error:
+            warnings.append(f"representation entropy not computed: {error}")
+    return {"metadata_step": checkpoint.metadata_step, "rows": rows, "warnings": warnings, "matrices": len(selected)}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _resolve_steps(results: list[tuple[CheckpointRef, dict[str, Any]]]) -> tuple[list[tuple[int, str] | None], list[str]]:
+    """SPEC §5: metadata, then name, then init = 0 (in the name patterns),
+    then the order of modification times. A step seen twice keeps its first
+    checkpoint (by name) and warns."""
+    resolved: list[tuple[int, str] | None] = []
+    for ref, value in results:
+        if value["metadata_step"] is not None:
+            step, source = value["metadata_step"]
+            resolved.append((int(step), str(source)))
+        elif ref.name_step is not None:
+            resolved.append((ref.name_step, "name"))
+        else:
+            resolved.append(None)
+    unnamed = [i for i, r in enumerate(resolved) if r is None]
+    if unnamed:
+        by_time = sorted(unnamed, key=lambda i: (results[i][0].path.stat().st_mtime_ns, results[i][0].label))
+        for rank, i in enumerate(by_time):
+            resolved[i] = (rank, "mtime")
+    warnings = []
+    seen: dict[int, str] = {}
+    for i in sorted(range(len(results)), key=lambda i: results[i][0].label):
+        entry = resolved[i]
+        assert entry is not None
+        label = results[i][0].label
+        if entry[0] in seen:
+            warnings.append(f"step {entry[0]} appears twice ({seen[entry[0]]} and {label}); kept {seen[entry[0]]}")
+            resolved[i] = None
+        else:
+            seen[entry[0]] = label
+    return resolved, warnings
+
+
+class _RepresentationProbe:
+    """Rebuilds a grokspec run's model and its probe set, once per run."""
+
+    def __init__(self, run: RunSpec):
+        import torch
+
+        from grokspec.tasks import make_dataset, split_indices
+        from grokspec.train import build_model
+
+        self.config = RunDir(run.root).read_config()
+        dataset = make_dataset(self.config.task, self.config.p)
+        train_idx, _ = split_indices(len(dataset), self.config.train_fraction, self.config.seed)
+        self.probe = dataset.inputs[train_idx[: self.config.probe_size]].unsqueeze(0)  # (1, probe, 2)
+        self.model = build_model(self.config, dataset.vocab_size, [self.config.seed]).eval()
+        self.torch = torch
+
+    def entropy(self, checkpoint: Checkpoint) -> tuple[float | None, tuple[int, int]]:
+        from grokspec.spectral import representation_entropy
+
+        names = self.model.parameter_names()
+        arrays = checkpoint.arrays(names)
+        self.model.load_seed_state_dict(0, {k: self.torch.from_numpy(v) for k, v in arrays.items()})
+        with self.torch.no_grad():
+            z = self.model.representation(self.probe)[0]  # (probe, d)
+        return _finite_or_none(representation_entropy(z.numpy())), tuple(z.shape)  # type: ignore[return-value]
+
+
+# --- training logs ---------------------------------------------------------------
+
+
+def _log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
+    if run.log is None:
+        return []
+    try:
+        if run.kind == "grokspec":
+            records = RunDir(run.root).read_metrics()
+        else:
+            records = [r for r in json.loads(run.log.read_text(encoding="utf-8")).get("log_history", []) if isinstance(r, dict)]
+    except (OSError, ValueError, AttributeError) as error:
+        warnings.append(f"{run.name}: cannot read {run.log.name}: {error}")
+        return []
+    return _metric_rows(run.name, run.log.name, records)
+
+
+def _metric_rows(run: str, source: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for record in records:
+        step = record.get("step")
+        if not isinstance(step, (int, float)) or isinstance(step, bool):
+            continue
+        for key, value in record.items():
+            if key in ("step", "wall_seconds", "run") or isinstance(value, str) or value is None:
+                continue
+            if isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, (int, float)):
+                continue
+            rows.append({
+                "run": run, "checkpoint": source, "step": int(step), "step_source": "log", "tensor": "",
+                "rows": None, "cols": None, "dtype": "", "metric": key, "value": _finite_or_none(float(value)),
+            })
+    return rows
+
+
+def _metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]:
+    """--metrics FILE: CSV or JSONL with `step` and metric columns; a `run`
+    column assigns rows to runs, otherwise the metrics apply to every run."""
+    try:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+        else:
+            frame = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise ScanInputError(f"cannot read the metrics file {path}: {error}") from error
+    if "step" not in frame.columns:
+        raise ScanInputError(f"the metrics file {path} has no 'step' column (columns: {', '.join(map(str, frame.columns))})")
+    records = frame.replace({np.nan: None}).to_dict("records")
+    rows = []
+    for name in run_names:
+        mine = [r for r in records if "run" not in r or r["run"] in (None, name)]
+        rows.extend(_metric_rows(name, path.name, mine))
+    return rows
+
+
+def result_as_dict(result: ScanResult) -> dict[str, Any]:
+    return {"report": result.report, "warnings": result.warnings, "failed_checkpoints": result.failed_checkpoints}
+
