@@ -47,8 +47,7 @@ def spectral_batch(
 def default_threads() -> int: ...
 def safetensors_header(path: str) -> tuple[list[tuple[str, str, list[int]]], dict[str, str]]: ...
 def safetensors_spectral(
-    path: str,
-    tensors: Sequence[tuple[str, int, int]],
+    tensors: Sequence[tuple[str, str, int, int]],
     *,
     power: float = 2.0,
     normalize: str = "dim",

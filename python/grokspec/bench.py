@@ -20,7 +20,7 @@ import numpy as np
 
 from grokspec.spectral import spectral_entropy
 
-__all__ = ["BenchCase", "BenchResult", "DEFAULT_CASES", "QUICK_CASES", "run_benchmark", "markdown_table"]
+__all__ = ["BenchCase", "BenchResult", "DEFAULT_CASES", "QUICK_CASES", "run_benchmark", "markdown_table", "settle"]
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,20 @@ def _thread_limits(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+#: Seconds to let other libraries' worker threads fall asleep before a
+#: timing. OpenBLAS (numpy, scipy) busy-waits for a while after each call; on
+#: two cores its spinning threads took the CPU from whichever contender ran
+#: next (measured: 12.4 ms -> 19.8 ms for grokspec's 64-matrix batch).
+SETTLE_SECONDS = 0.3
+
+
+def settle() -> None:
+    time.sleep(SETTLE_SECONDS)
+
+
 def _time(run: Callable[[], object], budget: float, max_runs: int) -> tuple[float, int]:
     """Median time: one warm-up, then runs until `budget` seconds or `max_runs`."""
+    settle()
     start = time.perf_counter()
     run()
     first = time.perf_counter() - start

@@ -29,7 +29,7 @@ import numpy as np
 from grokspec import _core
 from grokspec.errors import CheckpointError
 
-__all__ = ["TensorInfo", "Checkpoint", "open_checkpoint", "matrix_shape", "NESTED_KEYS", "STEP_KEYS"]
+__all__ = ["TensorInfo", "Checkpoint", "Source", "compute_batch", "open_checkpoint", "matrix_shape", "NESTED_KEYS", "STEP_KEYS"]
 
 #: Where a state dict may sit inside a pickled checkpoint, in search order.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module")
@@ -73,9 +73,13 @@ class Checkpoint:
     def tensors(self) -> list[TensorInfo]:
         raise NotImplementedError
 
+    def sources(self, selected: list[tuple[str, int, int]]) -> list[Source]:
+        """The engine's inputs for `(name, rows, cols)` triples (see compute_batch)."""
+        raise NotImplementedError
+
     def compute(self, selected: list[tuple[str, int, int]], **options: Any) -> tuple[dict[str, Any], list[tuple[int, BaseException]]]:
         """Statistics (the engine's columns) for `(name, rows, cols)` triples."""
-        raise NotImplementedError
+        return compute_batch(self.sources(selected), **options)
 
     def arrays(self, names: list[str]) -> dict[str, np.ndarray]:
         """The named tensors as numpy float arrays (for a model forward pass)."""
@@ -113,15 +117,8 @@ class SafetensorsCheckpoint(Checkpoint):
     def tensors(self) -> list[TensorInfo]:
         return [info for _, info in self._index.values()]
 
-    def compute(self, selected, **options):
-        by_shard: dict[Path, list[int]] = {}
-        for i, (name, _, _) in enumerate(selected):
-            by_shard.setdefault(self._index[name][0], []).append(i)
-        parts = []
-        for shard, positions in by_shard.items():  # one shard mapped at a time
-            columns, errors = _core.safetensors_spectral(str(shard), [selected[i] for i in positions], **options)
-            parts.append((positions, columns, errors))
-        return _merge(len(selected), parts)
+    def sources(self, selected):
+        return [(str(self._index[name][0]), name, rows, cols) for name, rows, cols in selected]
 
     def arrays(self, names):
         import torch
@@ -159,9 +156,8 @@ class ArrayCheckpoint(Checkpoint):
         array = np.asarray(value)
         return array.reshape(rows, cols)
 
-    def compute(self, selected, **options):
-        matrices = [self._matrix(name, rows, cols) for name, rows, cols in selected]
-        return _core.spectral_batch(matrices, **options)
+    def sources(self, selected):
+        return [self._matrix(name, rows, cols) for name, rows, cols in selected]
 
     def arrays(self, names):
         out = {}
@@ -181,8 +177,28 @@ def _dtype_name(value: Any) -> str:
     return dtype.removeprefix("torch.")
 
 
+#: An engine input: a safetensors tensor `(file, name, rows, cols)`, read by
+#: Rust through a memory map, or a matrix already in memory.
+Source = tuple[str, str, int, int] | np.ndarray
+
+
+def compute_batch(sources: list[Source], **options: Any) -> tuple[dict[str, Any], list[tuple[int, BaseException]]]:
+    """Statistics of many matrices, possibly of many checkpoints, in one
+    parallel batch per kind of source; columns and errors in `sources` order."""
+    mapped = [i for i, s in enumerate(sources) if isinstance(s, tuple)]
+    in_memory = [i for i, s in enumerate(sources) if not isinstance(s, tuple)]
+    parts = []
+    if mapped:
+        columns, errors = _core.safetensors_spectral([sources[i] for i in mapped], **options)  # type: ignore[misc]
+        parts.append((mapped, columns, errors))
+    if in_memory:
+        columns, errors = _core.spectral_batch([sources[i] for i in in_memory], **options)  # type: ignore[misc]
+        parts.append((in_memory, columns, errors))
+    return _merge(len(sources), parts)
+
+
 def _merge(count: int, parts) -> tuple[dict[str, Any], list[tuple[int, BaseException]]]:
-    """Reassembles per-shard columns into the caller's order."""
+    """Reassembles the columns of several engine calls into the caller's order."""
     merged: dict[str, Any] = {}
     errors: list[tuple[int, BaseException]] = []
     for positions, columns, part_errors in parts:

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from grokspec.models import ACTIVATIONS
 from grokspec.tasks import TASKS, is_prime
 
-__all__ = ["TrainConfig", "ConfigMismatch", "CONFIG_FORMAT", "RESUMABLE_FIELDS"]
+__all__ = ["TrainConfig", "ConfigMismatch", "CONFIG_FORMAT", "RESUMABLE_FIELDS", "ACTIVATION_NAMES"]
+
+#: Activations a model may use (grokspec.models implements each).
+ACTIVATION_NAMES = ("gelu", "relu", "silu", "tanh")
 
 CONFIG_FORMAT = "grokspec-config/1"
 
@@ -90,8 +92,8 @@ class TrainConfig:
             out.append(f"train_fraction must lie strictly between 0 and 1, got {self.train_fraction}")
         if self.model not in ("transformer", "mlp"):
             out.append(f"unknown model {self.model!r} (transformer or mlp)")
-        if self.activation and self.activation not in ACTIVATIONS:
-            out.append(f"unknown activation {self.activation!r} (choose from {', '.join(ACTIVATIONS)})")
+        if self.activation and self.activation not in ACTIVATION_NAMES:
+            out.append(f"unknown activation {self.activation!r} (choose from {', '.join(ACTIVATION_NAMES)})")
         for name in ("d_model", "n_heads", "d_ff", "n_layers", "steps", "eval_every", "checkpoint_every", "probe_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

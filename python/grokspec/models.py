@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grokspec.config import ACTIVATION_NAMES
+
 __all__ = ["SeedBatchedModel", "GrokTransformer", "GrokMLP", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -35,6 +37,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
     "tanh": torch.tanh,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "config and models must agree on the activations"
 
 
 def _uniform(shape: Sequence[int], bound: float, generator: torch.Generator) -> torch.Tensor:

@@ -17,13 +17,13 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from grokspec.config import CONFIG_FORMAT, ConfigMismatch, TrainConfig
 from grokspec.io_atomic import atomic_path, write_text
+
+if TYPE_CHECKING:  # imported where used: discovering runs must not load torch
+    import torch
 
 __all__ = ["RunDir", "CHECKPOINT_FORMAT", "is_run_dir"]
 
@@ -124,19 +124,27 @@ class RunDir:
         return sorted(found)
 
     def save_checkpoint(self, step: int, weights: dict[str, torch.Tensor]) -> Path:
+        from safetensors.torch import save_file
+
         destination = self.checkpoint_path(step)
         with atomic_path(destination) as temporary:
             save_file(weights, str(temporary), metadata={"step": str(step), "format": CHECKPOINT_FORMAT})
         return destination
 
     def load_checkpoint(self, step: int) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
         return load_file(str(self.checkpoint_path(step)))
 
     def save_resume_state(self, state: dict[str, Any]) -> None:
+        import torch
+
         with atomic_path(self.resume_path) as temporary:
             torch.save(state, temporary)
 
     def load_resume_state(self) -> dict[str, Any]:
+        import torch
+
         # Only tensors and plain containers: loads with weights_only, runs no code.
         state = torch.load(self.resume_path, map_location="cpu", weights_only=True)
         assert isinstance(state, dict)

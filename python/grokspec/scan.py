@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import pandas as pd
 
 from grokspec import __version__
 from grokspec.cache import ScanCache, checkpoint_key
-from grokspec.checkpoint_formats import Checkpoint, matrix_shape, open_checkpoint
+from grokspec.checkpoint_formats import Checkpoint, compute_batch, matrix_shape, open_checkpoint
 from grokspec.discovery import OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
 from grokspec.errors import CheckpointError, GrokspecError
 from grokspec.rundir import RunDir
@@ -149,6 +150,28 @@ def scan(
 # --- one run -------------------------------------------------------------------
 
 
+#: Uncached checkpoints are computed together in groups of at most this
+#: many, holding at most this many bytes of selected tensors: small
+#: checkpoints then share the engine's parallel batch, and memory stays bounded.
+GROUP_CHECKPOINTS = 32
+GROUP_BYTES = 256 * 2**20
+
+
+@dataclass
+class _Pending:
+    """An opened checkpoint waiting for its group to be computed."""
+
+    position: int
+    ref: CheckpointRef
+    key: str
+    checkpoint: Checkpoint
+    selected: list[tuple[str, int, int, str]]
+
+    @property
+    def bytes(self) -> int:
+        return sum(r * c * 4 for _, r, c, _ in self.selected)
+
+
 def _scan_run(run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_done: Callable[[int], None]):
     """Rows, warnings and the number of unreadable checkpoints of one run."""
     fingerprint = options.fingerprint()
@@ -159,26 +182,41 @@ def _scan_run(run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_d
             representation = _RepresentationProbe(run)
         except (OSError, ValueError, KeyError) as error:
             warnings.append(f"{run.name}: no representation entropy (cannot rebuild the model from config.json: {error})")
-    results: list[tuple[CheckpointRef, dict[str, Any]]] = []
+    values: dict[int, dict[str, Any]] = {}
     failed = 0
-    for ref in run.checkpoints:
+    group: list[_Pending] = []
+
+    def flush() -> None:
+        for pending, value in zip(group, _compute_group(group, options, representation)):
+            cache.put(pending.key, value)
+            values[pending.position] = value
+            checkpoint_done(value["matrices"])
+        group.clear()
+
+    for position, ref in enumerate(run.checkpoints):
         where = f"{run.name}: {ref.label}"
-        computed = 0
         try:
             key = checkpoint_key(ref.files, fingerprint)
-            value = cache.get(key)
-            if value is None:
-                value = _scan_checkpoint(ref, options, representation)
-                cache.put(key, value)
-                computed = value["matrices"]
+            cached = cache.get(key)
+            if cached is not None:
+                values[position] = cached
+                checkpoint_done(0)
+                continue
+            checkpoint = open_checkpoint(ref.path, trust_pickle=options.trust_pickle)
         except (CheckpointError, OSError) as error:
             warnings.append(f"{where}: {_message(error)}")
             failed += 1
             checkpoint_done(0)
             continue
-        warnings.extend(f"{where}: {w}" for w in value["warnings"])
-        results.append((ref, value))
-        checkpoint_done(computed)
+        pending = _Pending(position, ref, key, checkpoint, _selected(checkpoint, options))
+        if group and (len(group) >= GROUP_CHECKPOINTS or sum(p.bytes for p in group) + pending.bytes > GROUP_BYTES):
+            flush()
+        group.append(pending)
+    if group:
+        flush()
+    results = [(ref, values[i]) for i, ref in enumerate(run.checkpoints) if i in values]
+    for ref, value in results:
+        warnings.extend(f"{run.name}: {ref.label}: {w}" for w in value["warnings"])
     steps, step_warnings = _resolve_steps(results)
     warnings.extend(f"{run.name}: {w}" for w in step_warnings)
     rows = []
@@ -213,36 +251,43 @@ def _selected(checkpoint: Checkpoint, options: ScanOptions) -> list[tuple[str, i
     return chosen
 
 
-def _scan_checkpoint(ref: CheckpointRef, options: ScanOptions, representation: _RepresentationProbe | None) -> dict[str, Any]:
-    """One checkpoint's rows (without run and step), its metadata step and warnings."""
-    checkpoint = open_checkpoint(ref.path, trust_pickle=options.trust_pickle)
-    selected = _selected(checkpoint, options)
-    rows: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    if selected:
-        columns, errors = checkpoint.compute(
-            [(name, r, c) for name, r, c, _ in selected],
-            power=options.power,
-            normalize=options.normalize,
-            method=options.method,
-            need_rank=True,
-            threads=options.threads,
-        )
-        failed = dict(errors)
-        for i, (name, r, c, dtype) in enumerate(selected):
+def _compute_group(group: list[_Pending], options: ScanOptions, representation: _RepresentationProbe | None) -> list[dict[str, Any]]:
+    """Every selected matrix of a group of checkpoints in one engine batch;
+    then each checkpoint's rows (without run and step), metadata step and
+    warnings, as stored in the cache."""
+    sources = [s for p in group for s in p.checkpoint.sources([(n, r, c) for n, r, c, _ in p.selected])]
+    columns, errors = compute_batch(
+        sources, power=options.power, normalize=options.normalize, method=options.method, need_rank=True, threads=options.threads
+    ) if sources else ({}, [])
+    failed = dict(errors)
+    out = []
+    offset = 0
+    for pending in group:
+        rows: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        for k, (name, r, c, dtype) in enumerate(pending.selected):
+            i = offset + k
             if i in failed:
-                warnings.append(f"tensor {name}: {failed[i]}")
+                warnings.append(f"tensor {name}: {_strip_index(str(failed[i]))}")
                 continue
             for metric in WEIGHT_METRICS:
                 value = float(columns[metric][i])
                 rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": _finite_or_none(value)})
-    if representation is not None:
-        try:
-            value, (n, d) = representation.entropy(checkpoint)
-            rows.append({"tensor": "", "rows": n, "cols": d, "dtype": "float32", "metric": REPRESENTATION_METRIC, "value": value})
-        except (ValueError, KeyError, RuntimeError) as error:
-            warnings.append(f"representation entropy not computed: {error}")
-    return {"metadata_step": checkpoint.metadata_step, "rows": rows, "warnings": warnings, "matrices": len(selected)}
+        offset += len(pending.selected)
+        if representation is not None:
+            try:
+                value, (n, d) = representation.entropy(pending.checkpoint)
+                rows.append({"tensor": "", "rows": n, "cols": d, "dtype": "float32", "metric": REPRESENTATION_METRIC, "value": value})
+            except (ValueError, KeyError, RuntimeError) as error:
+                warnings.append(f"representation entropy not computed: {error}")
+        out.append({"metadata_step": pending.checkpoint.metadata_step, "rows": rows, "warnings": warnings, "matrices": len(pending.selected)})
+    return out
+
+
+def _strip_index(message: str) -> str:
+    """The engine names a failing matrix by its index in the batch; the
+    scan names it by its tensor instead."""
+    return re.sub(r"^matrix \d+ of \d+: ", "", message)
 
 
 def _finite_or_none(value: float) -> float | None:

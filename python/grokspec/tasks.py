@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where datasets are built: a scan that needs none skips it
+    import torch
 
 __all__ = ["TASKS", "Dataset", "make_dataset", "split_indices", "is_prime"]
 
@@ -42,6 +44,8 @@ def make_dataset(task: str, p: int = 97) -> Dataset:
     """Every pair of the task's operands. For ``div`` the divisor ranges over
     1..p-1 and ``p`` must be prime (so that every divisor has an inverse);
     ``s5`` ignores ``p`` (120 permutations)."""
+    import torch
+
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if task == "s5":
@@ -64,6 +68,8 @@ def make_dataset(task: str, p: int = 97) -> Dataset:
 
 
 def _s5() -> Dataset:
+    import torch
+
     permutations = list(itertools.permutations(range(5)))
     index = {perm: i for i, perm in enumerate(permutations)}
     pairs, labels = [], []
@@ -78,6 +84,8 @@ def _s5() -> Dataset:
 
 def split_indices(size: int, train_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded random split of ``range(size)`` into (train, test) indices."""
+    import torch
+
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train fraction must lie strictly between 0 and 1, got {train_fraction}")
     n_train = round(train_fraction * size)

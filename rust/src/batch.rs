@@ -59,48 +59,82 @@ pub fn cost(rows: usize, cols: usize) -> f64 {
     long * short * short + 1.5 * short * short * short
 }
 
-/// Runs `work(i, par)` for every `i < costs.len()` on `threads` threads and
-/// returns the results in order. A panic inside `work` becomes
-/// `Error::Internal` for that item; the other items still run.
+/// Matrices handed to one worker together (their tridiagonal problems are
+/// solved in lockstep, see `tridiagonal`).
+pub const CHUNK: usize = 4;
+
+/// Only matrices up to the cost of a 1024 x 1024 one are chunked: that is
+/// where the latency-bound tridiagonal iteration matters, and a chunk keeps
+/// all its inputs in memory at once (a chunk of large mapped tensors would
+/// multiply the scan's resident memory).
+pub fn chunkable(cost: f64) -> bool {
+    cost <= self::cost(1024, 1024)
+}
+
+/// Runs `work(indices, par)` over chunks of the items `0..costs.len()` on
+/// `threads` threads and returns the results in item order. `work` returns
+/// one result per index it was given. A panic inside `work` becomes
+/// `Error::Internal` for the items of that chunk; the others still run.
+///
+/// Large items (at least `1/threads` of the total cost) run one at a time
+/// with every thread; the rest run side by side, sequential inside, largest
+/// first, in chunks of up to `CHUNK` similar-sized items (at most one chunk
+/// per thread's share, so that every thread gets work).
 pub fn run<T: Send>(
     costs: &[f64],
     threads: usize,
-    work: impl Fn(usize, Par) -> Result<T, Error> + Sync,
+    work: impl Fn(&[usize], Par) -> Vec<Result<T, Error>> + Sync,
 ) -> Result<Vec<Result<T, Error>>, Error> {
     let threads = threads.max(1);
-    let guarded = |i: usize, par: Par| {
-        catch_unwind(AssertUnwindSafe(|| work(i, par))).unwrap_or_else(|payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(Error::Internal(message))
-        })
-    };
-    let mut results: Vec<Option<Result<T, Error>>> = (0..costs.len()).map(|_| None).collect();
-    if threads == 1 {
-        for (i, slot) in results.iter_mut().enumerate() {
-            *slot = Some(guarded(i, Par::Seq));
+    let guarded = |chunk: &[usize], par: Par| -> Vec<(usize, Result<T, Error>)> {
+        match catch_unwind(AssertUnwindSafe(|| work(chunk, par))) {
+            Ok(results) => {
+                assert_eq!(results.len(), chunk.len(), "one result per item");
+                chunk.iter().copied().zip(results).collect()
+            }
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                chunk
+                    .iter()
+                    .map(|&i| (i, Err(Error::Internal(message.clone()))))
+                    .collect()
+            }
         }
+    };
+    let total: f64 = costs.iter().sum();
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));
+    let (large, small): (Vec<usize>, Vec<usize>) = order
+        .into_iter()
+        .partition(|&i| threads > 1 && (costs.len() == 1 || costs[i] * threads as f64 >= total));
+    let (single, chunked): (Vec<usize>, Vec<usize>) =
+        small.into_iter().partition(|&i| !chunkable(costs[i]));
+    let chunk_size = chunked.len().div_ceil(threads).clamp(1, CHUNK);
+    let chunks: Vec<&[usize]> = single.chunks(1).chain(chunked.chunks(chunk_size)).collect();
+    let mut results: Vec<Option<Result<T, Error>>> = (0..costs.len()).map(|_| None).collect();
+    let mut store = |done: Vec<(usize, Result<T, Error>)>| {
+        for (i, result) in done {
+            results[i] = Some(result);
+        }
+    };
+    if threads == 1 {
+        chunks
+            .iter()
+            .for_each(|chunk| store(guarded(chunk, Par::Seq)));
     } else {
-        let total: f64 = costs.iter().sum();
-        let mut order: Vec<usize> = (0..costs.len()).collect();
-        order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));
-        let (large, small): (Vec<usize>, Vec<usize>) = order
-            .into_iter()
-            .partition(|&i| costs.len() == 1 || costs[i] * threads as f64 >= total);
         pool(threads)?.install(|| {
             for &i in &large {
-                results[i] = Some(guarded(i, Par::rayon(threads)));
+                store(guarded(&[i], Par::rayon(threads)));
             }
-            let done: Vec<(usize, Result<T, Error>)> = small
+            let done: Vec<Vec<(usize, Result<T, Error>)>> = chunks
                 .par_iter()
-                .map(|&i| (i, guarded(i, Par::Seq)))
+                .map(|chunk| guarded(chunk, Par::Seq))
                 .collect();
-            for (i, result) in done {
-                results[i] = Some(result);
-            }
+            done.into_iter().for_each(&mut store);
         });
     }
     Ok(results
@@ -117,27 +151,73 @@ mod tests {
     fn results_come_back_in_order_whatever_the_schedule() {
         let costs = [1.0, 100.0, 3.0, 2.0, 50.0];
         for threads in [1, 2, 3] {
-            let out = run(&costs, threads, |i, _| Ok(i * 10)).unwrap();
+            let out = run(&costs, threads, |chunk, _| {
+                chunk.iter().map(|&i| Ok(i * 10)).collect()
+            })
+            .unwrap();
             let values: Vec<usize> = out.into_iter().map(Result::unwrap).collect();
             assert_eq!(values, vec![0, 10, 20, 30, 40]);
         }
     }
 
     #[test]
-    fn a_panic_becomes_an_error_for_that_item_only() {
-        let costs = [1.0; 4];
-        let out = run(&costs, 2, |i, _| {
-            if i == 2 { panic!("boom at {i}") } else { Ok(i) }
-        })
-        .unwrap();
+    fn a_panic_becomes_an_error_for_its_chunk_only() {
+        let panicking = |chunk: &[usize], _| -> Vec<Result<usize, Error>> {
+            chunk
+                .iter()
+                .map(|&i| if i == 2 { panic!("boom at {i}") } else { Ok(i) })
+                .collect()
+        };
+        // Four threads for four items: chunks of one, so only item 2 fails.
+        let out = run(&[1.0; 4], 4, panicking).unwrap();
         assert!(matches!(&out[2], Err(Error::Internal(m)) if m.contains("boom at 2")));
         assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 3);
+        // Sixteen items on two threads: chunks of four; the panic takes its chunk down.
+        let out = run(&[1.0; 16], 2, panicking).unwrap();
+        assert_eq!(out.iter().filter(|r| r.is_err()).count(), CHUNK);
+        assert!(
+            out.iter()
+                .all(|r| r.is_ok() || matches!(r, Err(Error::Internal(m)) if m.contains("boom")))
+        );
+        assert!(out[2].is_err());
+    }
+
+    #[test]
+    fn many_small_items_are_chunked_but_every_thread_gets_work() {
+        let sizes = |n: usize, threads: usize| {
+            let costs = vec![1.0; n];
+            let seen = std::sync::Mutex::new(Vec::new());
+            run(&costs, threads, |chunk, _| {
+                seen.lock().unwrap().push(chunk.len());
+                chunk.iter().map(|_| Ok(())).collect()
+            })
+            .unwrap();
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_unstable();
+            seen
+        };
+        assert_eq!(sizes(64, 2), vec![CHUNK; 16]);
+        assert_eq!(sizes(3, 2), vec![1, 2]);
+        assert_eq!(sizes(7, 2), vec![3, 4]);
+        assert_eq!(sizes(1, 4), vec![1]);
+        // Large matrices are never chunked.
+        let big = vec![cost(4096, 4096); 16];
+        let seen = std::sync::Mutex::new(Vec::new());
+        run(&big, 2, |chunk, _| {
+            seen.lock().unwrap().push(chunk.len());
+            chunk.iter().map(|_| Ok(())).collect()
+        })
+        .unwrap();
+        assert!(seen.into_inner().unwrap().iter().all(|&n| n == 1));
     }
 
     #[test]
     fn large_items_get_every_thread() {
         let costs = [1000.0, 1.0, 1.0];
-        let out = run(&costs, 2, |_, par| Ok(par.degree())).unwrap();
+        let out = run(&costs, 2, |chunk, par| {
+            chunk.iter().map(|_| Ok(par.degree())).collect()
+        })
+        .unwrap();
         assert_eq!(out[0].as_ref().unwrap(), &2);
         assert_eq!(out[1].as_ref().unwrap(), &1);
     }

@@ -110,21 +110,19 @@ fn resolve_threads(threads: Option<usize>) -> Result<usize, Error> {
     }
 }
 
-/// Runs `compute` on every matrix with the GIL released; errors name the
-/// matrix when there are several.
-fn run_batch<T: Send>(
+/// Runs `compute` on chunks of items of the given shapes with the GIL
+/// released (one result per index given); errors name the item when there
+/// are several.
+fn run_items<T: Send>(
     py: Python<'_>,
-    views: &[MatrixView<'_>],
+    shapes: &[(usize, usize)],
     threads: Option<usize>,
-    compute: impl Fn(MatrixView<'_>, faer::Par) -> Result<T, Error> + Sync,
+    compute: impl Fn(&[usize], faer::Par) -> Vec<Result<T, Error>> + Sync + Send,
 ) -> PyResult<Vec<Result<T, Error>>> {
     let threads = resolve_threads(threads)?;
-    let costs: Vec<f64> = views
-        .iter()
-        .map(|v| batch::cost(v.shape().0, v.shape().1))
-        .collect();
-    let count = views.len();
-    let results = py.detach(|| batch::run(&costs, threads, |i, par| compute(views[i], par)))?;
+    let costs: Vec<f64> = shapes.iter().map(|&(r, c)| batch::cost(r, c)).collect();
+    let count = shapes.len();
+    let results = py.detach(|| batch::run(&costs, threads, compute))?;
     Ok(results
         .into_iter()
         .enumerate()
@@ -178,8 +176,13 @@ fn singular_values_batch<'py>(
     let method = Method::parse(method)?;
     let inputs = borrow_inputs(&arrays)?;
     let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
-    let results = run_batch(py, &views, threads, |view, par| {
-        spectrum::spectrum(view, method, false, Target::SingularValues, par).map(|s| s.sigma)
+    let shapes: Vec<(usize, usize)> = views.iter().map(MatrixView::shape).collect();
+    let results = run_items(py, &shapes, threads, |chunk, par| {
+        let chunk_views: Vec<MatrixView<'_>> = chunk.iter().map(|&i| views[i]).collect();
+        spectrum::spectra(&chunk_views, method, false, Target::SingularValues, par)
+            .into_iter()
+            .map(|r| r.map(|s| s.sigma))
+            .collect()
     })?;
     let (values, errors) = split_errors(py, results);
     Ok((
@@ -212,25 +215,23 @@ fn spectral_batch<'py>(
     let method = Method::parse(method)?;
     let inputs = borrow_inputs(&arrays)?;
     let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
-    spectral_columns(py, &views, spec, center, method, need_rank, threads)
+    let shapes: Vec<(usize, usize)> = views.iter().map(MatrixView::shape).collect();
+    let target = Target::Entropy { spec, need_rank };
+    let results = run_items(py, &shapes, threads, |chunk, par| {
+        let chunk_views: Vec<MatrixView<'_>> = chunk.iter().map(|&i| views[i]).collect();
+        spectrum::spectra(&chunk_views, method, center, target, par)
+    })?;
+    spectral_columns(py, &shapes, results, spec)
 }
 
-/// Runs the entropy computation over `views` and returns section 1's
-/// statistics as columns plus the per-matrix errors.
+/// Section 1's statistics of each computed spectrum as columns, plus the
+/// per-matrix errors.
 fn spectral_columns<'py>(
     py: Python<'py>,
-    views: &[MatrixView<'_>],
+    shapes: &[(usize, usize)],
+    results: Vec<Result<Spectrum, Error>>,
     spec: EntropySpec,
-    center: bool,
-    method: Method,
-    need_rank: bool,
-    threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyDict>, ItemErrors)> {
-    let target = Target::Entropy { spec, need_rank };
-    let results = run_batch(py, views, threads, |view, par| {
-        spectrum::spectrum(view, method, center, target, par)
-    })?;
-    let shapes: Vec<(usize, usize)> = views.iter().map(MatrixView::shape).collect();
     let (spectra, errors) = split_errors(py, results);
     let stats: Vec<Option<entropy::Stats>> = spectra
         .iter()
@@ -283,14 +284,8 @@ fn spectral_columns<'py>(
     Ok((columns, errors))
 }
 
-/// A safetensors file, opened and validated: its header and a read-only
-/// memory map of the whole file.
-struct OpenSafetensors {
-    header: safetensors::Header,
-    map: memmap2::Mmap,
-}
-
-fn open_safetensors(path: &str) -> Result<OpenSafetensors, Error> {
+/// Opens a safetensors file and validates its header against the file.
+fn open_safetensors(path: &str) -> Result<(std::fs::File, safetensors::Header), Error> {
     use std::io::Read;
     let fail =
         |what: &str, e: std::io::Error| Error::Checkpoint(format!("{path}: cannot {what}: {e}"));
@@ -310,15 +305,7 @@ fn open_safetensors(path: &str) -> Result<OpenSafetensors, Error> {
     file.read_exact(&mut prefix[8..])
         .map_err(|e| fail("read the header", e))?;
     let header = safetensors::parse_header(&prefix, len).map_err(|e| e.context(path))?;
-    // SAFETY: the map is read-only; a file truncated by another process while
-    // we read it is outside what any reader of memory-mapped files can guard.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail("memory-map", e))?;
-    if map.len() as u64 != len {
-        return Err(Error::Checkpoint(format!(
-            "{path}: the file changed size while being opened"
-        )));
-    }
-    Ok(OpenSafetensors { header, map })
+    Ok((file, header))
 }
 
 /// `(name, dtype, shape)` of one tensor in a safetensors header.
@@ -332,30 +319,31 @@ fn safetensors_header<'py>(
     py: Python<'py>,
     path: &str,
 ) -> PyResult<(Vec<TensorEntry>, Bound<'py, PyDict>)> {
-    let opened = py.detach(|| open_safetensors(path))?;
-    let tensors = opened
-        .header
+    let (_, header) = py.detach(|| open_safetensors(path))?;
+    let tensors = header
         .tensors
         .iter()
         .map(|t| (t.name.clone(), t.dtype.name().to_owned(), t.shape.clone()))
         .collect();
     let metadata = PyDict::new(py);
-    for (k, v) in &opened.header.metadata {
+    for (k, v) in &header.metadata {
         metadata.set_item(k, v)?;
     }
     Ok((tensors, metadata))
 }
 
-/// Like `spectral_batch`, for tensors of a safetensors file read through a
-/// memory map: `tensors` is `[(name, rows, cols)]`, each tensor seen as the
-/// row-major `rows x cols` matrix (rows * cols must be its element count).
-/// F16 and BF16 are decoded on the fly; no tensor is copied whole.
+/// Like `spectral_batch`, for tensors of safetensors files read through
+/// memory maps: `tensors` is `[(path, name, rows, cols)]`, each tensor seen
+/// as the row-major `rows x cols` matrix (rows * cols must be its element
+/// count). Tensors of several files (checkpoints) may be mixed, so that many
+/// small checkpoints share one parallel batch; each file is opened and its
+/// header validated once. F16 and BF16 are decoded on the fly; no tensor is
+/// copied whole, and each is mapped only while it is computed.
 #[pyfunction]
-#[pyo3(signature = (path, tensors, *, power = 2.0, normalize = "dim", center = false, method = "auto", need_rank = false, threads = None))]
+#[pyo3(signature = (tensors, *, power = 2.0, normalize = "dim", center = false, method = "auto", need_rank = false, threads = None))]
 fn safetensors_spectral<'py>(
     py: Python<'py>,
-    path: &str,
-    tensors: Vec<(String, usize, usize)>,
+    tensors: Vec<(String, String, usize, usize)>,
     power: f64,
     normalize: &str,
     center: bool,
@@ -365,18 +353,22 @@ fn safetensors_spectral<'py>(
 ) -> PyResult<(Bound<'py, PyDict>, ItemErrors)> {
     let spec = EntropySpec::new(power, Normalize::parse(normalize)?)?;
     let method = Method::parse(method)?;
-    let opened = py.detach(|| open_safetensors(path))?;
-    let data = &opened.map[opened.header.data_start..];
-    let by_name: std::collections::HashMap<&str, &safetensors::TensorInfo> = opened
-        .header
-        .tensors
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
-    let mut views = Vec::with_capacity(tensors.len());
-    for (name, rows, cols) in &tensors {
-        let info = by_name
-            .get(name.as_str())
+    let mut files: Vec<(String, std::fs::File, safetensors::Header)> = Vec::new();
+    let mut items = Vec::with_capacity(tensors.len());
+    for (path, name, rows, cols) in &tensors {
+        let file_index = match files.iter().position(|(p, ..)| p == path) {
+            Some(index) => index,
+            None => {
+                let (file, header) = py.detach(|| open_safetensors(path))?;
+                files.push((path.clone(), file, header));
+                files.len() - 1
+            }
+        };
+        let header = &files[file_index].2;
+        let info = header
+            .tensors
+            .iter()
+            .find(|t| &t.name == name)
             .ok_or_else(|| Error::Checkpoint(format!("{path}: no tensor named {name:?}")))?;
         let dtype = match info.dtype {
             safetensors::Dtype::F16 => PackedDtype::F16,
@@ -390,11 +382,116 @@ fn safetensors_spectral<'py>(
                 )));
             }
         };
-        let packed = PackedMatrix::new(&data[info.start..info.end], dtype, *rows, *cols)
-            .map_err(|e| e.context(name))?;
-        views.push(MatrixView::Packed(packed));
+        if rows
+            .checked_mul(*cols)
+            .and_then(|n| n.checked_mul(dtype.size()))
+            != Some(info.end - info.start)
+        {
+            return Err(ShapeError::new_err(format!(
+                "{name}: {rows} x {cols} does not match the tensor's shape {:?}",
+                info.shape
+            )));
+        }
+        items.push(PackedItem {
+            file: file_index,
+            name: name.as_str(),
+            offset: header.data_start + info.start,
+            len: info.end - info.start,
+            dtype,
+            rows: *rows,
+            cols: *cols,
+        });
     }
-    spectral_columns(py, &views, spec, center, method, need_rank, threads)
+    let shapes: Vec<(usize, usize)> = items.iter().map(|item| (item.rows, item.cols)).collect();
+    let target = Target::Entropy { spec, need_rank };
+    let results = run_items(py, &shapes, threads, |chunk, par| {
+        // Map this chunk's tensors; a failure to map is that tensor's error.
+        let mapped: Vec<Result<MappedBytes, Error>> = chunk
+            .iter()
+            .map(|&i| {
+                let item = &items[i];
+                let (path, file, _) = &files[item.file];
+                map_range(file, item.offset, item.len).map_err(|e| {
+                    Error::Checkpoint(format!("{path}: cannot map {}: {e}", item.name))
+                })
+            })
+            .collect();
+        let mut views = Vec::new();
+        let mut outcome: Vec<Option<Result<Spectrum, Error>>> = Vec::new();
+        for (&i, bytes) in chunk.iter().zip(&mapped) {
+            let item = &items[i];
+            match bytes
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|b| PackedMatrix::new(b, item.dtype, item.rows, item.cols))
+            {
+                Ok(packed) => {
+                    views.push(MatrixView::Packed(packed));
+                    outcome.push(None);
+                }
+                Err(e) => outcome.push(Some(Err(e.context(item.name)))),
+            }
+        }
+        let mut computed = spectrum::spectra(&views, method, center, target, par).into_iter();
+        outcome
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| computed.next().expect("one result per view")))
+            .collect()
+    })?;
+    spectral_columns(py, &shapes, results, spec)
+}
+
+/// One tensor to compute: where it lies in which opened file, and as what matrix.
+struct PackedItem<'a> {
+    file: usize,
+    name: &'a str,
+    offset: usize,
+    len: usize,
+    dtype: PackedDtype,
+    rows: usize,
+    cols: usize,
+}
+
+/// Tensors up to this size are read into memory instead of mapped: one
+/// `pread` is cheaper than setting up a map and faulting in its pages.
+const READ_INSTEAD_OF_MAP: usize = 4 << 20;
+
+/// `len` bytes of `file` from `offset`: read when small, memory-mapped
+/// read-only when large.
+fn map_range(file: &std::fs::File, offset: usize, len: usize) -> std::io::Result<MappedBytes> {
+    if len <= READ_INSTEAD_OF_MAP {
+        let mut bytes = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, offset as u64)?;
+        return Ok(MappedBytes::Read(bytes));
+    }
+    // SAFETY: a read-only map of a range the validated header places inside
+    // the file; a file truncated by another process during the scan is
+    // outside what any reader of memory-mapped files can guard against.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset as u64)
+            .len(len)
+            .map(file)?
+    };
+    // The engine reads each tensor front to back, more than once.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(MappedBytes::Map(map))
+}
+
+/// A tensor's bytes: read into memory, or mapped.
+enum MappedBytes {
+    Read(Vec<u8>),
+    Map(memmap2::Mmap),
+}
+
+impl std::ops::Deref for MappedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Read(bytes) => bytes,
+            Self::Map(map) => map,
+        }
+    }
 }
 
 /// The thread count used when `threads=None`: `GROKSPEC_NUM_THREADS` if
@@ -409,12 +506,17 @@ fn default_threads() -> PyResult<usize> {
 #[pyfunction]
 fn _panic_inside_engine(py: Python<'_>) -> PyResult<()> {
     let results = py.detach(|| {
-        batch::run(&[1.0, 1.0], 2, |i, _| {
-            if i == 1 {
-                panic!("deliberate test panic")
-            } else {
-                Ok(())
-            }
+        batch::run(&[1.0, 1.0], 2, |chunk, _| {
+            chunk
+                .iter()
+                .map(|&i| {
+                    if i == 1 {
+                        panic!("deliberate test panic")
+                    } else {
+                        Ok(())
+                    }
+                })
+                .collect()
         })
     })?;
     for result in results {

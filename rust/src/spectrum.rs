@@ -16,7 +16,8 @@ use faer::{Accum, Mat, Par};
 use crate::entropy::{self, EntropySpec, Normalize, Stats};
 use crate::error::Error;
 use crate::matrix::{MatrixView, Prepared};
-use crate::symeig::{SymEigParams, symmetric_eigenvalues};
+use crate::symeig::{SymEigParams, tridiagonalize};
+use crate::tridiagonal::tridiagonal_eigenvalues_many;
 
 /// How the singular values are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +101,95 @@ pub fn spectrum(
     target: Target,
     par: Par,
 ) -> Result<Spectrum, Error> {
-    let prepared = Prepared::new(view, center)?;
-    let finish = |sigma_scaled: Vec<f64>, method| Spectrum {
+    spectra(&[view], method, center, target, par)
+        .pop()
+        .expect("one result per matrix")
+}
+
+/// The singular values of several matrices, computed in the calling thread
+/// (with `par` inside each). On the Gram route the tridiagonal eigenvalue
+/// problems of all of them are solved together, which keeps the core busy
+/// (see `tridiagonal`).
+pub fn spectra(
+    views: &[MatrixView<'_>],
+    method: Method,
+    center: bool,
+    target: Target,
+    par: Par,
+) -> Vec<Result<Spectrum, Error>> {
+    // Stage 1: each matrix to its tridiagonal (or straight to a result).
+    let mut staged: Vec<Result<Staged<'_>, Error>> = views
+        .iter()
+        .map(|&view| {
+            let prepared = Prepared::new(view, center)?;
+            if method == Method::Svd {
+                let sigma = svd_values(&prepared, par)?;
+                return Ok(Staged::Done(finish(&prepared, sigma, Method::Svd)));
+            }
+            Ok(Staged::Tridiagonal(gram_tridiagonal(prepared, par)))
+        })
+        .collect();
+    // Stage 2: the eigenvalues of every tridiagonal at once.
+    let problems: Vec<(&[f64], &[f64])> = staged
+        .iter()
+        .filter_map(|s| match s {
+            Ok(Staged::Tridiagonal(t)) => Some((t.diag.as_slice(), t.subdiag.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let mut eigenvalues = tridiagonal_eigenvalues_many(&problems).into_iter();
+    // Stage 3: certify and finish each.
+    staged
+        .drain(..)
+        .map(|stage| match stage? {
+            Staged::Done(spectrum) => Ok(spectrum),
+            Staged::Tridiagonal(t) => {
+                let mut lambda = eigenvalues.next().expect("one result per problem")?;
+                lambda.reverse();
+                let gram = t.eigenvalues(lambda);
+                if method == Method::Gram || gram.certifies(target, t.prepared.view()) {
+                    Ok(finish(&t.prepared, gram.sigma(), Method::Gram))
+                } else {
+                    let sigma = svd_values(&t.prepared, par)?;
+                    Ok(finish(&t.prepared, sigma, Method::Svd))
+                }
+            }
+        })
+        .collect()
+}
+
+/// A matrix between the stages of `spectra`.
+enum Staged<'a> {
+    Done(Spectrum),
+    Tridiagonal(GramTridiagonal<'a>),
+}
+
+/// The Gram matrix of a prepared input, reduced to tridiagonal form.
+struct GramTridiagonal<'a> {
+    prepared: Prepared<'a>,
+    diag: Vec<f64>,
+    subdiag: Vec<f64>,
+    trace: f64,
+}
+
+impl GramTridiagonal<'_> {
+    /// Attaches the error bound to the (descending) eigenvalues.
+    fn eigenvalues(&self, lambda: Vec<f64>) -> GramEigenvalues {
+        let (rows, cols) = self.prepared.tall_shape();
+        let lambda_max = lambda.first().copied().unwrap_or(0.0).max(0.0);
+        // Rounding model: the product's error grows like sqrt(rows) * eps * ||B||_F^2
+        // (Higham & Mary's probabilistic bound; blocked summation does better),
+        // and the orthogonal reductions add a backward error ~ cols * eps * ||G||_2.
+        // The factor 4 is a safety margin.
+        let delta =
+            4.0 * f64::EPSILON * ((rows as f64).sqrt() * self.trace + cols as f64 * lambda_max);
+        GramEigenvalues::with_null_space_zeroed(lambda, delta, cols)
+    }
+}
+
+fn finish(prepared: &Prepared<'_>, sigma_scaled: Vec<f64>, method: Method) -> Spectrum {
+    let view = prepared.view();
+    Spectrum {
         sigma: sigma_scaled
             .into_iter()
             .map(|s| s / prepared.scale())
@@ -109,21 +197,6 @@ pub fn spectrum(
         method,
         shape: view.shape(),
         epsilon: view.epsilon(),
-    };
-    match method {
-        Method::Svd => Ok(finish(svd_values(&prepared, par)?, Method::Svd)),
-        Method::Gram => Ok(finish(
-            gram_eigenvalues(&prepared, par)?.sigma(),
-            Method::Gram,
-        )),
-        Method::Auto => {
-            let gram = gram_eigenvalues(&prepared, par)?;
-            if gram.certifies(target, view) {
-                Ok(finish(gram.sigma(), Method::Gram))
-            } else {
-                Ok(finish(svd_values(&prepared, par)?, Method::Svd))
-            }
-        }
     }
 }
 
@@ -189,7 +262,7 @@ fn block_rows(rows: usize, cols: usize) -> usize {
     ((1 << 22) / cols).max(256).min(rows)
 }
 
-fn gram_eigenvalues(prepared: &Prepared<'_>, par: Par) -> Result<GramEigenvalues, Error> {
+fn gram_tridiagonal(prepared: Prepared<'_>, par: Par) -> GramTridiagonal<'_> {
     let (rows, cols) = prepared.tall_shape();
     let mut gram = Mat::<f64>::zeros(cols, cols);
     let block = block_rows(rows, cols);
@@ -227,14 +300,13 @@ fn gram_eigenvalues(prepared: &Prepared<'_>, par: Par) -> Result<GramEigenvalues
         start += len;
     }
     let trace: f64 = (0..cols).map(|i| gram[(i, i)]).sum();
-    let lambda = symmetric_eigenvalues(gram.as_mut(), par, SymEigParams::for_dimension(cols))?;
-    let lambda_max = lambda.first().copied().unwrap_or(0.0).max(0.0);
-    // Rounding model: the product's error grows like sqrt(rows) * eps * ||B||_F^2
-    // (Higham & Mary's probabilistic bound; blocked summation does better),
-    // and the orthogonal reductions add a backward error ~ cols * eps * ||G||_2.
-    // The factor 4 is a safety margin.
-    let delta = 4.0 * f64::EPSILON * ((rows as f64).sqrt() * trace + cols as f64 * lambda_max);
-    Ok(GramEigenvalues::with_null_space_zeroed(lambda, delta, cols))
+    let (diag, subdiag) = tridiagonalize(gram.as_mut(), par, SymEigParams::for_dimension(cols));
+    GramTridiagonal {
+        prepared,
+        diag,
+        subdiag,
+        trace,
+    }
 }
 
 impl GramEigenvalues {

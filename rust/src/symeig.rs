@@ -60,26 +60,34 @@ pub fn symmetric_eigenvalues(
     par: Par,
     params: SymEigParams,
 ) -> Result<Vec<f64>, Error> {
+    let (diag, subdiag) = tridiagonalize(a, par, params);
+    let mut values = tridiagonal_eigenvalues(&diag, &subdiag)?;
+    values.reverse();
+    Ok(values)
+}
+
+/// Reduces the symmetric matrix whose lower triangle is stored in `a` to a
+/// tridiagonal matrix with the same eigenvalues: `(diagonal, subdiagonal)`.
+/// `a` is used as scratch.
+pub fn tridiagonalize(a: MatMut<'_, f64>, par: Par, params: SymEigParams) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
-    assert_eq!(n, a.ncols(), "symmetric_eigenvalues needs a square matrix");
-    let mut values = if n >= params.two_stage_from && params.bandwidth + 1 < n {
+    assert_eq!(n, a.ncols(), "tridiagonalize needs a square matrix");
+    if n >= params.two_stage_from && params.bandwidth + 1 < n {
         let stage_one_par = if n >= params.parallel_band_reduction_from {
             par
         } else {
             Par::Seq
         };
-        two_stage(a, stage_one_par, par, params.bandwidth)?
+        two_stage(a, stage_one_par, par, params.bandwidth)
     } else {
-        one_stage(a, par)?
-    };
-    values.sort_unstable_by(|x, y| y.total_cmp(x));
-    Ok(values)
+        one_stage(a, par)
+    }
 }
 
-fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> Result<Vec<f64>, Error> {
+fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     if n == 0 {
-        return Ok(Vec::new());
+        return (Vec::new(), Vec::new());
     }
     let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
     let mut householder = Mat::<f64>::zeros(block, n - 1);
@@ -92,9 +100,9 @@ fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> Result<Vec<f64>, Error> {
         MemStack::new(&mut buffer),
         Default::default(),
     );
-    let diag: Vec<f64> = (0..n).map(|i| a[(i, i)]).collect();
-    let subdiag: Vec<f64> = (0..n - 1).map(|i| a[(i + 1, i)]).collect();
-    tridiagonal_eigenvalues(&diag, &subdiag)
+    let diag = (0..n).map(|i| a[(i, i)]).collect();
+    let subdiag = (0..n - 1).map(|i| a[(i + 1, i)]).collect();
+    (diag, subdiag)
 }
 
 fn two_stage(
@@ -102,10 +110,9 @@ fn two_stage(
     stage_one_par: Par,
     par: Par,
     bandwidth: usize,
-) -> Result<Vec<f64>, Error> {
+) -> (Vec<f64>, Vec<f64>) {
     reduce_to_band(a.rb_mut(), bandwidth, stage_one_par);
-    let (diag, subdiag) = BandMatrix::from_lower(a.rb(), bandwidth).into_tridiagonal(par);
-    tridiagonal_eigenvalues(&diag, &subdiag)
+    BandMatrix::from_lower(a.rb(), bandwidth).into_tridiagonal(par)
 }
 
 #[cfg(test)]

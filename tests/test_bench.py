@@ -1,0 +1,39 @@
+"""The benchmark code runs and reports correct answers (timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from grokspec.bench import QUICK_CASES, markdown_table, run_benchmark
+from grokspec.bench_scan import run_scan_speed_benchmark
+from grokspec.cli import main
+
+
+def test_every_contender_is_timed_and_checked_against_lapack():
+    results = run_benchmark(QUICK_CASES[:2], budget=0.0, max_runs=1)
+    contenders = {r.contender for r in results}
+    assert contenders == {"grokspec", "torch.linalg.svdvals", "torch.linalg.eigvalsh(WᵀW)", "numpy.linalg.svd", "scipy.linalg.svdvals"}
+    for r in results:
+        assert r.seconds > 0 and r.runs >= 1
+        assert r.entropy_error < 1e-5, r  # float32 contenders land near 1e-8
+        if r.contender == "grokspec":
+            assert r.entropy_error <= 1e-6 and r.grokspec_speedup == 1.0
+    table = markdown_table(results)
+    assert table.count("\n") == len(results) + 1 and "grokspec speedup" in table
+
+
+def test_scan_benchmark_agrees_with_plain_torch():
+    result = run_scan_speed_benchmark(checkpoints=3, repeats=1)
+    assert result["matrices"] == 3 * 7
+    assert result["max_entropy_difference"] < 1e-6
+
+
+def test_bench_command_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--quick", "--budget", "0", "--json", str(out), "--markdown"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["threads"] >= 1 and len(data["results"]) == 5 * len(QUICK_CASES)
+    assert "| case |" in result.output
