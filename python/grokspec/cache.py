@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 __all__ = ["ScanCache", "checkpoint_key"]
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_BUSY_TIMEOUT_S = 60.0
 
 
 def checkpoint_key(files: Iterable[Path], options: dict[str, Any]) -> str:
@@ -39,10 +41,7 @@ class ScanCache:
         self._db: sqlite3.Connection | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.execute(_SCHEMA)
+            self._db = _open_with_retries(path)
 
     def get(self, key: str) -> Any | None:
         if self._db is None:
@@ -64,3 +63,28 @@ class ScanCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _open_with_retries(path: Path) -> sqlite3.Connection:
+    """Open the cache in WAL mode, waiting out other scans that hold it.
+
+    SQLite answers the switch to WAL (and the recovery of a log another
+    process is closing) with "database is locked" at once, without waiting
+    for its busy timeout, so opening is retried with backoff until the
+    same deadline.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    pause = 0.01
+    while True:
+        db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+            return db
+        except sqlite3.OperationalError as error:
+            db.close()
+            transient = "locked" in str(error) or "busy" in str(error)
+            if not transient or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
