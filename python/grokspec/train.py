@@ -388,10 +388,14 @@ class _Trainer:
             crossing, grok = self._events(index)
             seed = self.seeds[index]
             if crossing == self.step and self.step > 0:
+                # After grokking the fall is no longer a warning; say so rather than predict.
+                outlook = (
+                    f"after grokking at step {grok}" if grok is not None and grok < self.step
+                    else "the paper finds generalization ~1,000 steps later"
+                )
                 self.log(
                     f"[seed {seed}] step {self.step}: representation entropy {record['repr_entropy']:.3f} "
-                    f"fell below {config.threshold} (test accuracy {record['test_acc']:.3f}); "
-                    "the paper finds generalization ~1,000 steps later"
+                    f"fell below {config.threshold} (test accuracy {record['test_acc']:.3f}); {outlook}"
                 )
             if grok == self.step:
                 self.log(f"[seed {seed}] step {self.step}: grokked (test accuracy {record['test_acc']:.3f})")
