@@ -49,9 +49,15 @@ def _range(summary: dict[str, Any] | None, digits: int = 3) -> str:
     return f"[{_f(summary['range'][0], digits)}, {_f(summary['range'][1], digits)}]"
 
 
-def _save(fig: Any, path: Path) -> None:
-    with atomic_path(path) as temporary:
+def _save(fig: Any, out: Path, name: str, figures: dict[str, str]) -> None:
+    """Writes `fig` atomically to out/fig_<name>.png, closes it and records it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(out / f"fig_{name}.png") as temporary:
         fig.savefig(temporary, dpi=110, format="png", bbox_inches="tight")
+    plt.close(fig)
+    figures[name] = f"fig_{name}.png"
 
 
 def _legend(ax: Any, **kwargs: Any) -> None:
@@ -96,10 +102,7 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
         ax.set_ylabel("H̃ (blue)")
         twin.set_ylabel("test accuracy (dotted)")
         twin.set_ylim(-0.02, 1.02)
-    fig.tight_layout()
-    _save(fig, out / "fig_entropy_accuracy.png")
-    plt.close(fig)
-    figures["entropy_accuracy"] = "fig_entropy_accuracy.png"
+    _save(fig, out, "entropy_accuracy", figures)
 
     # 2. norm against entropy
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -117,10 +120,7 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
     right.set_xlabel("step")
     _legend(right, fontsize=7)
     right.set_title("seed 0", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out / "fig_norm_entropy.png")
-    plt.close(fig)
-    figures["norm_entropy"] = "fig_norm_entropy.png"
+    _save(fig, out, "norm_entropy", figures)
 
     # 3. MLP against transformer
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -136,10 +136,7 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
         ax.set_xlabel("step")
         _legend(ax, fontsize=8)
     fig.suptitle("(a+b) mod 41, train fraction 0.3", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out / "fig_mlp_vs_transformer.png")
-    plt.close(fig)
-    figures["mlp_vs_transformer"] = "fig_mlp_vs_transformer.png"
+    _save(fig, out, "mlp_vs_transformer", figures)
 
     # 4. intervention
     window = report["setup"]["mixing_window"]
@@ -162,10 +159,7 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
     left.set_ylabel("H̃")
     right.set_ylabel("test accuracy")
     fig.suptitle(f"representation mixing over steps {window[0]}–{window[1]} (shaded)", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out / "fig_intervention.png")
-    plt.close(fig)
-    figures["intervention"] = "fig_intervention.png"
+    _save(fig, out, "intervention", figures)
 
     # 5. predicted against actual time to grok
     calibration = report["calibration"]
@@ -189,10 +183,7 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
         ax.set_xlabel("actual steps to T_grok")
         ax.set_ylabel("predicted: C1 (H̃ − H*)^γ")
         ax.set_title(f"C1 = {law['c1']:.3g}, γ = {law['gamma']:.2f}, R² = {law['r2']:.2f}", fontsize=9)
-        fig.tight_layout()
-        _save(fig, out / "fig_time_to_grok.png")
-        plt.close(fig)
-        figures["time_to_grok"] = "fig_time_to_grok.png"
+        _save(fig, out, "time_to_grok", figures)
 
     # 6. the weight side, aligned to T_grok
     from grokspec.report import series_table
@@ -224,10 +215,7 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
     ax.set_xlabel("step − T_grok")
     ax.set_ylabel("normalized entropy (mean over runs)")
     _legend(ax, fontsize=7, ncol=2)
-    fig.tight_layout()
-    _save(fig, out / "fig_weights.png")
-    plt.close(fig)
-    figures["weights"] = "fig_weights.png"
+    _save(fig, out, "weights", figures)
     return figures
 
 
