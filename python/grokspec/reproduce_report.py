@@ -451,7 +451,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "ratios are the comparable quantity.",
         "- **S5** is left out of the CPU scale to keep it within an hour (the paper trains it at train fraction 0.1 for up to "
         "50,000 steps); `--scale paper` includes it." if "s5" not in setup["tasks"] else "- **S5** is trained at train fraction 0.1, as in the paper.",
-        "- **Evaluation interval.** The collapse rule spans 5 evaluations, so its lead depends on the interval (100 steps here, 200 in the paper).",
+        f"- **Evaluation interval.** The collapse rule spans 5 evaluations, so its lead depends on the interval "
+        f"({setup['configs']['transformer/add']['eval_every']} steps here, 200 in the paper).",
         "- Every claim the tables above mark as not reproducing is stated in its section.",
         "",
     ]
