@@ -1,7 +1,8 @@
-"""The type stub of the Rust module matches what the module exports."""
+"""The type stub of the Rust module matches the module, and the package type-checks against it."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_core_stub_matches_the_extension_module():
@@ -10,5 +11,17 @@ def test_core_stub_matches_the_extension_module():
         capture_output=True,
         text=True,
         timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_package_type_checks():
+    # The stub is only worth something if the package is checked against it.
+    package = Path(__file__).resolve().parent.parent / "python" / "grokspec"
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", str(package)],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr

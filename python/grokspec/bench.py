@@ -152,7 +152,7 @@ def _time(run: Callable[[], object], budget: float, max_runs: int) -> tuple[floa
         start = time.perf_counter()
         run()
         return time.perf_counter() - start, 1
-    times = []
+    times: list[float] = []
     while len(times) < max_runs and (sum(times) < budget or len(times) < 3):
         start = time.perf_counter()
         run()

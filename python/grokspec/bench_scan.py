@@ -145,7 +145,8 @@ def run_sharded_memory_benchmark(shard_bytes: int = 700_000_000, shards: int = 2
         weight_map, sizes = {}, []
         shapes = [(4096, 4096)] * 4 + [(11008, 4096)] * 2
         for s in range(shards):
-            tensors, used = {}, 0
+            tensors: dict[str, Any] = {}
+            used = 0
             for i, shape in enumerate(shapes):
                 nbytes = shape[0] * shape[1] * 4
                 if used + nbytes > shard_bytes and tensors:

@@ -96,9 +96,9 @@ def calibrate_table(table: pd.DataFrame, *, grok_metric: str | None = None, leve
         points = {run: _points(values, t_grok, h_star) for run, (_, values, t_grok) in runs.items()}
         gaps = np.concatenate([g for g, _ in points.values()]) if points else np.empty(0)
         delays = np.concatenate([d for _, d in points.values()]) if points else np.empty(0)
-        law = fit_power_law(gaps, delays)
+        law: dict[str, Any] | None = fit_power_law(gaps, delays)
         if law is not None and len(points) > 1:
-            errors = []
+            errors: list[float] = []
             for held_out, (g_out, d_out) in points.items():
                 if len(g_out) == 0:
                     continue

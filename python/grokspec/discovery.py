@@ -133,19 +133,19 @@ def discover(directory: Path) -> tuple[list[RunSpec], list[str]]:
             continue
         hf = sorted((int(m.group(1)), d) for d in dirnames if (m := _HF_CHECKPOINT.match(d)))
         if hf:
-            refs = []
+            hf_refs: list[CheckpointRef] = []
             for step, name in hf:
                 checkpoint_dir = here / name
                 weights = next((checkpoint_dir / w for w in _HF_WEIGHTS if (checkpoint_dir / w).exists()), None)
                 if weights is None:
                     warnings.append(f"{_name(checkpoint_dir, directory)}: no model weights found (looked for {', '.join(_HF_WEIGHTS)})")
                     continue
-                refs.append(_ref(weights, here, step))
+                hf_refs.append(_ref(weights, here, step))
             newest_state = next(
                 (here / name / "trainer_state.json" for _, name in reversed(hf) if (here / name / "trainer_state.json").exists()), None
             )
-            if refs:
-                runs.append(RunSpec(_name(here, directory), here, "huggingface", tuple(refs), newest_state))
+            if hf_refs:
+                runs.append(RunSpec(_name(here, directory), here, "huggingface", tuple(hf_refs), newest_state))
             dirnames[:] = [d for d in dirnames if not _HF_CHECKPOINT.match(d)]
         runs.extend(_file_runs(here, sorted(filenames), directory))
     return runs, warnings
@@ -153,8 +153,7 @@ def discover(directory: Path) -> tuple[list[RunSpec], list[str]]:
 
 def _file_runs(here: Path, filenames: list[str], base: Path) -> list[RunSpec]:
     """Checkpoint files of one directory, grouped into series by name."""
-    candidates = [(name, _stem(name)) for name in filenames]
-    candidates = [(name, stem) for name, stem in candidates if stem is not None]
+    candidates = [(name, stem) for name in filenames if (stem := _stem(name)) is not None]
     # Shards listed in an index belong to the index's checkpoint.
     sharded = {p.name for name, _ in candidates if name.endswith(".index.json") for p in _shard_files(here / name)}
     groups: dict[str, list[CheckpointRef]] = {}

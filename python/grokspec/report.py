@@ -117,7 +117,7 @@ def build_report(
     for run in runs:
         steps = table[(table["run"] == run.name) & (table["step_source"] != "log")]
         grok_metric, accuracy = _accuracy(table, run.name, options.grok_metric)
-        series_reports = []
+        series_reports: list[dict[str, Any]] = []
         for name, values in series_table(table, run.name).items():
             threshold, source = _threshold(name, options, calibration)
             events = detect_events(

@@ -169,7 +169,8 @@ def reproduce(out: str | Path, scale: str | Scale = "cpu", *, log: Log | None = 
     for task in plan.tasks:
         summaries[f"transformer/{task}"] = _timed(
             f"transformer, {task}, seeds {plan.seeds[0]}-{plan.seeds[-1]}", timings, log,
-            lambda task=task: train_seeds(_task_config(plan, task), list(plan.seeds), dirs["transformer"] / task, log=log, progress=progress),
+            lambda task=task: train_seeds(  # type: ignore[misc]  # a default binds the loop variable
+               _task_config(plan, task), list(plan.seeds), dirs["transformer"] / task, log=log, progress=progress),
         )
     summaries["control/mlp"] = _timed(
         "MLP control", timings, log,

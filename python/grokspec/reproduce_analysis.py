@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,7 +66,7 @@ def bootstrap_ci(values: list[float], *, resamples: int = 10000, seed: int = 0) 
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def _summary(values: list[float | None]) -> dict[str, Any]:
+def _summary(values: Sequence[float | None]) -> dict[str, Any]:
     data = [float(v) for v in values if v is not None and not math.isnan(v)]
     if not data:
         return {"n": 0, "mean": None, "ci": None, "range": None}

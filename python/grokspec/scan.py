@@ -271,8 +271,8 @@ def _compute_group(group: list[_Pending], options: ScanOptions, representation: 
                 warnings.append(f"tensor {name}: {_strip_index(str(failed[i]))}")
                 continue
             for metric in WEIGHT_METRICS:
-                value = float(columns[metric][i])
-                rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": _finite_or_none(value)})
+                finite = _finite_or_none(float(columns[metric][i]))
+                rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": finite})
         offset += len(pending.selected)
         if representation is not None:
             try:

@@ -151,7 +151,8 @@ def singular_values(
     matrices, batch = _as_matrices(x)
     values, errors = _core.singular_values_batch(matrices, method=method, threads=_check_threads(threads))
     _raise_first(errors)
-    return values if batch else values[0]
+    computed = [v for v in values if v is not None]  # None only where an error was raised above
+    return computed if batch else computed[0]
 
 
 def _spectral_columns(

@@ -7,6 +7,7 @@ pairs is the dataset, and a seeded permutation splits it into train and test.
 from __future__ import annotations
 
 import itertools
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,7 +63,7 @@ def make_dataset(task: str, p: int = 97) -> Dataset:
         inverse = torch.tensor([pow(int(v), p - 2, p) if v else 0 for v in range(p)])
         labels = (a * inverse[b]) % p
     else:
-        op = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}[task]
+        op = {"add": operator.add, "sub": operator.sub, "mul": operator.mul}[task]
         labels = op(a, b) % p
     return Dataset(task, torch.stack([a, b], dim=1), labels, p)
 
