@@ -331,19 +331,8 @@ impl<'a> Prepared<'a> {
         // B[i, j] is A[i, j] or A[j, i].
         let b = if self.transposed { m.transpose() } else { m };
         let b = b.subrows(start, rows);
+        // Scaling by a power of two is exact.
         let scale = self.scale;
-        // Scaling by a power of two is exact; each line is copied from a
-        // contiguous slice when the source has one.
-        let convert = |out: &mut [f64], src: Option<&[T]>, at: &dyn Fn(usize) -> T| match src {
-            Some(src) => out
-                .iter_mut()
-                .zip(src)
-                .for_each(|(o, &v)| *o = v.into() * scale),
-            None => out
-                .iter_mut()
-                .enumerate()
-                .for_each(|(k, o)| *o = at(k).into() * scale),
-        };
         if dst.row_stride() == 1 {
             for j in 0..cols {
                 let out = dst
@@ -353,7 +342,7 @@ impl<'a> Prepared<'a> {
                     .expect("column-major block")
                     .as_slice_mut();
                 let src = b.col(j).try_as_col_major().map(|c| c.as_slice());
-                convert(out, src, &|i| b[(i, j)]);
+                convert_line(out, src, scale, |i| b[(i, j)]);
             }
         } else {
             for i in 0..rows {
@@ -364,7 +353,7 @@ impl<'a> Prepared<'a> {
                     .expect("row-major block")
                     .as_slice_mut();
                 let src = b.row(i).try_as_row_major().map(|r| r.as_slice());
-                convert(out, src, &|j| b[(i, j)]);
+                convert_line(out, src, scale, |j| b[(i, j)]);
             }
         }
     }
@@ -418,6 +407,27 @@ impl Element for f64 {
     }
 }
 
+/// `out[k] = scale * line[k]` in f64, from a contiguous slice when the line
+/// has one (a loop the compiler vectorizes), else element by element.
+#[inline(always)]
+fn convert_line<T: Copy + Into<f64>>(
+    out: &mut [f64],
+    contiguous: Option<&[T]>,
+    scale: f64,
+    at: impl Fn(usize) -> T,
+) {
+    match contiguous {
+        Some(src) => out
+            .iter_mut()
+            .zip(src)
+            .for_each(|(o, &v)| *o = v.into() * scale),
+        None => out
+            .iter_mut()
+            .enumerate()
+            .for_each(|(k, o)| *o = at(k).into() * scale),
+    }
+}
+
 #[inline(always)]
 fn summarize_generic<T: Copy + Into<f64>>(m: MatRef<'_, T>, center: bool) -> Summary {
     let (rows, cols) = m.shape();
@@ -430,16 +440,8 @@ fn summarize_generic<T: Copy + Into<f64>>(m: MatRef<'_, T>, center: bool) -> Sum
         let mut row_buffer = vec![0.0; cols];
         for i in 0..rows {
             let row = m.row(i);
-            match row.try_as_row_major() {
-                Some(line) => row_buffer
-                    .iter_mut()
-                    .zip(line.as_slice())
-                    .for_each(|(o, &v)| *o = v.into()),
-                None => row_buffer
-                    .iter_mut()
-                    .enumerate()
-                    .for_each(|(j, o)| *o = row[j].into()),
-            }
+            let src = row.try_as_row_major().map(|r| r.as_slice());
+            convert_line(&mut row_buffer, src, 1.0, |j| row[j]);
             let line = LineSummary::of(&row_buffer);
             summary.merge(line);
             if center {
@@ -454,16 +456,8 @@ fn summarize_generic<T: Copy + Into<f64>>(m: MatRef<'_, T>, center: bool) -> Sum
         let mut col_buffer = vec![0.0; rows];
         for j in 0..cols {
             let col = m.col(j);
-            match col.try_as_col_major() {
-                Some(line) => col_buffer
-                    .iter_mut()
-                    .zip(line.as_slice())
-                    .for_each(|(o, &v)| *o = v.into()),
-                None => col_buffer
-                    .iter_mut()
-                    .enumerate()
-                    .for_each(|(i, o)| *o = col[i].into()),
-            }
+            let src = col.try_as_col_major().map(|c| c.as_slice());
+            convert_line(&mut col_buffer, src, 1.0, |i| col[i]);
             let line = LineSummary::of(&col_buffer);
             summary.merge(line);
             if center {
