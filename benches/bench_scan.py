@@ -6,7 +6,7 @@ peak memory of a sharded checkpoint.
 
 from __future__ import annotations
 
-from grokspec.bench_scan import run_scan_speed_benchmark, run_sharded_memory_benchmark
+from grokspec.bench.scan import run_scan_speed_benchmark, run_sharded_memory_benchmark
 
 
 def test_scan_speed(benchmark):

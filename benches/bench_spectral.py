@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grokspec.bench import DEFAULT_CASES, _contenders, _reference, _thread_limits, settle
+from grokspec.bench.spectral import DEFAULT_CASES, _contenders, _reference, _thread_limits, settle
 
 CONTENDERS = ["grokspec", "torch.linalg.svdvals", "torch.linalg.eigvalsh(WᵀW)", "numpy.linalg.svd", "scipy.linalg.svdvals"]
 

@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from grokspec.bench import QUICK_CASES, markdown_table, run_benchmark
-from grokspec.bench_scan import run_scan_speed_benchmark
+from grokspec.bench.spectral import QUICK_CASES, markdown_table, run_benchmark
+from grokspec.bench.scan import run_scan_speed_benchmark
 from grokspec.cli import main
 
 

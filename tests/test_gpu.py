@@ -7,15 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from grokspec.rundir import RunDir
-from grokspec.train import train, train_seeds
+from grokspec.lab.rundir import RunDir
+from grokspec.lab.train import train, train_seeds
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-from test_train import TINY  # noqa: E402  (after the skip marker on purpose)
+from configs import TINY  # noqa: E402  (after the skip marker on purpose)
 
 GPU_TINY = dataclasses.replace(TINY, device="cuda")
 

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from test_train import TINY
+from configs import TINY
 
-from grokspec.calibrate import calibrate_table, fit_power_law
+from grokspec.scan.calibrate import calibrate_table, fit_power_law
 from grokspec.cli import main
-from grokspec.config import TrainConfig
+from grokspec.lab.config import TrainConfig
 from grokspec.events import collapse_step, crossing_step, detect_events, grok_step
-from grokspec.report import predict
-from grokspec.scan import ScanOptions, scan
-from grokspec.train import train
+from grokspec.scan.report import predict
+from grokspec.scan.scan import ScanOptions, scan
+from grokspec.lab.train import train
 
 NAN = float("nan")
 
@@ -109,11 +109,11 @@ def test_calibration_recovers_the_time_to_grok_law():
     assert law["r2"] == pytest.approx(1.0) and law["loo_mae_steps"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_prediction_and_calibrated_scan(tmp_path):
+def test_prediction_from_the_power_law():
     law = {"c1": 1000.0, "gamma": 2.0, "interval_steps": 50.0}
     p = predict(800, 0.71, law, 0.61)
-    assert p["predicted_t_grok"] == round(800 + 1000 * 0.1**2) and p["interval"] == [800, 860]
-    assert predict(900, 0.55, law, 0.61)["predicted_t_grok"] == 900, "below H*: imminent"
+    assert p.predicted_t_grok == round(800 + 1000 * 0.1**2) and p.interval == (800, 860)
+    assert predict(900, 0.55, law, 0.61).predicted_t_grok == 900, "below H*: imminent"
 
 
 def test_scanning_a_grokspec_run_rebuilds_the_representation_entropy(tmp_path):
@@ -126,9 +126,9 @@ def test_scanning_a_grokspec_run_rebuilds_the_representation_entropy(tmp_path):
     assert sorted(computed.index) == [0, 40, 80, 120, 160, 200]
     for step, value in computed.items():
         assert value == pytest.approx(logged[step], abs=1e-6), step
-    run = result.report["runs"][0]
-    assert run["kind"] == "grokspec" and run["primary_series"] == "representation" and run["grok_metric"] == "test_acc"
-    assert run["threshold"] == 0.61 and run["threshold_source"] == "default"
+    run = result.report.runs[0]
+    assert run.kind == "grokspec" and run.primary_series == "representation" and run.grok_metric == "test_acc"
+    assert run.threshold == 0.61 and run.threshold_source == "default"
     assert set(table[table["step_source"] == "log"]["metric"]) >= {"train_loss", "test_acc", "param_norm", "intervention"}
 
 
@@ -145,34 +145,62 @@ def test_calibration_file_drives_thresholds_and_predictions(tmp_path):
     path = tmp_path / "calibration.json"
     path.write_text(json.dumps(calibration))
     report = scan(tmp_path / "run", ScanOptions(calibration=path), cache_path=None).report
-    run = report["runs"][0]
-    assert run["threshold"] == 0.5 and run["threshold_source"] == "calibration"
-    readout = next(s for s in run["series"] if s["series"] == "readout.weight")
-    assert readout["threshold"] == 0.95 and readout["threshold_source"] == "calibration"
-    other = next(s for s in run["series"] if s["series"] == "final_norm.weight" or s["series"].endswith("linear1.weight"))
-    assert other["threshold"] is None, "weights have no default threshold"
-    if run["t_grok"] is None and run["series"][0]["last"] > 0.5:
-        assert run["prediction"]["predicted_t_grok"] > run["prediction"]["from_step"]
+    run = report.runs[0]
+    assert run.threshold == 0.5 and run.threshold_source == "calibration"
+    readout = next(s for s in run.series if s.series == "readout.weight")
+    assert readout.threshold == 0.95 and readout.threshold_source == "calibration"
+    other = next(s for s in run.series if s.series == "final_norm.weight" or s.series.endswith("linear1.weight"))
+    assert other.threshold is None, "weights have no default threshold"
+    # The tiny run never groks and its H̃ stays above the calibrated H* = 0.5,
+    # so the law must predict a T_grok after the last evaluation.
+    representation = next(s for s in run.series if s.series == "representation")
+    assert run.t_grok is None and representation.last is not None and representation.last > 0.5
+    assert run.prediction is not None and run.prediction.predicted_t_grok > run.prediction.from_step
     # --threshold overrides the calibration for the representation.
     report = scan(tmp_path / "run", ScanOptions(calibration=path, threshold=0.7), cache_path=None).report
-    assert report["runs"][0]["threshold_source"] == "option"
+    assert report.runs[0].threshold_source == "option"
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not a grokspec calibration"):
         scan(tmp_path / "run", ScanOptions(calibration=bad), cache_path=None)
 
 
+def _hf_series(root, grok_at: int) -> None:
+    """An HF-Trainer-like output folder: checkpoint-N/model.safetensors whose
+    one weight matrix loses entropy over time, and trainer_state.json with an
+    eval_accuracy that reaches 1.0 at `grok_at`."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(grok_at)
+    history = []
+    for step in range(100, 1100, 100):
+        decay = np.exp(-np.arange(16) * step / 2000.0)
+        matrix = (rng.standard_normal((16, 16)) * decay).astype(np.float32)
+        folder = root / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        save_file({"layer.weight": matrix}, str(folder / "model.safetensors"))
+        history.append({"step": step, "eval_accuracy": 1.0 if step >= grok_at else 0.02})
+    for step in range(100, 1100, 100):
+        state = {"global_step": step, "log_history": [h for h in history if h["step"] <= step]}
+        (root / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
+
+
 def test_calibrate_command(tmp_path):
-    config = dataclasses.replace(TINY, train_fraction=0.8, lr=1e-2, steps=600, checkpoint_every=100, grok_level=0.3)
-    train(config, tmp_path / "a")
-    train(dataclasses.replace(config, seed=1), tmp_path / "b")
-    result = CliRunner().invoke(main, ["calibrate", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cal.json"), "--grok-metric", "test_acc"])
-    # The tiny runs reach the 0.99 level only if lucky; either way the command must answer cleanly.
-    if result.exit_code == 0:
-        data = json.loads((tmp_path / "cal.json").read_text())
-        assert data["format"] == "grokspec-calibration/1" and "representation" in data["series"]
-    else:
-        assert result.exit_code == 2 and "none of the runs grokked" in result.output
+    _hf_series(tmp_path / "a", 600)
+    _hf_series(tmp_path / "b", 800)
+    out = tmp_path / "cal.json"
+    result = CliRunner().invoke(main, ["calibrate", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["format"] == "grokspec-calibration/1" and len(data["runs"]) == 2
+    assert data["series"]["layer.weight"]["n_runs"] == 2
+
+
+def test_calibrate_command_refuses_runs_that_never_grokked(tmp_path):
+    train(TINY, tmp_path / "a")  # (a+b) mod 11 in 200 steps never reaches test accuracy 0.99
+    result = CliRunner().invoke(main, ["calibrate", str(tmp_path / "a"), "--out", str(tmp_path / "cal.json")])
+    assert result.exit_code == 2 and "none of the runs grokked" in result.output
+    assert not (tmp_path / "cal.json").exists()
 
 
 @pytest.mark.slow
@@ -180,8 +208,8 @@ def test_default_run_crosses_and_collapses_before_it_groks(tmp_path):
     summary = train(TrainConfig(stop_after_grok=300, checkpoint_every=500), tmp_path / "run")
     assert summary.t_grok is not None and summary.t_grok <= 3000
     assert 0.55 <= summary.entropy_at_grok <= 0.67
-    run = scan(tmp_path, cache_path=None).report["runs"][0]
-    assert run["status"] == "grokked"
-    assert run["crossing"] is not None and run["crossing"] < run["t_grok"]
-    assert run["t_collapse"] is not None and run["t_collapse"] < run["t_grok"]
-    assert not math.isnan(run["series"][0]["min"])
+    run = scan(tmp_path, cache_path=None).report.runs[0]
+    assert run.status == "grokked" and run.t_grok is not None
+    assert run.crossing is not None and run.crossing < run.t_grok
+    assert run.t_collapse is not None and run.t_collapse < run.t_grok
+    assert run.series[0].min is not None and not math.isnan(run.series[0].min)

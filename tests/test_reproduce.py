@@ -7,10 +7,10 @@ import dataclasses
 import json
 
 import pytest
-from test_train import TINY
+from configs import TINY
 
-from grokspec.reproduce import SCALES, Scale, reproduce
-from grokspec.reproduce_analysis import PAPER, bootstrap_ci
+from grokspec.repro.plan import SCALES, Scale, reproduce
+from grokspec.repro.analysis import PAPER, bootstrap_ci
 
 
 def tiny_scale() -> Scale:

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from grokspec import _core, spectral_stats
-from grokspec.cache import ScanCache
-from grokspec.checkpoint_formats import matrix_shape
+from grokspec.scan.cache import ScanCache
+from grokspec.scan.formats import matrix_shape
 from grokspec.cli import main
 from grokspec.errors import CheckpointError
-from grokspec.scan import ScanInputError, ScanOptions, scan
+from grokspec.scan.scan import ScanInputError, ScanOptions, scan
 
 WEIGHT_COLUMNS = ["step", "tensor", "rows", "cols", "metric", "value"]
 
@@ -218,7 +218,7 @@ def test_unreadable_file_is_a_warning(tmp_path):
 
 
 def test_unreadable_file_is_a_warning_even_for_root(tmp_path, monkeypatch):
-    import grokspec.scan as scan_module
+    import grokspec.scan.scan as scan_module
 
     torch.save(weights(1), tmp_path / "step_1.pt")
     torch.save(weights(2), tmp_path / "step_2.pt")
@@ -254,7 +254,7 @@ def test_mixed_runs_in_one_tree_and_duplicate_steps(tmp_path):
 
 
 def test_rescan_computes_only_new_checkpoints_and_resumes_after_interruption(tmp_path, monkeypatch):
-    import grokspec.scan as scan_module
+    import grokspec.scan.scan as scan_module
 
     for step in (1, 2, 3):
         torch.save(weights(step), tmp_path / f"step_{step}.pt")
@@ -312,7 +312,7 @@ _OPEN_AND_WRITE = """
 import sys
 import time
 from pathlib import Path
-from grokspec.cache import ScanCache
+from grokspec.scan.cache import ScanCache
 path, worker, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))  # all workers begin together
 for i in range(100):
@@ -408,7 +408,7 @@ def test_metrics_file_joins_the_table(tmp_path):
     result = scan(tmp_path, ScanOptions(metrics_file=metrics), cache_path=None)
     acc = result.table[result.table["metric"] == "test_acc"]
     assert list(acc["value"]) == [0.2, 0.995]
-    assert result.report["runs"][0]["t_grok"] == 20 and result.report["runs"][0]["grok_metric"] == "test_acc"
+    assert result.report.runs[0].t_grok == 20 and result.report.runs[0].grok_metric == "test_acc"
     bad = tmp_path / "bad.csv"
     bad.write_text("epoch,acc\n1,2\n")
     with pytest.raises(ScanInputError, match="step"):

@@ -17,7 +17,7 @@ import click
 from grokspec import __version__
 
 if TYPE_CHECKING:
-    from grokspec.config import TrainConfig
+    from grokspec.lab.config import TrainConfig
 
 EXIT_OK = 0
 EXIT_REPORTED_FAILURES = 1
@@ -62,7 +62,7 @@ def bench(quick: bool, threads: int | None, budget: float, json_path: Path | Non
     import platform
 
     from grokspec import _core
-    from grokspec.bench import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark
+    from grokspec.bench.spectral import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark
     from grokspec.io_atomic import write_json
 
     threads = threads or _core.default_threads()
@@ -88,7 +88,7 @@ def bench(quick: bool, threads: int | None, budget: float, json_path: Path | Non
         Console().print(table)
     scan_results: dict = {}
     if scan_bench:
-        from grokspec.bench_scan import run_scan_speed_benchmark, run_sharded_memory_benchmark
+        from grokspec.bench.scan import run_scan_speed_benchmark, run_sharded_memory_benchmark
 
         speed = run_scan_speed_benchmark(20 if quick else 100, threads=threads)
         scan_results["speed"] = speed
@@ -131,7 +131,7 @@ def _config_options(command: Callable) -> Callable:
     import dataclasses
     import typing
 
-    from grokspec.config import TrainConfig
+    from grokspec.lab.config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     for field in reversed(dataclasses.fields(TrainConfig)):
@@ -149,7 +149,7 @@ def _config_options(command: Callable) -> Callable:
 
 
 def _config_from_options(options: dict) -> TrainConfig:
-    from grokspec.config import TrainConfig
+    from grokspec.lab.config import TrainConfig
 
     values = {k: v for k, v in options.items() if v is not None}
     if "mlp_hidden" in values:
@@ -192,8 +192,8 @@ class _ProgressBar:
 
 def _run_training(config, out: Path, seeds: tuple[int, ...] | None, quiet: bool):
     """Trains and handles the ways it can end; returns the summaries."""
-    from grokspec.config import ConfigMismatch
-    from grokspec.train import TrainingWriteError, train, train_seeds
+    from grokspec.lab.config import ConfigMismatch
+    from grokspec.lab.train import TrainingWriteError, train, train_seeds
 
     view = _ProgressBar(quiet, config.steps, "step")
     log = (lambda m: None) if quiet else view.log
@@ -259,17 +259,19 @@ def _print_scan_summary(result, paths: dict[str, Path]) -> None:
     table = Table(title="grokspec scan")
     for column in ("run", "ckpts", "status", "threshold (source, series)", "crossing", "T_collapse", "T_grok", "lead cross", "lead collapse", "weights collapsed first"):
         table.add_column(column)
-    show = lambda v: "—" if v is None else str(v)  # noqa: E731
-    for run in result.report["runs"]:
-        threshold = "—" if run["threshold"] is None else f"{run['threshold']:.3f} ({run['threshold_source']}, {run['primary_series']})"
-        weights = f"{run['weight_series_collapsed_before_grok']}/{run['weight_series']}" if run["weight_series"] else "—"
+    def show(value: object) -> str:
+        return "—" if value is None else str(value)
+
+    for run in result.report.runs:
+        threshold = "—" if run.threshold is None else f"{run.threshold:.3f} ({run.threshold_source}, {run.primary_series})"
+        weights = f"{run.weight_series_collapsed_before_grok}/{run.weight_series}" if run.weight_series else "—"
         table.add_row(
-            run["run"], str(run["checkpoints"]), run["status"], threshold, show(run["crossing"]), show(run["t_collapse"]),
-            show(run["t_grok"]), show(run["lead_cross"]), show(run["lead_collapse"]), weights,
+            run.run, str(run.checkpoints), run.status, threshold, show(run.crossing), show(run.t_collapse),
+            show(run.t_grok), show(run.lead_cross), show(run.lead_collapse), weights,
         )
-        if run.get("prediction"):
-            p = run["prediction"]
-            table.add_row("", "", f"predicted T_grok {p['predicted_t_grok']} [{p['interval'][0]}, {p['interval'][1]}]", "", "", "", "", "", "", "")
+        if run.prediction is not None:
+            p = run.prediction
+            table.add_row("", "", f"predicted T_grok {p.predicted_t_grok} [{p.interval[0]}, {p.interval[1]}]", "", "", "", "", "", "", "")
     console.print(table)
     if result.warnings:
         console.print(f"[yellow]{len(result.warnings)} warning(s):[/yellow]")
@@ -287,9 +289,9 @@ def _print_scan_summary(result, paths: dict[str, Path]) -> None:
 def demo(out: Path, quiet: bool) -> None:
     """Train the default grokking run (CPU or GPU), scan it, print the
     crossing report and write the plot. About a minute on two CPU cores."""
-    from grokspec.demo import DEMO_CONFIG, demo_run_dir
-    from grokspec.outputs import write_scan_outputs
-    from grokspec.scan import ScanOptions, default_output_dir, scan
+    from grokspec.lab.demo import DEMO_CONFIG, demo_run_dir
+    from grokspec.scan.outputs import write_scan_outputs
+    from grokspec.scan.scan import ScanOptions, default_output_dir, scan
 
     summaries = _run_training(DEMO_CONFIG, demo_run_dir(out), None, quiet)
     _print_training_summaries(summaries)
@@ -329,8 +331,8 @@ def scan_command(directory: Path, out: Path | None, table_format: str, as_json: 
     """Scan checkpoints under DIRECTORY into entropy trajectories and a threshold-crossing report."""
     import json
 
-    from grokspec.outputs import write_scan_outputs
-    from grokspec.scan import ScanInputError, ScanOptions, default_output_dir, scan
+    from grokspec.scan.outputs import write_scan_outputs
+    from grokspec.scan.scan import ScanInputError, ScanOptions, default_output_dir, scan
 
     out = out or default_output_dir(directory)
     scan_options = ScanOptions(include=tuple(include), exclude=tuple(exclude), representation=not no_representation, **options)
@@ -345,7 +347,7 @@ def scan_command(directory: Path, out: Path | None, table_format: str, as_json: 
         bar.stop()
     paths = write_scan_outputs(result, out, table_format)
     if as_json:
-        click.echo(json.dumps(result.report, indent=2))
+        click.echo(json.dumps(result.report.to_json(), indent=2))
     else:
         _print_scan_summary(result, paths)
     if result.failed_checkpoints:
@@ -359,9 +361,9 @@ def scan_command(directory: Path, out: Path | None, table_format: str, as_json: 
 @click.option("--no-representation", is_flag=True, help="Skip the forward pass that computes H̃ for grokspec runs.")
 def calibrate_command(run_dirs: tuple[Path, ...], out: Path, grok_metric: str | None, no_representation: bool) -> None:
     """Fit thresholds H* and the time-to-grok law ΔT = C1 (v − H*)^γ on runs that grokked."""
-    from grokspec.calibrate import calibrate
+    from grokspec.scan.calibrate import calibrate
     from grokspec.io_atomic import write_json
-    from grokspec.scan import ScanInputError, ScanOptions
+    from grokspec.scan.scan import ScanInputError, ScanOptions
 
     try:
         calibration = calibrate(list(run_dirs), ScanOptions(grok_metric=grok_metric, representation=not no_representation))
@@ -386,7 +388,7 @@ def calibrate_command(run_dirs: tuple[Path, ...], out: Path, grok_metric: str | 
 def reproduce_command(scale: str, out: Path, quiet: bool) -> None:
     """Run the paper's experiments with grokspec and report our numbers beside the paper's.
     Interrupted, it resumes where it stopped when run again."""
-    from grokspec.reproduce import reproduce
+    from grokspec.repro.plan import reproduce
 
     view = _ProgressBar(quiet, 0, "step")
     log = (lambda m: None) if quiet else view.log

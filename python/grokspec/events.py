@@ -13,6 +13,8 @@ missing) points are ignored.
   is never at or above θ counts as crossed at its first point.
 - T_collapse: the first t_i with v(t_{i−w+1}) − v(t_i) > δ (w = 5, δ = 0.05).
 - T_grok: the first t with the accuracy metric >= level (0.99).
+- T_onset: the first t with the accuracy metric >= the onset level (0.1, or
+  chance + 0.1 when chance > 0.05).
 - lead_cross = T_grok − crossing; lead_collapse = T_grok − T_collapse.
 - status: "grokked", "crossed" (below the threshold, not yet grokked),
   "not-crossed".
@@ -33,11 +35,22 @@ __all__ = [
     "COLLAPSE_WINDOW",
     "COLLAPSE_DROP",
     "GROK_LEVEL",
+    "REPRESENTATION_THRESHOLD",
+    "ONSET_LEVEL",
+    "onset_level",
+    "onset_step",
 ]
 
+#: The one place each of SPEC §1's constants is written.
 COLLAPSE_WINDOW = 5
 COLLAPSE_DROP = 0.05
 GROK_LEVEL = 0.99
+#: The paper's threshold of the representation entropy H̃.
+REPRESENTATION_THRESHOLD = 0.61
+#: Test accuracy at which generalization counts as visible (T_onset) ...
+ONSET_LEVEL = 0.1
+#: ... unless guessing already scores above this, then chance + ONSET_LEVEL.
+ONSET_CHANCE_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,20 @@ def collapse_step(
 def grok_step(steps: Sequence[float], accuracy: Sequence[float | None], *, level: float = GROK_LEVEL) -> int | None:
     """The first step whose accuracy reaches `level`."""
     return next((t for t, a in _clean(steps, accuracy) if a >= level), None)
+
+
+def onset_level(chance: float | None = None) -> float:
+    """SPEC §1's onset level: 0.1, or chance + 0.1 for tasks whose chance
+    accuracy is above 0.05."""
+    if chance is not None and chance > ONSET_CHANCE_LIMIT:
+        return chance + ONSET_LEVEL
+    return ONSET_LEVEL
+
+
+def onset_step(steps: Sequence[float], accuracy: Sequence[float | None], *, level: float = ONSET_LEVEL) -> int | None:
+    """T_onset: the first step whose accuracy reaches `level` (the moment
+    generalization becomes visible; a warning is early only before it)."""
+    return grok_step(steps, accuracy, level=level)
 
 
 def detect_events(

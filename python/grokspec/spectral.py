@@ -17,6 +17,7 @@ import numpy as np
 
 from grokspec import _core
 from grokspec.errors import DTypeError, ShapeError
+from grokspec.events import REPRESENTATION_THRESHOLD
 
 Normalize = Literal["dim", "cols", "rank", "none"]
 Method = Literal["auto", "svd", "gram"]
@@ -29,9 +30,6 @@ __all__ = [
     "representation_entropy",
     "REPRESENTATION_THRESHOLD",
 ]
-
-#: The paper's threshold for the representation entropy (H* = 0.609, rounded).
-REPRESENTATION_THRESHOLD = 0.61
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``grokspec scan``: checkpoint directories -> entropy trajectories and reports.
 
-:func:`scan` finds the runs under a directory (:mod:`grokspec.discovery`),
-opens each checkpoint without trusting it (:mod:`grokspec.checkpoint_formats`),
+:func:`scan` finds the runs under a directory (:mod:`grokspec.scan.discovery`),
+opens each checkpoint without trusting it (:mod:`grokspec.scan.formats`),
 computes section 1's statistics of every selected weight matrix through the
 engine's parallel batch — one checkpoint at a time, so memory stays bounded
 — and, for grokspec runs, the representation entropy H̃ of the probe set by
@@ -26,18 +26,20 @@ import numpy as np
 import pandas as pd
 
 from grokspec import __version__
-from grokspec.cache import ScanCache, checkpoint_key
-from grokspec.checkpoint_formats import Checkpoint, compute_batch, matrix_shape, open_checkpoint
-from grokspec.discovery import OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
+from grokspec.scan.cache import ScanCache, checkpoint_key
+from grokspec.scan.options import ScanOptions
+from grokspec.scan.report import ScanReport, build_report, load_calibration
+from grokspec.scan.formats import Checkpoint, compute_batch, matrix_shape, open_checkpoint
+from grokspec.scan.discovery import OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
 from grokspec.errors import CheckpointError, GrokspecError
-from grokspec.rundir import RunDir
+from grokspec.lab.rundir import RunDir
+from grokspec.scan.trajectories import REPRESENTATION_METRIC
 
-__all__ = ["ScanOptions", "ScanResult", "ScanInputError", "scan", "COLUMNS", "WEIGHT_METRICS", "default_output_dir", "result_as_dict"]
+__all__ = ["ScanOptions", "ScanResult", "ScanInputError", "scan", "COLUMNS", "WEIGHT_METRICS", "default_output_dir"]
 
 COLUMNS = ["run", "checkpoint", "step", "step_source", "tensor", "rows", "cols", "dtype", "metric", "value"]
 #: The per-matrix statistics a scan records (SPEC §1).
 WEIGHT_METRICS = ("entropy", "sigma_max", "frobenius_norm", "stable_rank", "effective_rank", "numerical_rank")
-REPRESENTATION_METRIC = "repr_entropy"
 
 Progress = Callable[[int, int, str], None]
 
@@ -46,51 +48,11 @@ class ScanInputError(GrokspecError):
     """Nothing under the directory can be scanned at all."""
 
 
-@dataclass(frozen=True)
-class ScanOptions:
-    #: Threshold of the representation entropy (None: the calibration's, else 0.61).
-    threshold: float | None = None
-    power: float = 2.0
-    normalize: str = "dim"
-    method: str = "auto"
-    #: Tensor-name globs to keep (all if empty) and to drop.
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    #: Skip matrices whose shorter side is below this.
-    min_dim: int = 2
-    #: For grokspec runs, compute H̃ by a forward pass on the probe set.
-    representation: bool = True
-    #: Extra metrics (CSV or JSONL with a `step` column, optionally `run`).
-    metrics_file: Path | None = None
-    calibration: Path | None = None
-    trust_pickle: bool = False
-    threads: int | None = None
-    #: The accuracy that defines T_grok (None: the first of test_acc,
-    #: eval_accuracy, ... that a run has).
-    grok_metric: str | None = None
-    grok_level: float = 0.99
-    persist: int = 1
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The options that change a checkpoint's numbers (the cache key)."""
-        return {
-            "power": self.power,
-            "normalize": self.normalize,
-            "method": self.method,
-            "include": list(self.include),
-            "exclude": list(self.exclude),
-            "min_dim": self.min_dim,
-            "representation": self.representation,
-            "trust_pickle": self.trust_pickle,
-            "version": __version__,
-        }
-
-
 @dataclass
 class ScanResult:
     #: The tidy long table (COLUMNS).
     table: pd.DataFrame
-    #: Section 1's events per run and series (see grokspec.report).
+    #: Section 1's events per run and series (see grokspec.scan.report).
     report: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     #: Checkpoints that could not be read.
@@ -109,8 +71,6 @@ def scan(
     progress: Progress | None = None,
 ) -> ScanResult:
     """Scans every run under `directory`. `cache_path=None` disables caching."""
-    from grokspec.report import build_report, load_calibration
-
     options = options or ScanOptions()
     directory = Path(directory)
     if not directory.is_dir():
@@ -332,8 +292,8 @@ class _RepresentationProbe:
     def __init__(self, run: RunSpec):
         import torch
 
-        from grokspec.tasks import make_dataset, split_indices
-        from grokspec.train import build_model
+        from grokspec.lab.tasks import make_dataset, split_indices
+        from grokspec.lab.models import build_model
 
         self.config = RunDir(run.root).read_config()
         dataset = make_dataset(self.config.task, self.config.p)
@@ -408,8 +368,3 @@ def _metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]
         mine = [r for r in records if "run" not in r or r["run"] in (None, name)]
         rows.extend(_metric_rows(name, path.name, mine))
     return rows
-
-
-def result_as_dict(result: ScanResult) -> dict[str, Any]:
-    return {"report": result.report, "warnings": result.warnings, "failed_checkpoints": result.failed_checkpoints}
-

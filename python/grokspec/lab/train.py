@@ -8,15 +8,15 @@ representation entropy H̃ of the probe set, computed by the grokspec
 engine); every ``checkpoint_every`` steps a safetensors checkpoint and the
 resume state. Running again on the same directory resumes from the newest
 checkpoint and reproduces the uninterrupted curves (same seed, same device).
+
+The data and sampler live in :mod:`grokspec.lab.data`, the resume state in
+:mod:`grokspec.lab.resume`; this module is the step loop.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,21 +25,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grokspec.config import TrainConfig
 from grokspec.errors import GrokspecError
 from grokspec.events import crossing_step, grok_step
-from grokspec.models import GrokMLP, GrokTransformer, SeedBatchedModel
-from grokspec.rundir import RunDir
+from grokspec.lab.config import TrainConfig
+from grokspec.lab.data import SeedBatchedData
+from grokspec.lab.models import build_model
+from grokspec.lab.resume import restore_resume_states, resume_state
+from grokspec.lab.rundir import RunDir
+from grokspec.lab.seeding import deterministic, select_device
+from grokspec.lab.tasks import make_dataset
 from grokspec.spectral import spectral_entropy
-from grokspec.tasks import Dataset, make_dataset, split_indices
 
 __all__ = ["RunSummary", "train", "train_seeds", "select_device", "build_model", "TrainingWriteError"]
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int, str], None]
-
-# Independent random streams per seed (the split uses the seed itself).
-_INIT_STREAM, _BATCH_STREAM, _MIXING_STREAM = 1, 2, 3
 
 
 class TrainingWriteError(GrokspecError):
@@ -67,49 +67,6 @@ class RunSummary:
     stopped: str
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """cuda when present, else mps, else cpu — or exactly the device asked for."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA device")
-    return device
-
-
-def _stream_seed(seed: int, stream: int) -> int:
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
-
-
-def build_model(config: TrainConfig, vocab_size: int, seeds: Sequence[int]) -> SeedBatchedModel:
-    """The model of `config` for each seed, initialized from the seed."""
-    generators = [torch.Generator().manual_seed(_stream_seed(s, _INIT_STREAM)) for s in seeds]
-    if config.model == "transformer":
-        return GrokTransformer(
-            vocab_size,
-            seeds,
-            generators,
-            d_model=config.d_model,
-            n_heads=config.n_heads,
-            d_ff=config.d_ff,
-            n_layers=config.n_layers,
-            activation=config.resolved_activation,
-        )
-    return GrokMLP(
-        vocab_size,
-        seeds,
-        generators,
-        embed_dim=config.d_model,
-        hidden=config.mlp_hidden,
-        d_repr=config.d_model,
-        activation=config.resolved_activation,
-    )
-
-
 def train(
     config: TrainConfig, run_dir: str | Path, *, log: Log | None = None, progress: Progress | None = None
 ) -> RunSummary:
@@ -134,24 +91,6 @@ def train_seeds(
     return trainer.run()
 
 
-@contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels while training. Some multithreaded CPU kernels
-    (the embedding gradient's accumulation among them) otherwise add in a
-    varying order; grokking amplifies those 1e-7 differences into T_grok
-    moving by hundreds of steps, and a resumed run would not reproduce the
-    uninterrupted one. Measured cost on 2 CPU cores: about 3%."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    if device.type == "cuda":
-        # cuBLAS needs a fixed workspace for reproducible sums.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
-
-
 class _Trainer:
     def __init__(
         self,
@@ -174,29 +113,15 @@ class _Trainer:
 
             torch.set_num_threads(_core.default_threads())
         dataset = make_dataset(config.task, config.p)
-        self._prepare_data(dataset)
+        self.data = SeedBatchedData(config, dataset, seeds, self.device)
         self.model = build_model(config, dataset.vocab_size, seeds).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay
         )
-        self.batch_generators = [torch.Generator().manual_seed(_stream_seed(s, _BATCH_STREAM)) for s in seeds]
-        self.mixing_generators = [torch.Generator().manual_seed(_stream_seed(s, _MIXING_STREAM)) for s in seeds]
         self.reference_norms = self._load_reference_norms() if config.norm_reference else None
         self.records: list[list[dict[str, Any]]] = [[] for _ in seeds]
         self.step = 0
         self.started = time.perf_counter()
-
-    # --- setup
-    def _prepare_data(self, dataset: Dataset) -> None:
-        splits = [split_indices(len(dataset), self.base.train_fraction, s) for s in self.seeds]
-        on = self.device
-        self.train_x = torch.stack([dataset.inputs[tr] for tr, _ in splits]).to(on)  # (S, Ntrain, 2)
-        self.train_y = torch.stack([dataset.labels[tr] for tr, _ in splits]).to(on)  # (S, Ntrain)
-        self.test_x = torch.stack([dataset.inputs[te] for _, te in splits]).to(on)
-        self.test_y = torch.stack([dataset.labels[te] for _, te in splits]).to(on)
-        self.probe_x = self.train_x[:, : self.base.probe_size]  # the first examples of each split
-        n_train = self.train_x.shape[1]
-        self.batch_size = n_train if self.base.batch_size in (0,) or self.base.batch_size >= n_train else self.base.batch_size
 
     def _load_reference_norms(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per seed, the (steps, param_norm) trajectory to rescale to: the
@@ -231,43 +156,15 @@ class _Trainer:
             return False
         for index, rd in enumerate(self.run_dirs):
             self.model.load_seed_state_dict(index, rd.load_checkpoint(step))
-        self._load_optimizer(states)
-        for generator, state in zip(self.batch_generators, states):
-            generator.set_state(state["batch_rng"])
-        for generator, state in zip(self.mixing_generators, states):
-            generator.set_state(state["mixing_rng"])
+        restore_resume_states(states, self.model, self.optimizer, self.data)
         self.records = [[r for r in rd.read_metrics() if r["step"] <= step] for rd in self.run_dirs]
         self.step = step
         self.log(f"resuming from step {step} ({self.run_dirs[0].path if len(self.run_dirs) == 1 else f'{len(self.run_dirs)} runs'})")
         return True
 
-    def _optimizer_slices(self, index: int) -> dict[str, Any]:
-        names = self.model.parameter_names()
-        out: dict[str, Any] = {}
-        for name, param in zip(names, self.model.parameters()):
-            state = self.optimizer.state.get(param)
-            if state:
-                out[name] = {
-                    "step": state["step"].detach().cpu().clone(),
-                    "exp_avg": state["exp_avg"][index].detach().cpu().clone(),
-                    "exp_avg_sq": state["exp_avg_sq"][index].detach().cpu().clone(),
-                }
-        return out
-
-    def _load_optimizer(self, states: list[dict[str, Any]]) -> None:
-        for name, param in zip(self.model.parameter_names(), self.model.parameters()):
-            slices = [state["optimizer"].get(name) for state in states]
-            if any(s is None for s in slices):
-                continue
-            self.optimizer.state[param] = {
-                "step": slices[0]["step"].clone(),
-                "exp_avg": torch.stack([s["exp_avg"] for s in slices]).to(param.device, param.dtype),
-                "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in slices]).to(param.device, param.dtype),
-            }
-
     # --- the loop
     def run(self) -> list[RunSummary]:
-        with _deterministic(self.device):
+        with deterministic(self.device):
             return self._run()
 
     def _run(self) -> list[RunSummary]:
@@ -299,40 +196,6 @@ class _Trainer:
             raise
         return self._summaries("budget")
 
-    def _sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        n_train = self.train_x.shape[1]
-        if self.batch_size == n_train:
-            return self.train_x, self.train_y
-        rows = torch.stack([torch.randperm(n_train, generator=g)[: self.batch_size] for g in self.batch_generators])
-        rows = rows.to(self.device)  # (S, B)
-        x = torch.gather(self.train_x, 1, rows.unsqueeze(-1).expand(-1, -1, 2))
-        y = torch.gather(self.train_y, 1, rows)
-        return x, y
-
-    def _mixer(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Representation mixing: each example's z is replaced, with
-        probability mixing_fraction, by another example's z (a random
-        derangement of the batch)."""
-        fraction = self.base.mixing_fraction
-
-        def mix(z: torch.Tensor) -> torch.Tensor:  # z: (S, B, d)
-            s, b, _ = z.shape
-            sources, masks = [], []
-            for g in self.mixing_generators:
-                order = torch.randperm(b, generator=g)
-                # Shifting a random permutation by one place makes a single
-                # b-cycle: nobody keeps their own representation.
-                derangement = torch.empty(b, dtype=torch.long)
-                derangement[order] = order.roll(-1)
-                sources.append(derangement)
-                masks.append(torch.rand(b, generator=g) < fraction)
-            source = torch.stack(sources).to(z.device)  # (S, B)
-            mask = torch.stack(masks).to(z.device).unsqueeze(-1)  # (S, B, 1)
-            mixed = torch.gather(z, 1, source.unsqueeze(-1).expand_as(z))
-            return torch.where(mask, mixed, z)
-
-        return mix
-
     def _train_step(self) -> None:
         config = self.base
         self.model.train()
@@ -340,8 +203,8 @@ class _Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = config.lr * min(1.0, (self.step + 1) / config.warmup_steps)
         mixing = config.mixing_active(self.step)
-        x, y = self._sample_batch()
-        logits, _ = self.model(x, mix=self._mixer() if mixing else None)  # (S, B, V)
+        x, y = self.data.sample_batch()
+        logits, _ = self.model(x, mix=self.data.mixer() if mixing else None)  # (S, B, V)
         per_seed = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(dim=1)
         self.optimizer.zero_grad(set_to_none=True)
         # Summing over seeds keeps each seed's gradient its own.
@@ -366,9 +229,9 @@ class _Trainer:
     def _evaluate(self) -> None:
         config = self.base
         self.model.eval()
-        train_loss, train_acc = self._loss_and_accuracy(self.train_x, self.train_y)
-        test_loss, test_acc = self._loss_and_accuracy(self.test_x, self.test_y)
-        z = self.model.representation(self.probe_x).float().cpu().numpy()  # (S, probe, d)
+        train_loss, train_acc = self._loss_and_accuracy(self.data.train_x, self.data.train_y)
+        test_loss, test_acc = self._loss_and_accuracy(self.data.test_x, self.data.test_y)
+        z = self.model.representation(self.data.probe_x).float().cpu().numpy()  # (S, probe, d)
         entropies = spectral_entropy(list(z), power=2, normalize="cols")
         norms = self.model.parameter_norms().cpu()
         wall = time.perf_counter() - self.started
@@ -416,12 +279,7 @@ class _Trainer:
         for index, rd in enumerate(self.run_dirs):
             weights = self.model.seed_state_dict(index)
             self._writing(rd, lambda: rd.save_checkpoint(self.step, weights), rd.checkpoint_path(self.step))
-            state = {
-                "step": self.step,
-                "optimizer": self._optimizer_slices(index),
-                "batch_rng": self.batch_generators[index].get_state(),
-                "mixing_rng": self.mixing_generators[index].get_state(),
-            }
+            state = resume_state(self.step, self.model, self.optimizer, self.data, index)
             self._writing(rd, lambda: rd.save_resume_state(state), rd.resume_path)
 
     @staticmethod
@@ -481,7 +339,3 @@ class _Trainer:
                 )
             )
         return out
-
-
-def summary_dict(summary: RunSummary) -> dict[str, Any]:
-    return dataclasses.asdict(summary)

@@ -16,18 +16,19 @@ from typing import Any
 import pandas as pd
 
 from grokspec.io_atomic import atomic_path
-from grokspec.report import REPRESENTATION, series_table
+from grokspec.scan.report import RunReport, ScanReport
+from grokspec.scan.trajectories import REPRESENTATION, series_table
 
 __all__ = ["plot_trajectories"]
 
 
-def plot_trajectories(table: pd.DataFrame, report: dict[str, Any], path: Path, *, max_runs: int = 48) -> Path:
+def plot_trajectories(table: pd.DataFrame, report: ScanReport, path: Path, *, max_runs: int = 48) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = report["runs"][:max_runs]
+    runs = report.runs[:max_runs]
     count = max(len(runs), 1)
     cols = min(4, count)
     rows = math.ceil(count / cols)
@@ -36,8 +37,8 @@ def plot_trajectories(table: pd.DataFrame, report: dict[str, Any], path: Path, *
         ax.axis("off")
     for ax, run in zip(axes.flat, runs):
         _panel(ax, table, run)
-    if len(report["runs"]) > max_runs:
-        fig.suptitle(f"first {max_runs} of {len(report['runs'])} runs (all are in report.json)", fontsize=10)
+    if len(report.runs) > max_runs:
+        fig.suptitle(f"first {max_runs} of {len(report.runs)} runs (all are in report.json)", fontsize=10)
     handles, labels = [], []
     for ax in axes.flat[: len(runs)]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -54,8 +55,8 @@ def plot_trajectories(table: pd.DataFrame, report: dict[str, Any], path: Path, *
     return path
 
 
-def _panel(ax: Any, table: pd.DataFrame, run: dict[str, Any]) -> None:
-    series = series_table(table, run["run"])
+def _panel(ax: Any, table: pd.DataFrame, run: RunReport) -> None:
+    series = series_table(table, run.run)
     weights = [name for name in series if name != REPRESENTATION]
     for i, name in enumerate(weights):
         values = series[name]
@@ -64,15 +65,17 @@ def _panel(ax: Any, table: pd.DataFrame, run: dict[str, Any]) -> None:
     if REPRESENTATION in series:
         values = series[REPRESENTATION]
         ax.plot(values.index, values.values, color="tab:blue", lw=2.0, label="representation H̃")
-    if run.get("threshold") is not None:
-        ax.axhline(run["threshold"], color="tab:red", ls="--", lw=1, label=f"threshold ({run['threshold_source']})")
-    if run.get("crossing") is not None:
-        ax.axvline(run["crossing"], color="tab:orange", lw=1.2, label="crossing")
-    if run.get("t_grok") is not None:
-        ax.axvline(run["t_grok"], color="tab:green", lw=1.2, label="T_grok")
-    metric = run.get("grok_metric")
+    if run.threshold is not None:
+        ax.axhline(run.threshold, color="tab:red", ls="--", lw=1, label=f"threshold ({run.threshold_source})")
+    if run.crossing is not None:
+        ax.axvline(run.crossing, color="tab:orange", lw=1.2, label="crossing")
+    if run.t_onset is not None:
+        ax.axvline(run.t_onset, color="tab:purple", ls="-.", lw=1.2, label="onset")
+    if run.t_grok is not None:
+        ax.axvline(run.t_grok, color="tab:green", lw=1.2, label="T_grok")
+    metric = run.grok_metric
     if metric:
-        acc = table[(table["run"] == run["run"]) & (table["tensor"] == "") & (table["metric"] == metric)]
+        acc = table[(table["run"] == run.run) & (table["tensor"] == "") & (table["metric"] == metric)]
         acc = acc.dropna(subset=["value"]).drop_duplicates("step").sort_values("step")
         if not acc.empty:
             twin = ax.twinx()
@@ -83,8 +86,8 @@ def _panel(ax: Any, table: pd.DataFrame, run: dict[str, Any]) -> None:
             (line,) = twin.plot(acc["step"], acc["value"], color="black", ls=":", lw=1)
             ax.plot([], [], color="black", ls=":", lw=1, label=metric)
             del line
-    title = run["run"] if len(run["run"]) <= 40 else "…" + run["run"][-39:]
-    ax.set_title(f"{title} — {run['status']}", fontsize=9)
+    title = run.run if len(run.run) <= 40 else "…" + run.run[-39:]
+    ax.set_title(f"{title} — {run.status}", fontsize=9)
     ax.set_xlabel("step", fontsize=8)
     ax.set_ylabel("normalized entropy", fontsize=8)
     ax.tick_params(labelsize=7)

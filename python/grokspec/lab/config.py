@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from grokspec.tasks import TASKS, is_prime
+from grokspec.events import GROK_LEVEL, REPRESENTATION_THRESHOLD
+from grokspec.lab.tasks import TASKS, is_prime
 
 __all__ = ["TrainConfig", "ConfigMismatch", "CONFIG_FORMAT", "RESUMABLE_FIELDS", "ACTIVATION_NAMES"]
 
-#: Activations a model may use (grokspec.models implements each).
+#: Activations a model may use (grokspec.lab.models implements each).
 ACTIVATION_NAMES = ("gelu", "relu", "silu", "tanh")
 
 CONFIG_FORMAT = "grokspec-config/1"
@@ -63,8 +64,8 @@ class TrainConfig:
     eval_every: int = _help("steps between evaluations (metrics.jsonl)", 100)
     checkpoint_every: int = _help("steps between checkpoints", 500)
     probe_size: int = _help("probe inputs for the representation entropy (first of the train split)", 512)
-    threshold: float = _help("early-warning threshold on the representation entropy", 0.61)
-    grok_level: float = _help("test accuracy that counts as grokked", 0.99)
+    threshold: float = _help("early-warning threshold on the representation entropy", REPRESENTATION_THRESHOLD)
+    grok_level: float = _help("test accuracy that counts as grokked", GROK_LEVEL)
     stop_after_crossing: int | None = _help("stop this many steps after the entropy falls below the threshold", None)
     stop_after_grok: int | None = _help("stop this many steps after test accuracy reaches grok_level", None)
     # --- the intervention (representation mixing)

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grokspec.config import ACTIVATION_NAMES
+from grokspec.lab.config import ACTIVATION_NAMES, TrainConfig
+from grokspec.lab.seeding import INIT_STREAM, generators
 
-__all__ = ["SeedBatchedModel", "GrokTransformer", "GrokMLP", "ACTIVATIONS"]
+__all__ = ["SeedBatchedModel", "GrokTransformer", "GrokMLP", "ACTIVATIONS", "build_model"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,
@@ -243,3 +244,28 @@ class GrokMLP(SeedBatchedModel):
         for i in range(self.n_hidden):
             h = self.activation(_linear(h, self._param(f"hidden.{i}.weight"), self._param(f"hidden.{i}.bias")))
         return _layer_norm(h, self._param("final_norm.weight"), self._param("final_norm.bias"))
+
+
+def build_model(config: TrainConfig, vocab_size: int, seeds: Sequence[int]) -> SeedBatchedModel:
+    """The model of `config` for each seed, initialized from the seed."""
+    init = generators(list(seeds), INIT_STREAM)
+    if config.model == "transformer":
+        return GrokTransformer(
+            vocab_size,
+            seeds,
+            init,
+            d_model=config.d_model,
+            n_heads=config.n_heads,
+            d_ff=config.d_ff,
+            n_layers=config.n_layers,
+            activation=config.resolved_activation,
+        )
+    return GrokMLP(
+        vocab_size,
+        seeds,
+        init,
+        embed_dim=config.d_model,
+        hidden=config.mlp_hidden,
+        d_repr=config.d_model,
+        activation=config.resolved_activation,
+    )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from grokspec.io_atomic import atomic_path, write_json, write_text
-from grokspec.rundir import RunDir
+from grokspec.lab.rundir import RunDir
 
 __all__ = ["write_report"]
 
@@ -82,8 +82,8 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from grokspec.reproduce import experiment_dirs
-    from grokspec.reproduce_analysis import run_events
+    from grokspec.repro.plan import experiment_dirs
+    from grokspec.repro.analysis import run_events
 
     dirs = experiment_dirs(out)
     figures: dict[str, str] = {}
@@ -186,8 +186,8 @@ def _figures(out: Path, report: dict[str, Any]) -> dict[str, str]:
         _save(fig, out, "time_to_grok", figures)
 
     # 6. the weight side, aligned to T_grok
-    from grokspec.report import series_table
-    from grokspec.scan import ScanOptions, default_output_dir, scan
+    from grokspec.scan.trajectories import series_table
+    from grokspec.scan.scan import ScanOptions, default_output_dir, scan
 
     table = scan(dirs["transformer"], ScanOptions(representation=False), cache_path=default_output_dir(dirs["transformer"]) / "cache.sqlite").table
     fig, ax = plt.subplots(figsize=(7.5, 4))

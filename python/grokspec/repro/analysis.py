@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from grokspec.calibrate import calibrate_table, fit_power_law
+from grokspec.scan.calibrate import calibrate_table, fit_power_law
 from grokspec.events import collapse_step, crossing_step, grok_step
-from grokspec.report import REPRESENTATION, series_table
-from grokspec.rundir import RunDir
-from grokspec.scan import ScanOptions, default_output_dir, scan
+from grokspec.scan.trajectories import REPRESENTATION, series_table
+from grokspec.lab.rundir import RunDir
+from grokspec.scan.scan import ScanOptions, default_output_dir, scan
 
 if TYPE_CHECKING:
-    from grokspec.reproduce import Scale
+    from grokspec.repro.plan import Scale
 
 __all__ = ["analyse", "PAPER", "bootstrap_ci", "run_events"]
 
@@ -246,7 +246,7 @@ def _prediction_usefulness(table: pd.DataFrame, h_star: float) -> dict[str, Any]
     """Leave-one-run-out: fit the law on the other runs, predict this run's
     T_grok from each of its points after the peak, and bin the absolute
     error by how far ahead of T_grok the prediction was made."""
-    from grokspec.calibrate import _points
+    from grokspec.scan.calibrate import power_law_points
 
     runs = {}
     for run in table["run"].unique():
@@ -255,7 +255,7 @@ def _prediction_usefulness(table: pd.DataFrame, h_star: float) -> dict[str, Any]
         t_grok = grok_step(list(acc["step"]), list(acc["value"]))
         series = series_table(table, run).get(REPRESENTATION)
         if t_grok is not None and series is not None:
-            runs[run] = _points(series, t_grok, h_star)
+            runs[run] = power_law_points(series, t_grok, h_star)
     bins = [(0, 500), (500, 1000), (1000, 2000), (2000, 10**9)]
     errors: dict[str, list[float]] = {f"{a}-{b if b < 10**9 else 'inf'}": [] for a, b in bins}
     for held_out, (gaps, delays) in runs.items():
@@ -316,7 +316,7 @@ def _weight_side(table: pd.DataFrame, calibration: dict[str, Any]) -> dict[str, 
 
 
 def analyse(out: Path, plan: Scale, window: tuple[int, int], *, log=None) -> dict[str, Any]:
-    from grokspec.reproduce import experiment_dirs
+    from grokspec.repro.plan import experiment_dirs
 
     log = log or (lambda message: None)
     dirs = experiment_dirs(Path(out))

@@ -26,11 +26,13 @@ import numpy as np
 import pandas as pd
 
 from grokspec import __version__
-from grokspec.events import grok_step
-from grokspec.report import CALIBRATION_FORMAT, GROK_METRICS, series_table
-from grokspec.scan import ScanOptions, default_output_dir, scan
+from grokspec.events import GROK_LEVEL
+from grokspec.scan.options import ScanOptions
+from grokspec.scan.report import CALIBRATION_FORMAT
+from grokspec.scan.scan import default_output_dir, scan
+from grokspec.scan.trajectories import REPRESENTATION, run_trajectories
 
-__all__ = ["calibrate", "calibrate_table", "fit_power_law"]
+__all__ = ["calibrate", "calibrate_table", "fit_power_law", "power_law_points"]
 
 
 def fit_power_law(gaps: np.ndarray, delays: np.ndarray) -> dict[str, float] | None:
@@ -53,7 +55,7 @@ def fit_power_law(gaps: np.ndarray, delays: np.ndarray) -> dict[str, float] | No
     }
 
 
-def _points(values: pd.Series, t_grok: int, h_star: float) -> tuple[np.ndarray, np.ndarray]:
+def power_law_points(values: pd.Series, t_grok: int, h_star: float) -> tuple[np.ndarray, np.ndarray]:
     """(v − H*, T_grok − t) for the points after the series' peak before
     T_grok (the peak itself ends the plateau, it is not yet the fall)."""
     before = values[values.index < t_grok]
@@ -66,21 +68,21 @@ def _points(values: pd.Series, t_grok: int, h_star: float) -> tuple[np.ndarray, 
     return gaps[keep].astype(float), delays[keep]
 
 
-def calibrate_table(table: pd.DataFrame, *, grok_metric: str | None = None, level: float = 0.99, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+def calibrate_table(
+    table: pd.DataFrame, *, grok_metric: str | None = None, level: float = GROK_LEVEL, bootstrap: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """The calibration from a scan table holding several runs."""
     rng = np.random.default_rng(seed)
     per_series: dict[str, dict[str, tuple[float, pd.Series, int]]] = {}
     runs_used, runs_not_grokked = [], []
     for run in table["run"].unique():
-        mine = table[(table["run"] == run) & (table["tensor"] == "")]
-        metrics = [grok_metric] if grok_metric else [m for m in GROK_METRICS if (mine["metric"] == m).any()][:1]
-        accuracy = mine[mine["metric"].isin(metrics)].dropna(subset=["value"]).drop_duplicates("step").sort_values("step")
-        t_grok = grok_step(list(accuracy["step"]), list(accuracy["value"]), level=level)
+        trajectories = run_trajectories(table, str(run), grok_metric=grok_metric, grok_level=level)
+        t_grok = trajectories.t_grok
         if t_grok is None:
             runs_not_grokked.append(str(run))
             continue
         runs_used.append(str(run))
-        for name, values in series_table(table, run).items():
+        for name, values in trajectories.series.items():
             at = values[values.index <= t_grok]
             if not at.empty:
                 per_series.setdefault(name, {})[str(run)] = (float(at.values[-1]), values, t_grok)
@@ -93,7 +95,7 @@ def calibrate_table(table: pd.DataFrame, *, grok_metric: str | None = None, leve
             ci = [float(np.percentile(resampled, 2.5)), float(np.percentile(resampled, 97.5))]
         else:
             ci = [h_star, h_star]
-        points = {run: _points(values, t_grok, h_star) for run, (_, values, t_grok) in runs.items()}
+        points = {run: power_law_points(values, t_grok, h_star) for run, (_, values, t_grok) in runs.items()}
         gaps = np.concatenate([g for g, _ in points.values()]) if points else np.empty(0)
         delays = np.concatenate([d for _, d in points.values()]) if points else np.empty(0)
         law: dict[str, Any] | None = fit_power_law(gaps, delays)
@@ -109,7 +111,7 @@ def calibrate_table(table: pd.DataFrame, *, grok_metric: str | None = None, leve
                     errors.extend(np.abs(d_out - fitted["c1"] * g_out ** fitted["gamma"]))
             law["loo_mae_steps"] = float(np.mean(errors)) if errors else None
         series_out[name] = {
-            "metric": "repr_entropy" if name == "representation" else "entropy",
+            "metric": "repr_entropy" if name == REPRESENTATION else "entropy",
             "h_star": h_star,
             "h_star_ci": ci,
             "h_star_range": [float(h_values.min()), float(h_values.max())],

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grokspec.config import CONFIG_FORMAT, ConfigMismatch, TrainConfig
+from grokspec.lab.config import CONFIG_FORMAT, ConfigMismatch, TrainConfig
 from grokspec.io_atomic import atomic_path, write_text
 
 if TYPE_CHECKING:  # imported where used: discovering runs must not load torch

@@ -28,9 +28,9 @@ from statistics import median
 from typing import Any
 
 from grokspec import __version__
-from grokspec.config import TrainConfig
-from grokspec.rundir import RunDir
-from grokspec.train import RunSummary, select_device, train_seeds
+from grokspec.lab.config import TrainConfig
+from grokspec.lab.rundir import RunDir
+from grokspec.lab.train import RunSummary, select_device, train_seeds
 
 __all__ = ["Scale", "SCALES", "reproduce", "experiment_dirs"]
 
@@ -153,8 +153,8 @@ def reproduce(out: str | Path, scale: str | Scale = "cpu", *, log: Log | None = 
     """Runs every experiment of `scale` (a name of SCALES, or a Scale) into
     `out`, analyses them and writes `out/report.json`, `out/report.md` and
     the figures. Returns the report."""
-    from grokspec.reproduce_analysis import analyse
-    from grokspec.reproduce_report import write_report
+    from grokspec.repro.analysis import analyse
+    from grokspec.repro.markdown import write_report
 
     log = log or (lambda message: None)
     if isinstance(scale, str) and scale not in SCALES:

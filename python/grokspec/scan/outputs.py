@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from grokspec.io_atomic import atomic_open, atomic_path, write_json
-from grokspec.plot import plot_trajectories
-from grokspec.scan import ScanResult
+from grokspec.scan.plot import plot_trajectories
+from grokspec.scan.scan import ScanResult
 
 __all__ = ["write_scan_outputs", "TABLE_FORMATS"]
 
@@ -32,6 +32,6 @@ def write_scan_outputs(result: ScanResult, out_dir: Path, table_format: str = "c
         with atomic_open(table_path, "w", encoding="utf-8") as handle:
             json.dump(json.loads(result.table.to_json(orient="records")), handle)
     report_path = out_dir / "report.json"
-    write_json(report_path, result.report)
+    write_json(report_path, result.report.to_json())
     plot_path = plot_trajectories(result.table, result.report, out_dir / "trajectories.png")
     return {"table": table_path, "report": report_path, "plot": plot_path}

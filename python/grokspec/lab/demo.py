@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grokspec.config import TrainConfig
+from grokspec.lab.config import TrainConfig
 
 __all__ = ["DEMO_CONFIG", "demo_run_dir"]
 

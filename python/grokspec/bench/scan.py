@@ -27,8 +27,8 @@ def _write_checkpoints(directory: Path, count: int) -> tuple[Path, Path]:
     import torch
     from safetensors.torch import save_file
 
-    from grokspec.demo import DEMO_CONFIG
-    from grokspec.train import build_model
+    from grokspec.lab.demo import DEMO_CONFIG
+    from grokspec.lab.models import build_model
 
     model = build_model(DEMO_CONFIG, 97, [0])
     base = model.seed_state_dict(0)
@@ -66,8 +66,8 @@ def run_scan_speed_benchmark(checkpoints: int = 100, threads: int | None = None,
     import torch
 
     from grokspec import _core
-    from grokspec.bench import settle
-    from grokspec.scan import ScanOptions, scan
+    from grokspec.bench.spectral import settle
+    from grokspec.scan.scan import ScanOptions, scan
 
     threads = threads or _core.default_threads()
     previous = torch.get_num_threads()
@@ -116,7 +116,7 @@ _PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))
 
 _MEMORY_PROBE = f"""
 import json, sys, time
-from grokspec.scan import ScanOptions, scan
+from grokspec.scan.scan import ScanOptions, scan
 start = time.perf_counter()
 result = scan(sys.argv[1], ScanOptions(threads=int(sys.argv[2])), cache_path=None)
 seconds = time.perf_counter() - start
@@ -125,7 +125,7 @@ print(json.dumps({{"peak_rss_bytes": {_PEAK}, "seconds": seconds, "rows": len(re
 
 _BASELINE_PROBE = f"""
 import json
-import grokspec.scan, grokspec.checkpoint_formats
+import grokspec.scan.scan, grokspec.scan.formats
 print(json.dumps({{"peak_rss_bytes": {_PEAK}}}))
 """
 

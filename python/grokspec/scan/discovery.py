@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from grokspec.rundir import RunDir, is_run_dir
+from grokspec.lab.rundir import RunDir, is_run_dir
 
 __all__ = ["CheckpointRef", "RunSpec", "discover", "step_from_name", "OUTPUT_DIR_NAME"]
 

@@ -1,0 +1,3 @@
+from grokspec._entry import main
+
+main()

@@ -1,0 +1,56 @@
+"""What a scan computes and how it reads the results: :class:`ScanOptions`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from grokspec import __version__
+from grokspec.events import GROK_LEVEL
+
+__all__ = ["ScanOptions"]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    #: Threshold of the representation entropy (None: the calibration's, else 0.61).
+    threshold: float | None = None
+    power: float = 2.0
+    normalize: str = "dim"
+    method: str = "auto"
+    #: Tensor-name globs to keep (all if empty) and to drop.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    #: Skip matrices whose shorter side is below this.
+    min_dim: int = 2
+    #: For grokspec runs, compute H̃ by a forward pass on the probe set.
+    representation: bool = True
+    #: Extra metrics (CSV or JSONL with a `step` column, optionally `run`).
+    metrics_file: Path | None = None
+    calibration: Path | None = None
+    trust_pickle: bool = False
+    threads: int | None = None
+    #: The accuracy that defines T_grok (None: the first of test_acc,
+    #: eval_accuracy, ... that a run has).
+    grok_metric: str | None = None
+    grok_level: float = GROK_LEVEL
+    persist: int = 1
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that change a checkpoint's numbers (the cache key)."""
+        return {
+            "power": self.power,
+            "normalize": self.normalize,
+            "method": self.method,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "min_dim": self.min_dim,
+            "representation": self.representation,
+            "trust_pickle": self.trust_pickle,
+            "version": __version__,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """The options as JSON values (paths as strings, tuples as lists)."""
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
