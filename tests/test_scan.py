@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from grokspec import _core, spectral_stats
 from grokspec.scan.cache import ScanCache
 from grokspec.scan.formats import matrix_shape
 from grokspec.cli import main
-from grokspec.errors import CheckpointError
+from grokspec.errors import CheckpointError, GrokspecError
 from grokspec.scan.scan import ScanInputError, ScanOptions, scan
 
 WEIGHT_COLUMNS = ["step", "tensor", "rows", "cols", "metric", "value"]
@@ -367,8 +368,41 @@ def test_fuzzed_json_headers_with_valid_framing(tmp_path, data):
     except CheckpointError:
         return
     for name, _, shape in tensors:
-        columns, errors = _core.safetensors_spectral(str(path), [(name, *(matrix_shape(tuple(shape)) or (1, 1)))]) if len(shape) >= 2 and all(shape) else (None, [])
-        del columns, errors
+        assert isinstance(name, str) and all(d >= 0 for d in shape)
+
+
+_SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzzed_consistent_headers_compute_or_fail_cleanly(tmp_path, data):
+    """Headers whose offsets are consistent (so the parser accepts them), with
+    payload bytes that may be anything, NaN and Inf included: every matrix
+    either gets a value or a clean per-item error."""
+    count = data.draw(st.integers(1, 3))
+    header, offset = {}, 0
+    for i in range(count):
+        dtype = data.draw(st.sampled_from(sorted(_SIZES)))
+        shape = data.draw(st.lists(st.integers(1, 6), min_size=2, max_size=3))
+        size = _SIZES[dtype] * int(np.prod(shape))
+        header[f"t{i}"] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    payload = data.draw(st.binary(min_size=offset, max_size=offset))
+    blob = json.dumps(header).encode()
+    path = tmp_path / "fuzz.safetensors"
+    path.write_bytes(len(blob).to_bytes(8, "little") + blob + payload)
+    tensors, _ = _core.safetensors_header(str(path))
+    assert sorted(t[0] for t in tensors) == sorted(header)
+    items = [(str(path), name, *matrix_shape(tuple(shape))) for name, _, shape in tensors]
+    columns, errors = _core.safetensors_spectral(items)
+    assert len(columns["entropy"]) == len(items)
+    failed = {index for index, _ in errors}
+    for index, error in errors:
+        assert isinstance(error, GrokspecError), error
+    for index in set(range(len(items))) - failed:
+        value = columns["entropy"][index]
+        assert math.isnan(value) or 0.0 <= value <= 1.0 + 1e-12
 
 
 def test_outputs_in_every_format_and_the_report(tmp_path):

@@ -142,7 +142,7 @@ def run_sharded_memory_benchmark(shard_bytes: int = 700_000_000, shards: int = 2
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "checkpoint-1000"
         root.mkdir()
-        weight_map, sizes = {}, []
+        names, sizes = [], []
         shapes = [(4096, 4096)] * 4 + [(11008, 4096)] * 2
         for s in range(shards):
             tensors: dict[str, Any] = {}
@@ -157,12 +157,13 @@ def run_sharded_memory_benchmark(shard_bytes: int = 700_000_000, shards: int = 2
             save_file(tensors, str(root / name))
             del tensors
             sizes.append((root / name).stat().st_size)
-            weight_map.update({k: name for k in [f"layers.{s}.w{i}" for i in range(len(shapes))] if k})
-        real = {}
-        for name in {n for n in weight_map.values()}:
+            names.append(name)
+        # The index maps each tensor to the shard that really holds it.
+        weight_map = {}
+        for name in names:
             header, _ = _core.safetensors_header(str(root / name))
-            real.update({t[0]: name for t in header})
-        (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": real}))
+            weight_map.update({t[0]: name for t in header})
+        (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
         baseline = json.loads(subprocess.run([sys.executable, "-c", _BASELINE_PROBE], capture_output=True, text=True, check=True).stdout)
         probe = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, tmp, str(threads)], capture_output=True, text=True, check=True)
         measured = json.loads(probe.stdout)

@@ -248,8 +248,3 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-
-
-def run_dirs_of(root: Path) -> list[Path]:
-    """Every grokspec run dir below `root` (seed_<n> dirs), sorted."""
-    return sorted(p.parent for p in Path(root).rglob("config.json") if RunDir(p.parent).config_path.exists())
