@@ -1,0 +1,3 @@
+from grokspec.cli import main
+
+main()

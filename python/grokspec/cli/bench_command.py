@@ -1,0 +1,72 @@
+"""``grokspec bench``: the side-by-side benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from grokspec.cli.app import main
+from grokspec.cli.console import status_printer
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Small matrices only (a smoke test, seconds).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every contender (default: all cores).")
+@click.option("--budget", type=click.FloatRange(min=0.0), default=2.0, show_default=True, help="Seconds of repeats per timing.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown (for the README).")
+@click.option("--scan", "scan_bench", is_flag=True, help="Also the scan benchmarks (100 checkpoints vs plain torch; a 1.2 GB sharded checkpoint's peak memory).")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+def bench(quick: bool, threads: int | None, budget: float, json_path: Path | None, markdown: bool, scan_bench: bool, quiet: bool) -> None:
+    """Side-by-side benchmark against torch.linalg, numpy and scipy on this machine."""
+    import platform
+
+    from grokspec import _core
+    from grokspec.bench.spectral import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark
+    from grokspec.io_atomic import write_json
+
+    threads = threads or _core.default_threads()
+    update, stop = status_printer(quiet)
+    try:
+        results = run_benchmark(QUICK_CASES if quick else DEFAULT_CASES, threads=threads, budget=budget, progress=update)
+    finally:
+        stop()
+    machine = f"{platform.processor() or platform.machine()}, {threads} threads, Python {platform.python_version()}"
+    if markdown:
+        click.echo(f"Machine: {machine}\n")
+        click.echo(markdown_table(results))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"grokspec bench ({machine})")
+        for column in ("case", "dtype", "contender", "time", "grokspec speedup", "entropy error"):
+            table.add_column(column, justify="right" if column in ("time", "grokspec speedup", "entropy error") else "left")
+        for r in results:
+            speedup = "—" if r.contender == "grokspec" else f"{r.grokspec_speedup:.1f}×"
+            table.add_row(r.case, r.dtype, r.contender, f"{r.seconds:.4g} s", speedup, f"{r.entropy_error:.1e}")
+        Console().print(table)
+    scan_results: dict = {}
+    if scan_bench:
+        from grokspec.bench.scan import run_scan_speed_benchmark, run_sharded_memory_benchmark
+
+        speed = run_scan_speed_benchmark(20 if quick else 100, threads=threads)
+        scan_results["speed"] = speed
+        click.echo(
+            f"\nscan of {speed['checkpoints']} checkpoints of the default transformer ({speed['matrices']} matrices): "
+            f"plain torch {speed['torch_way_seconds']:.3f} s; grokspec {speed['grokspec_safetensors_seconds']:.3f} s "
+            f"(safetensors, {speed['speedup_safetensors']:.1f}x faster), {speed['grokspec_pt_seconds']:.3f} s "
+            f"(.pt, {speed['speedup_pt']:.1f}x); max entropy difference {speed['max_entropy_difference']:.1e}"
+        )
+        if not quick:
+            memory = run_sharded_memory_benchmark(threads=threads)
+            scan_results["memory"] = memory
+            mb = 2**20
+            click.echo(
+                f"sharded checkpoint of {memory['total_bytes'] / mb:.0f} MB (largest shard {memory['largest_shard_bytes'] / mb:.0f} MB): "
+                f"peak RSS {memory['peak_rss_bytes'] / mb:.0f} MB = {memory['peak_over_largest_shard']:.2f}x the largest shard "
+                f"(Python baseline {memory['python_baseline_rss_bytes'] / mb:.0f} MB), {memory['seconds']:.1f} s"
+            )
+    if json_path is not None:
+        write_json(json_path, {"machine": machine, "threads": threads, "results": as_records(results), "scan": scan_results})
