@@ -52,8 +52,8 @@ class ScanInputError(GrokspecError):
 class ScanResult:
     #: The tidy long table (COLUMNS).
     table: pd.DataFrame
-    #: Section 1's events per run and series (see grokspec.scan.report).
-    report: dict[str, Any]
+    #: Section 1's events per run and series.
+    report: ScanReport
     warnings: list[str] = field(default_factory=list)
     #: Checkpoints that could not be read.
     failed_checkpoints: int = 0
