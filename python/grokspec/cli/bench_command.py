@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,9 +17,16 @@ from grokspec.cli.console import status_printer
 @click.option("--budget", type=click.FloatRange(min=0.0), default=2.0, show_default=True, help="Seconds of repeats per timing.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown (for the README).")
-@click.option("--scan", "scan_bench", is_flag=True, help="Also the scan benchmarks (100 checkpoints vs plain torch; a 1.2 GB sharded checkpoint's peak memory).")
+@click.option(
+    "--scan",
+    "scan_bench",
+    is_flag=True,
+    help="Also the scan benchmarks (100 checkpoints vs plain torch; a 1.2 GB sharded checkpoint's peak memory).",
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def bench(quick: bool, threads: int | None, budget: float, json_path: Path | None, markdown: bool, scan_bench: bool, quiet: bool) -> None:
+def bench(
+    quick: bool, threads: int | None, budget: float, json_path: Path | None, markdown: bool, scan_bench: bool, quiet: bool
+) -> None:
     """Side-by-side benchmark against torch.linalg, numpy and scipy on this machine."""
     import platform
 
@@ -47,7 +55,7 @@ def bench(quick: bool, threads: int | None, budget: float, json_path: Path | Non
             speedup = "—" if r.contender == "grokspec" else f"{r.grokspec_speedup:.1f}×"
             table.add_row(r.case, r.dtype, r.contender, f"{r.seconds:.4g} s", speedup, f"{r.entropy_error:.1e}")
         Console().print(table)
-    scan_results: dict = {}
+    scan_results: dict[str, Any] = {}
     if scan_bench:
         from grokspec.bench.scan import run_scan_speed_benchmark, run_sharded_memory_benchmark
 
@@ -64,7 +72,8 @@ def bench(quick: bool, threads: int | None, budget: float, json_path: Path | Non
             scan_results["memory"] = memory
             mb = 2**20
             click.echo(
-                f"sharded checkpoint of {memory['total_bytes'] / mb:.0f} MB (largest shard {memory['largest_shard_bytes'] / mb:.0f} MB): "
+                f"sharded checkpoint of {memory['total_bytes'] / mb:.0f} MB "
+                f"(largest shard {memory['largest_shard_bytes'] / mb:.0f} MB): "
                 f"peak RSS {memory['peak_rss_bytes'] / mb:.0f} MB = {memory['peak_over_largest_shard']:.2f}x the largest shard "
                 f"(Python baseline {memory['python_baseline_rss_bytes'] / mb:.0f} MB), {memory['seconds']:.1f} s"
             )

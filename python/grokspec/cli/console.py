@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 
-def stderr_console(quiet: bool):
+def stderr_console(quiet: bool) -> Any:
     """A rich console on stderr for progress, or None when it should be silent."""
     if quiet or not sys.stderr.isatty():
         return None
@@ -28,8 +29,6 @@ def status_printer(quiet: bool) -> tuple[Callable[[str], None] | None, Callable[
     return (lambda message: status.update(message)), status.stop
 
 
-
-
 class ProgressBar:
     """A progress bar on stderr (terminal only, not with --quiet), driven by a
     library callback `(done, total, text)`; log lines print above it."""
@@ -41,8 +40,13 @@ class ProgressBar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(
-                TextColumn(unit), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
-                TimeElapsedColumn(), console=self.console, transient=True,
+                TextColumn(unit),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
             )
             self.task = self.bar.add_task("", total=total)
             self.bar.start()

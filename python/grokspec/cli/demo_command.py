@@ -14,7 +14,13 @@ from grokspec.cli.train_command import print_training_summaries, run_training
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("grokspec-demo"), show_default=True, help="Where the run and the scan go.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("grokspec-demo"),
+    show_default=True,
+    help="Where the run and the scan go.",
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def demo(out: Path, quiet: bool) -> None:
     """Train the default grokking run (CPU or GPU), scan it, print the

@@ -12,8 +12,19 @@ from grokspec.cli.console import ProgressBar
 
 
 @main.command(name="reproduce")
-@click.option("--scale", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True, help="cpu: under an hour on 2 cores; paper: the paper's budgets (a GPU).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the runs, report.md, report.json and figures go.")
+@click.option(
+    "--scale",
+    type=click.Choice(["cpu", "paper"]),
+    default="cpu",
+    show_default=True,
+    help="cpu: under an hour on 2 cores; paper: the paper's budgets (a GPU).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where the runs, report.md, report.json and figures go.",
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def reproduce_command(scale: str, out: Path, quiet: bool) -> None:
     """Run the paper's experiments with grokspec and report our numbers beside the paper's.

@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from grokspec.cli.app import EXIT_BAD_INPUT, EXIT_REPORTED_FAILURES, main
 from grokspec.cli.console import ProgressBar
 
+if TYPE_CHECKING:
+    from grokspec.scan.scan import ScanResult
 
-def print_scan_summary(result, paths: dict[str, Path]) -> None:
+
+def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     # Off a terminal rich assumes 80 columns, too narrow for this table.
     console = Console() if sys.stdout.isatty() else Console(width=160)
     table = Table(title="grokspec scan")
-    for column in ("run", "ckpts", "status", "threshold (source, series)", "crossing", "T_collapse", "T_grok", "lead cross", "lead collapse", "weights collapsed first"):
+    for column in (
+        "run",
+        "ckpts",
+        "status",
+        "threshold (source, series)",
+        "crossing",
+        "T_collapse",
+        "T_grok",
+        "lead cross",
+        "lead collapse",
+        "weights collapsed first",
+    ):
         table.add_column(column)
+
     def show(value: object) -> str:
         return "—" if value is None else str(value)
 
@@ -27,12 +43,22 @@ def print_scan_summary(result, paths: dict[str, Path]) -> None:
         threshold = "—" if run.threshold is None else f"{run.threshold:.3f} ({run.threshold_source}, {run.primary_series})"
         weights = f"{run.weight_series_collapsed_before_grok}/{run.weight_series}" if run.weight_series else "—"
         table.add_row(
-            run.run, str(run.checkpoints), run.status, threshold, show(run.crossing), show(run.t_collapse),
-            show(run.t_grok), show(run.lead_cross), show(run.lead_collapse), weights,
+            run.run,
+            str(run.checkpoints),
+            run.status,
+            threshold,
+            show(run.crossing),
+            show(run.t_collapse),
+            show(run.t_grok),
+            show(run.lead_cross),
+            show(run.lead_collapse),
+            weights,
         )
         if run.prediction is not None:
             p = run.prediction
-            table.add_row("", "", f"predicted T_grok {p.predicted_t_grok} [{p.interval[0]}, {p.interval[1]}]", "", "", "", "", "", "", "")
+            table.add_row(
+                "", "", f"predicted T_grok {p.predicted_t_grok} [{p.interval[0]}, {p.interval[1]}]", "", "", "", "", "", "", ""
+            )
     console.print(table)
     if result.warnings:
         console.print(f"[yellow]{len(result.warnings)} warning(s):[/yellow]")
@@ -44,30 +70,75 @@ def print_scan_summary(result, paths: dict[str, Path]) -> None:
         console.print(f"{kind}: {path}", markup=False, highlight=False)
 
 
-
-
 @main.command(name="scan")
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output dir (default: DIR/grokspec-scan).")
-@click.option("--threshold", type=float, default=None, help="Threshold of the representation entropy (default 0.61, or the calibration's).")
-@click.option("--format", "table_format", type=click.Choice(["csv", "parquet", "json"]), default="csv", show_default=True, help="Format of the tidy table.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output dir (default: DIR/grokspec-scan)."
+)
+@click.option(
+    "--threshold", type=float, default=None, help="Threshold of the representation entropy (default 0.61, or the calibration's)."
+)
+@click.option(
+    "--format",
+    "table_format",
+    type=click.Choice(["csv", "parquet", "json"]),
+    default="csv",
+    show_default=True,
+    help="Format of the tidy table.",
+)
 @click.option("--include", multiple=True, help="Only tensors whose name matches this glob (repeatable).")
 @click.option("--exclude", multiple=True, help="Skip tensors whose name matches this glob (repeatable).")
-@click.option("--min-dim", type=click.IntRange(min=1), default=2, show_default=True, help="Skip matrices whose shorter side is smaller.")
-@click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Extra metrics: CSV/JSONL with a step column.")
-@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None, help="calibration.json from grokspec calibrate.")
+@click.option(
+    "--min-dim", type=click.IntRange(min=1), default=2, show_default=True, help="Skip matrices whose shorter side is smaller."
+)
+@click.option(
+    "--metrics",
+    "metrics_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Extra metrics: CSV/JSONL with a step column.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="calibration.json from grokspec calibrate.",
+)
 @click.option("--power", type=float, default=2.0, show_default=True, help="Weights sigma**power in the entropy.")
-@click.option("--normalize", type=click.Choice(["dim", "cols", "rank", "none"]), default="dim", show_default=True, help="Normalization of weight-matrix entropies.")
+@click.option(
+    "--normalize",
+    type=click.Choice(["dim", "cols", "rank", "none"]),
+    default="dim",
+    show_default=True,
+    help="Normalization of weight-matrix entropies.",
+)
 @click.option("--method", type=click.Choice(["auto", "svd", "gram"]), default="auto", show_default=True)
 @click.option("--grok-metric", default=None, help="Accuracy metric that defines T_grok (default: test_acc, eval_accuracy, ...).")
-@click.option("--persist", type=click.IntRange(min=1), default=1, show_default=True, help="Evaluations the value must stay below the threshold.")
+@click.option(
+    "--persist",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Evaluations the value must stay below the threshold.",
+)
 @click.option("--trust-pickle", is_flag=True, help="Allow pickles that need more than weights-only loading (runs their code!).")
 @click.option("--no-representation", is_flag=True, help="Skip the forward pass that computes H̃ for grokspec runs.")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (do not read or write cache.sqlite).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Engine threads (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the summary.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def scan_command(directory: Path, out: Path | None, table_format: str, as_json: bool, quiet: bool, no_cache: bool, no_representation: bool, include, exclude, **options) -> None:
+def scan_command(
+    directory: Path,
+    out: Path | None,
+    table_format: str,
+    as_json: bool,
+    quiet: bool,
+    no_cache: bool,
+    no_representation: bool,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    **options: Any,
+) -> None:
     """Scan checkpoints under DIRECTORY into entropy trajectories and a threshold-crossing report."""
     import json
 
@@ -101,8 +172,8 @@ def scan_command(directory: Path, out: Path | None, table_format: str, as_json: 
 @click.option("--no-representation", is_flag=True, help="Skip the forward pass that computes H̃ for grokspec runs.")
 def calibrate_command(run_dirs: tuple[Path, ...], out: Path, grok_metric: str | None, no_representation: bool) -> None:
     """Fit thresholds H* and the time-to-grok law ΔT = C1 (v − H*)^γ on runs that grokked."""
-    from grokspec.scan.calibrate import calibrate
     from grokspec.io_atomic import write_json
+    from grokspec.scan.calibrate import calibrate
     from grokspec.scan.scan import ScanInputError, ScanOptions
 
     try:
@@ -117,5 +188,7 @@ def calibrate_command(run_dirs: tuple[Path, ...], out: Path, grok_metric: str | 
         law = rep["power_law"]
         click.echo(f"representation H* = {rep['h_star']:.3f}, 95% CI [{rep['h_star_ci'][0]:.3f}, {rep['h_star_ci'][1]:.3f}]")
         if law:
-            click.echo(f"ΔT = {law['c1']:.3g} (H̃ − H*)^{law['gamma']:.2f}, R² = {law['r2']:.2f}, ±{law['interval_steps']:.0f} steps")
+            click.echo(
+                f"ΔT = {law['c1']:.3g} (H̃ − H*)^{law['gamma']:.2f}, R² = {law['r2']:.2f}, ±{law['interval_steps']:.0f} steps"
+            )
     click.echo(f"{len(calibration['series'])} series written to {out}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,7 @@ from grokspec.cli.console import ProgressBar
 
 if TYPE_CHECKING:
     from grokspec.lab.config import TrainConfig
+    from grokspec.lab.train import RunSummary
 
 
 def _parse_int_list(text: str) -> tuple[int, ...]:
@@ -32,7 +33,7 @@ def _parse_int_list(text: str) -> tuple[int, ...]:
     return tuple(values)
 
 
-def _config_options(command: Callable) -> Callable:
+def _config_options(command: Callable[..., None]) -> Callable[..., None]:
     """Adds one --option per TrainConfig field, typed and documented from the dataclass."""
     import dataclasses
     import typing
@@ -45,7 +46,9 @@ def _config_options(command: Callable) -> Callable:
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         name = "--" + field.name.replace("_", "-")
         if field.name == "mlp_hidden":
-            option = click.option(name, field.name, default=None, help=field.metadata["help"] + f"  [default: {','.join(map(str, field.default))}]")
+            option = click.option(
+                name, field.name, default=None, help=field.metadata["help"] + f"  [default: {','.join(map(str, field.default))}]"
+            )
         else:
             option = click.option(
                 name, field.name, type=base, default=None, help=field.metadata["help"] + f"  [default: {field.default}]"
@@ -54,7 +57,7 @@ def _config_options(command: Callable) -> Callable:
     return command
 
 
-def _config_from_options(options: dict) -> TrainConfig:
+def _config_from_options(options: dict[str, Any]) -> TrainConfig:
     from grokspec.lab.config import TrainConfig
 
     values = {k: v for k, v in options.items() if v is not None}
@@ -63,7 +66,7 @@ def _config_from_options(options: dict) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def run_training(config, out: Path, seeds: tuple[int, ...] | None, quiet: bool):
+def run_training(config: TrainConfig, out: Path, seeds: tuple[int, ...] | None, quiet: bool) -> list[RunSummary]:
     """Trains and handles the ways it can end; returns the summaries."""
     from grokspec.lab.config import ConfigMismatch
     from grokspec.lab.train import TrainingWriteError, train, train_seeds
@@ -90,7 +93,7 @@ def run_training(config, out: Path, seeds: tuple[int, ...] | None, quiet: bool):
         view.stop()
 
 
-def print_training_summaries(summaries) -> None:
+def print_training_summaries(summaries: list[RunSummary]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -99,19 +102,29 @@ def print_training_summaries(summaries) -> None:
         table.add_column(column)
     for s in summaries:
         table.add_row(
-            s.run_dir, str(s.steps), str(s.crossing_step), str(s.t_grok),
-            "—" if s.entropy_at_grok is None else f"{s.entropy_at_grok:.3f}", f"{s.final_test_acc:.3f}",
-            f"{s.wall_seconds:.0f}", s.stopped,
+            s.run_dir,
+            str(s.steps),
+            str(s.crossing_step),
+            str(s.t_grok),
+            "—" if s.entropy_at_grok is None else f"{s.entropy_at_grok:.3f}",
+            f"{s.final_test_acc:.3f}",
+            f"{s.wall_seconds:.0f}",
+            s.stopped,
         )
     Console().print(table)
 
 
 @main.command(name="train")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run dir (or the parent of seed_<n>/ dirs with --seeds).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Run dir (or the parent of seed_<n>/ dirs with --seeds).",
+)
 @click.option("--seeds", default=None, help="Train several seeds at once, e.g. 0-9 or 0,3,7 (overrides --seed).")
 @click.option("--quiet", is_flag=True, help="No progress or log lines on stderr.")
 @_config_options
-def train_command(out: Path, seeds: str | None, quiet: bool, **options) -> None:
+def train_command(out: Path, seeds: str | None, quiet: bool, **options: Any) -> None:
     """Train a grokking run (or several seeds at once) into a run directory;
     running it again on the same directory resumes."""
     try:
