@@ -28,6 +28,7 @@ import numpy as np
 
 from grokspec import _core
 from grokspec.errors import CheckpointError
+from grokspec.scan import guards
 
 __all__ = ["TensorInfo", "Checkpoint", "Source", "compute_batch", "open_checkpoint", "matrix_shape", "NESTED_KEYS", "STEP_KEYS"]
 
@@ -262,6 +263,7 @@ def _needs_code(error: BaseException) -> bool:
 
 
 def _load_torch(path: Path, trust_pickle: bool) -> ArrayCheckpoint:
+    guards.check_torch_zip(path)  # the sizes it declares, before anything is inflated
     import pickle
 
     try:
@@ -302,6 +304,7 @@ def _short(error: BaseException) -> str:
 
 
 def _load_npz(path: Path) -> ArrayCheckpoint:
+    guards.check_npz(path)  # the sizes it declares, before anything is inflated
     import zipfile
 
     try:
@@ -315,6 +318,7 @@ def _load_npz(path: Path) -> ArrayCheckpoint:
 
 
 def _sharded_files(index: Path) -> list[Path]:
+    guards.check_shard_index(index)  # JSON object, shards confined beside it, regular files
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         shards = sorted({index.parent / name for name in weight_map.values()})
@@ -328,6 +332,7 @@ def _sharded_files(index: Path) -> list[Path]:
 
 def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
     """Opens `path` by its format. Raises CheckpointError for anything unreadable."""
+    guards.require_regular_file(path)  # a FIFO or device would block or never end
     name = path.name
     try:
         if name.endswith(".safetensors.index.json"):
