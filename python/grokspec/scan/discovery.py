@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grokspec.lab.rundir import RunDir, is_run_dir
+from grokspec.scan import guards
 
 __all__ = ["CheckpointRef", "RunSpec", "discover", "step_from_name", "OUTPUT_DIR_NAME"]
 
@@ -99,6 +100,8 @@ def _group_key(stem: str) -> str:
 
 
 def _shard_files(index: Path) -> tuple[Path, ...]:
+    if not guards.is_small_regular_file(index):  # a FIFO would block discovery; opening reports it
+        return (index,)
     try:
         names = json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()
         return tuple(sorted({index.parent / n for n in names}))
