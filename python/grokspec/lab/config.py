@@ -26,7 +26,12 @@ CONFIG_FORMAT = "grokspec-config/1"
 
 #: Fields that may change when a run is continued (the budget, the stopping
 #: rules, where it runs, how often it reports); everything else defines the run.
-RESUMABLE_FIELDS = frozenset({"steps", "stop_after_crossing", "stop_after_grok", "device"})
+RESUMABLE_FIELDS = frozenset(
+    {"steps", "stop_after_crossing", "stop_after_grok", "stop_after_alarm", "alarm_rule", "log_weight_entropies", "device"}
+)
+
+#: How a run may shuffle its labels (negative controls; docs/ALARMS.md).
+SHUFFLE_LABELS = ("none", "train", "test")
 
 
 class ConfigMismatch(ValueError):
@@ -68,6 +73,10 @@ class TrainConfig:
     grok_level: float = _help("test accuracy that counts as grokked", GROK_LEVEL)
     stop_after_crossing: int | None = _help("stop this many steps after the entropy falls below the threshold", None)
     stop_after_grok: int | None = _help("stop this many steps after test accuracy reaches grok_level", None)
+    alarm_rule: str = _help("early-warning rule: plateau-fall, threshold or collapse (docs/ALARMS.md)", "plateau-fall")
+    stop_after_alarm: int | None = _help("stop this many steps after the early-warning alarm", None)
+    log_weight_entropies: bool = _help("also log each weight matrix's spectral entropy at every evaluation", False)
+    shuffle_labels: str = _help("none; train (permuted training labels: a negative control); test", "none")
     # --- the intervention (representation mixing)
     mixing_start: int | None = _help("first step of representation mixing (None = no intervention)", None)
     mixing_end: int | None = _help("step at which mixing ends (exclusive)", None)
@@ -114,7 +123,11 @@ class TrainConfig:
                 out.append(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
         if not 0 < self.grok_level <= 1:
             out.append(f"grok_level must lie in (0, 1], got {self.grok_level}")
-        for name in ("stop_after_crossing", "stop_after_grok"):
+        if self.alarm_rule not in ("plateau-fall", "threshold", "collapse"):
+            out.append(f"unknown alarm_rule {self.alarm_rule!r} (plateau-fall, threshold or collapse)")
+        if self.shuffle_labels not in SHUFFLE_LABELS:
+            out.append(f"unknown shuffle_labels {self.shuffle_labels!r} (choose from {', '.join(SHUFFLE_LABELS)})")
+        for name in ("stop_after_crossing", "stop_after_grok", "stop_after_alarm"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 out.append(f"{name} must be a non-negative integer or None, got {value!r}")

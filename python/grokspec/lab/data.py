@@ -13,6 +13,9 @@ from grokspec.lab.tasks import Dataset, split_indices
 
 __all__ = ["SeedBatchedData"]
 
+#: The label-shuffling stream, after seeding's init, batch and mixing streams.
+_LABEL_STREAM = 4
+
 
 class SeedBatchedData:
     """Train/test splits per seed, stacked on the device, and the seeded
@@ -26,11 +29,24 @@ class SeedBatchedData:
         self.train_y = torch.stack([dataset.labels[tr] for tr, _ in splits]).to(device)  # (S, Ntrain)
         self.test_x = torch.stack([dataset.inputs[te] for _, te in splits]).to(device)  # (S, Ntest, 2)
         self.test_y = torch.stack([dataset.labels[te] for _, te in splits]).to(device)  # (S, Ntest)
+        if config.shuffle_labels != "none":
+            self._shuffle_labels(config.shuffle_labels, seeds)
         self.probe_x = self.train_x[:, : config.probe_size]  # the first examples of each split
         n_train = self.train_x.shape[1]
         self.batch_size = n_train if config.batch_size == 0 or config.batch_size >= n_train else config.batch_size
         self.batch_generators = generators(seeds, BATCH_STREAM)
         self.mixing_generators = generators(seeds, MIXING_STREAM)
+
+    def _shuffle_labels(self, which: str, seeds: list[int]) -> None:
+        """Permutes one split's labels per seed (a negative control: with
+        shuffled training labels there is no rule to generalize)."""
+        labels = self.train_y if which == "train" else self.test_y
+        orders = [torch.randperm(labels.shape[1], generator=g) for g in generators(seeds, _LABEL_STREAM)]
+        shuffled = torch.stack([row[order.to(row.device)] for row, order in zip(labels, orders)])
+        if which == "train":
+            self.train_y = shuffled
+        else:
+            self.test_y = shuffled
 
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch per seed, (S, B, 2) inputs and (S, B) labels; the whole

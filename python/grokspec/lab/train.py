@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from grokspec.alarms import Alarm, Trajectory, evaluate_rule, rule_by_name
 from grokspec.errors import GrokspecError
 from grokspec.events import crossing_step, grok_step
 from grokspec.lab.config import TrainConfig
@@ -63,8 +64,10 @@ class RunSummary:
     final_test_acc: float
     final_entropy: float
     wall_seconds: float
-    #: "budget", "stop-after-grok", "stop-after-crossing" or "already-done".
+    #: "budget", "stop-after-grok", "stop-after-alarm", "stop-after-crossing" or "already-done".
     stopped: str
+    #: The early-warning alarm (config.alarm_rule), if it fired.
+    alarm: Alarm | None = None
 
 
 def train(
@@ -114,12 +117,15 @@ class _Trainer:
             torch.set_num_threads(_core.default_threads())
         dataset = make_dataset(config.task, config.p)
         self.data = SeedBatchedData(config, dataset, seeds, self.device)
+        self.chance = 1.0 / dataset.vocab_size  # every token is a class
         self.model = build_model(config, dataset.vocab_size, seeds).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay
         )
         self.reference_norms = self._load_reference_norms() if config.norm_reference else None
         self.records: list[list[dict[str, Any]]] = [[] for _ in seeds]
+        self.alarm_rule = rule_by_name(config.alarm_rule, threshold=config.threshold)
+        self.alarms: list[Alarm | None] = [None for _ in seeds]
         self.step = 0
         self.started = time.perf_counter()
 
@@ -170,6 +176,7 @@ class _Trainer:
     def _run(self) -> list[RunSummary]:
         config = self.base
         resumed = self._resume_or_start()
+        self.alarms = [evaluate_rule(self.alarm_rule, self._trajectory(i)).alarm for i in range(len(self.seeds))]
         if not resumed:
             self._evaluate()
             self._checkpoint()
@@ -234,9 +241,10 @@ class _Trainer:
         z = self.model.representation(self.data.probe_x).float().cpu().numpy()  # (S, probe, d)
         entropies = spectral_entropy(list(z), power=2, normalize="cols")
         norms = self.model.parameter_norms().cpu()
+        weight_entropies = self._weight_entropies() if config.log_weight_entropies else None
         wall = time.perf_counter() - self.started
         for index in range(len(self.seeds)):
-            record = {
+            record: dict[str, Any] = {
                 "step": self.step,
                 "train_loss": float(train_loss[index]),
                 "train_acc": float(train_acc[index]),
@@ -247,19 +255,24 @@ class _Trainer:
                 "intervention": config.mixing_active(self.step),
                 "wall_seconds": round(wall, 3),
             }
+            if weight_entropies is not None:
+                record["weight_entropy"] = weight_entropies[index]
             self.records[index].append(record)
-            crossing, grok = self._events(index)
+            _, grok = self._events(index)
             seed = self.seeds[index]
-            if crossing == self.step and self.step > 0:
-                # After grokking the fall is no longer a warning; say so rather than predict.
-                outlook = (
-                    f"after grokking at step {grok}" if grok is not None and grok < self.step
-                    else "the paper finds generalization ~1,000 steps later"
-                )
-                self.log(
-                    f"[seed {seed}] step {self.step}: representation entropy {record['repr_entropy']:.3f} "
-                    f"fell below {config.threshold} (test accuracy {record['test_acc']:.3f}); {outlook}"
-                )
+            if self.alarms[index] is None:
+                self.alarms[index] = evaluate_rule(self.alarm_rule, self._trajectory(index)).alarm
+                alarm = self.alarms[index]
+                if alarm is not None:
+                    # After grokking the fall is no longer a warning; say so rather than predict.
+                    outlook = (
+                        f"after grokking at step {grok}" if grok is not None and grok < self.step
+                        else "generalization typically follows within a few thousand steps (docs/ALARMS.md)"
+                    )
+                    self.log(
+                        f"[seed {seed}] step {self.step}: early warning ({alarm.rule}): representation entropy "
+                        f"{record['repr_entropy']:.3f}, test accuracy {record['test_acc']:.3f}; {outlook}"
+                    )
             if grok == self.step:
                 self.log(f"[seed {seed}] step {self.step}: grokked (test accuracy {record['test_acc']:.3f})")
         self._write_metrics()
@@ -270,6 +283,25 @@ class _Trainer:
                 config.steps,
                 f"train {first['train_acc']:.2f} test {first['test_acc']:.2f} H̃ {first['repr_entropy']:.3f}",
             )
+
+    def _weight_entropies(self) -> list[dict[str, float]]:
+        """Per seed, the spectral entropy (power 2, normalized by ln min(m, n),
+        as grokspec scan computes it) of every weight matrix, in one batched call."""
+        states = [self.model.seed_state_dict(index) for index in range(len(self.seeds))]
+        names = [n for n, w in states[0].items() if w.dim() >= 2 and min(w.shape[0], w[0].numel()) >= 2]
+        matrices = [states[i][n].reshape(states[i][n].shape[0], -1).numpy() for i in range(len(states)) for n in names]
+        values = spectral_entropy(matrices, power=2, normalize="dim")
+        return [{n: float(values[i * len(names) + j]) for j, n in enumerate(names)} for i in range(len(states))]
+
+    def _trajectory(self, index: int) -> Trajectory:
+        records = self.records[index]
+        return Trajectory(
+            steps=tuple(int(r["step"]) for r in records),
+            train_acc=tuple(float(r["train_acc"]) for r in records),
+            test_acc=tuple(float(r["test_acc"]) for r in records),
+            series={"representation": tuple(float(r["repr_entropy"]) for r in records)},
+            chance=self.chance,
+        )
 
     def _write_metrics(self) -> None:
         for rd, records in zip(self.run_dirs, self.records):
@@ -308,8 +340,11 @@ class _Trainer:
         reasons = []
         for index in range(len(self.seeds)):
             crossing, grok = self._events(index)
+            alarm = self.alarms[index]
             if config.stop_after_grok is not None and grok is not None and self.step >= grok + config.stop_after_grok:
                 reasons.append("stop-after-grok")
+            elif config.stop_after_alarm is not None and alarm is not None and self.step >= alarm.step + config.stop_after_alarm:
+                reasons.append("stop-after-alarm")
             elif config.stop_after_crossing is not None and crossing is not None and self.step >= crossing + config.stop_after_crossing:
                 reasons.append("stop-after-crossing")
             else:
@@ -336,6 +371,8 @@ class _Trainer:
                     final_entropy=last["repr_entropy"],
                     wall_seconds=round(time.perf_counter() - self.started, 2),
                     stopped=stopped,
+                    # Re-evaluated on the whole run, so that the leads are known.
+                    alarm=evaluate_rule(self.alarm_rule, self._trajectory(index)).alarm,
                 )
             )
         return out
