@@ -9,6 +9,8 @@ engine works in float64 and releases the GIL while it computes.
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -64,6 +66,10 @@ def _tensor_to_numpy(x: Any) -> np.ndarray:
     import torch
 
     tensor = x.detach()
+    if tensor.device.type == "meta":
+        raise ValueError(f"a tensor on the meta device has no data to compute with (shape {tuple(tensor.shape)})")
+    if tensor.layout != torch.strided:  # sparse COO/CSR/...: densify explicitly, it may not fit
+        raise TypeError(f"expected a dense tensor, got layout {str(tensor.layout).removeprefix('torch.')}; call .to_dense() first")
     if tensor.is_complex() or not tensor.is_floating_point():
         raise DTypeError(
             f"expected a floating-point tensor, got dtype {str(tensor.dtype).removeprefix('torch.')} "
@@ -83,6 +89,8 @@ def _as_float_array(x: Any) -> np.ndarray:
         return _tensor_to_numpy(x)
     if not isinstance(x, np.ndarray):
         raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
+    if isinstance(x, np.ma.MaskedArray):  # refused rather than silently computed on the masked values
+        raise TypeError("a masked array's mask would be ignored; pass x.filled(value) or x.data explicitly")
     kind = x.dtype.kind
     if kind != "f":
         raise DTypeError(f"expected floating-point data, got dtype {x.dtype} (shape {x.shape})")
@@ -116,18 +124,24 @@ def _as_matrices(x: Any) -> tuple[list[np.ndarray], bool]:
     raise ShapeError(f"expected a 2-D matrix or a 3-D stack of matrices, got shape {array.shape}")
 
 
+#: The most threads one call may ask for (far more than any machine's cores;
+#: beyond it the engine would spend its time creating threads).
+MAX_THREADS = 1024
+
+
 def _check_threads(threads: int | None) -> int | None:
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int):
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, numbers.Integral):
         raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    return threads
+    count = operator.index(threads)
+    if not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"threads must lie between 1 and {MAX_THREADS}, got {count}")
+    return count
 
 
 def _check_power(power: float) -> float:
-    if isinstance(power, bool) or not isinstance(power, (int, float)):
+    if isinstance(power, (bool, np.bool_)) or not isinstance(power, numbers.Real):  # numpy scalars too
         raise TypeError(f"power must be a number, got {type(power).__name__}")
     return float(power)
 
