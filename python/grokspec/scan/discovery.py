@@ -4,46 +4,56 @@ A run is one series of checkpoints:
 
 - a grokspec run dir (``config.json`` + ``checkpoints/step_*.safetensors``,
   metrics in ``metrics.jsonl``);
-- a Hugging Face Trainer output dir: its ``checkpoint-N/`` subdirectories
-  (weights: sharded or single safetensors, else ``pytorch_model.bin``),
-  metrics in the newest ``trainer_state.json``;
+- a directory of checkpoint folders (:mod:`grokspec.scan.layouts`: the
+  Hugging Face Trainer's ``checkpoint-N/`` with metrics from
+  ``trainer_state.json``, accelerate's ``checkpoint_K/``, DeepSpeed's
+  ``global_stepN/``, ...), with the final model at its root placed in the
+  series;
 - otherwise, the checkpoint files of one directory whose names differ only
   in their numbers (``step_100.pt``, ``step_200.pt``, ``init.pt`` form one
-  run; ``a_step100.pt`` and ``b_step100.pt`` form two).
+  run; ``a_step100.pt`` and ``b_step100.pt`` form two; Lightning's
+  ``last.ckpt`` and a ``final.pth`` join the one numbered series beside them);
+- a file that holds many checkpoints (:mod:`grokspec.scan.multi`) is a run
+  whose checkpoints are its entries.
 
-Steps from names follow SPEC §5's patterns; the metadata inside a file,
-when present, wins (it is read when the file is opened).
+Training state (optimizer, scheduler, RNG, arguments) is never a checkpoint:
+it is listed as skipped (:mod:`grokspec.scan.roles`). Steps from names follow
+:mod:`grokspec.scan.steps`; a checkpoint folder scanned on its own gets the
+step its name gives, as when its parent is scanned. The metadata inside a
+file, when present, wins (it is read when the file is opened).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
-from grokspec.scan import guards
+from grokspec.scan.layouts import (
+    WEIGHT_NAMES,
+    Candidate,
+    FolderSeries,
+    final_model_step,
+    folder_candidates,
+    folder_series,
+    group_key,
+    relative,
+    shard_files,
+    stem,
+)
+from grokspec.scan.pickled import count_entries
+from grokspec.scan.roles import SkippedFile
+from grokspec.scan.steps import folder_step, step_from_name, trainer_state_step
 
-__all__ = ["CheckpointRef", "RunSpec", "discover", "step_from_name", "OUTPUT_DIR_NAME"]
+__all__ = ["ALIASES", "OUTPUT_DIR_NAME", "CheckpointRef", "Discovery", "RunSpec", "discover", "step_from_name"]
 
 #: scan's default output folder, never scanned itself.
 OUTPUT_DIR_NAME = "grokspec-scan"
-_EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
-_HF_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_HF_WEIGHTS = (
-    "model.safetensors.index.json",
-    "model.safetensors",
-    "pytorch_model.bin.index.json",
-    "pytorch_model.bin",
-    "adapter_model.safetensors",
-)
-_NAME_PATTERNS = (
-    re.compile(r"checkpoint-(\d+)$"),
-    re.compile(r"step[=_-]?(\d+)"),
-    re.compile(r"^(\d+)$"),
-)
+#: Names without a number that belong to the numbered series beside them.
+ALIASES = frozenset({"last", "final", "latest", "final_model", "last_model"})
+_PICKLES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -52,10 +62,18 @@ class CheckpointRef:
     path: Path
     #: How the checkpoint is named in the table (relative to the run's root).
     label: str
-    #: The step its name carries, if any.
+    #: The step its name (or layout) gives, if any.
     name_step: int | None
     #: Every file it is made of (its identity for the cache).
     files: tuple[Path, ...]
+    #: Where name_step comes from: "name", "order" (accelerate's save counter), "trainer_state".
+    step_source: str = "name"
+    #: Which checkpoint of a file that holds many (None: the file is one checkpoint).
+    entry: int | None = None
+
+    def cache_options(self, fingerprint: dict[str, Any]) -> dict[str, Any]:
+        """The cache key's options: an entry of a many-checkpoint file is its own result."""
+        return fingerprint if self.entry is None else {**fingerprint, "entry": self.entry}
 
 
 @dataclass(frozen=True)
@@ -63,111 +81,174 @@ class RunSpec:
     #: The run's name in the table: its directory relative to the scanned one.
     name: str
     root: Path
-    #: "grokspec", "huggingface" or "files".
+    #: "grokspec", "huggingface", "accelerate", "deepspeed", "folders", "multi" or "files".
     kind: str
     checkpoints: tuple[CheckpointRef, ...]
     #: metrics.jsonl or trainer_state.json, when the run has one.
     log: Path | None
 
 
-def _stem(name: str) -> str | None:
-    for extension in _EXTENSIONS:
-        if name.endswith(extension):
-            return name[: -len(extension)]
-    return None
-
-
-def step_from_name(stem: str) -> int | None:
-    """step_1000, checkpoint-1000, epoch=3-step=1000, 1000, step1000 -> 1000; init -> 0."""
-    for pattern in _NAME_PATTERNS:
-        match = pattern.search(stem)
-        if match:
-            return int(match.group(1))
-    if stem.lower() in ("init", "initial", "initialization"):
-        return 0
-    return None
-
-
-def _group_key(stem: str) -> str:
-    """The name with every number (and 'init') replaced: files of one series
-    share it. Files without any number (last.pt, best.pt) form one series
-    per directory, ordered by modification time."""
-    if stem.lower() in ("init", "initial", "initialization"):
-        return "#"
-    if not re.search(r"\d", stem):
-        return "*"
-    return re.sub(r"\d+", "#", stem)
-
-
-def _shard_files(index: Path) -> tuple[Path, ...]:
-    if not guards.is_small_regular_file(index):  # a FIFO would block discovery; opening reports it
-        return (index,)
-    try:
-        names = json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()
-        return tuple(sorted({index.parent / n for n in names}))
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
-        return (index,)
-
-
-def _ref(path: Path, root: Path, name_step: int | None) -> CheckpointRef:
-    files = _shard_files(path) + (path,) if path.name.endswith(".index.json") else (path,)
-    return CheckpointRef(path, str(path.relative_to(root)), name_step, files)
+class Discovery(NamedTuple):
+    runs: list[RunSpec]
+    warnings: list[str]
+    #: Files found and deliberately not scanned (training state, duplicates).
+    skipped: list[SkippedFile]
 
 
 def _name(path: Path, base: Path) -> str:
     """The run's name: its path below the scanned dir, or that dir's own name."""
-    relative = str(path.relative_to(base))
-    return base.resolve().name if relative == "." else relative
+    relative_name = str(path.relative_to(base))
+    return base.resolve().name if relative_name == "." else relative_name
 
 
-def discover(directory: Path) -> tuple[list[RunSpec], list[str]]:
-    """All runs under `directory`, and warnings about what was skipped."""
+def discover(directory: Path) -> Discovery:
+    """All runs under `directory`, warnings, and what was skipped."""
     directory = Path(directory)
-    runs: list[RunSpec] = []
-    warnings: list[str] = []
-    for current, dirnames, filenames in os.walk(directory, onerror=lambda e: warnings.append(f"cannot list {e.filename}: {e.strerror}")):
+    found = Discovery([], [], [])
+    for current, dirnames, filenames in os.walk(
+        directory, onerror=lambda e: found.warnings.append(f"cannot list {e.filename}: {e.strerror}")
+    ):
         here = Path(current)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != OUTPUT_DIR_NAME)
         if is_run_dir(here):
             run_dir = RunDir(here)
             refs = tuple(_ref(path, here, step) for step, path in run_dir.list_checkpoints())
-            runs.append(RunSpec(_name(here, directory), here, "grokspec", refs, run_dir.metrics_path if run_dir.metrics_path.exists() else None))
+            metrics = run_dir.metrics_path if run_dir.metrics_path.exists() else None
+            found.runs.append(RunSpec(_name(here, directory), here, "grokspec", refs, metrics))
             dirnames[:] = []
             continue
-        hf = sorted((int(m.group(1)), d) for d in dirnames if (m := _HF_CHECKPOINT.match(d)))
-        if hf:
-            hf_refs: list[CheckpointRef] = []
-            for step, name in hf:
-                checkpoint_dir = here / name
-                weights = next((checkpoint_dir / w for w in _HF_WEIGHTS if (checkpoint_dir / w).exists()), None)
-                if weights is None:
-                    warnings.append(f"{_name(checkpoint_dir, directory)}: no model weights found (looked for {', '.join(_HF_WEIGHTS)})")
-                    continue
-                hf_refs.append(_ref(weights, here, step))
-            newest_state = next(
-                (here / name / "trainer_state.json" for _, name in reversed(hf) if (here / name / "trainer_state.json").exists()), None
+        filenames = sorted(filenames)
+        series = folder_series(here, dirnames, directory)
+        if series is not None:
+            claimed = {e.folder.name for e in series.entries}
+            dirnames[:] = [d for d in dirnames if d not in claimed]
+            filenames = _folder_runs(here, series, filenames, directory, found)
+        _file_runs(here, filenames, directory, found)
+    return found
+
+
+def _ref(
+    path: Path, root: Path, name_step: int | None, source: str = "name", files: tuple[Path, ...] | None = None
+) -> CheckpointRef:
+    if files is None:
+        files = shard_files(path)[0] if path.name.endswith(".index.json") else (path,)
+    return CheckpointRef(path, str(path.relative_to(root)), name_step, files, source)
+
+
+def _folder_runs(here: Path, series: FolderSeries, filenames: list[str], base: Path, found: Discovery) -> list[str]:
+    """Runs of a directory of checkpoint folders; returns the root's files left for file runs."""
+    found.skipped.extend(series.skipped)
+    found.warnings.extend(series.warnings)
+    name = _name(here, base)
+    by_series: dict[str, list[CheckpointRef]] = {}
+    for entry in series.entries:
+        for candidate in entry.candidates:
+            by_series.setdefault(candidate.series, []).append(
+                _ref(candidate.path, here, entry.step, entry.step_source, candidate.files)
             )
-            if hf_refs:
-                runs.append(RunSpec(_name(here, directory), here, "huggingface", tuple(hf_refs), newest_state))
-            dirnames[:] = [d for d in dirnames if not _HF_CHECKPOINT.match(d)]
-        runs.extend(_file_runs(here, sorted(filenames), directory))
-    return runs, warnings
+    root_weights, rest, skipped, warnings = _root_final_model(here, filenames, base)
+    found.skipped.extend(skipped)
+    found.warnings.extend(warnings)
+    if root_weights is not None:
+        step, duplicate = final_model_step(here, series, root_weights)
+        relative_path = relative(root_weights.path, base)
+        if duplicate is not None:
+            found.skipped.append(
+                SkippedFile(relative_path, "duplicate", f"the final model, the same step ({step}) as {duplicate}/")
+            )
+        elif step is not None:
+            by_series.setdefault("", []).append(_ref(root_weights.path, here, step, "trainer_state", root_weights.files))
+        else:
+            final = (_ref(root_weights.path, here, None, "name", root_weights.files),)
+            found.runs.append(RunSpec(f"{name}/final", here, series.kind, final, None))
+    log = here / "trainer_state.json" if (here / "trainer_state.json").is_file() else _newest_state(series)
+    for key, refs in sorted(by_series.items()):
+        refs.sort(key=lambda r: (r.name_step if r.name_step is not None else -1, r.label))
+        found.runs.append(RunSpec(name if not key else f"{name}/{key}", here, series.kind, tuple(refs), log if not key else None))
+    return rest
 
 
-def _file_runs(here: Path, filenames: list[str], base: Path) -> list[RunSpec]:
+def _newest_state(series: FolderSeries) -> Path | None:
+    for entry in reversed(series.entries):
+        if (entry.folder / "trainer_state.json").is_file():
+            return entry.folder / "trainer_state.json"
+    return None
+
+
+def _root_final_model(
+    here: Path, filenames: list[str], base: Path
+) -> tuple[Candidate | None, list[str], list[SkippedFile], list[str]]:
+    """The final model an HF output folder keeps at its root (beside its
+    checkpoint folders), its training state, and the root files left over."""
+    if not any(n in WEIGHT_NAMES for n in filenames):
+        return None, filenames, [], []
+    candidates, skipped, warnings = folder_candidates(here, filenames, base)
+    final = next((c for c in candidates if c.series == ""), None)
+    used = {p.name for c in candidates if c.series == "" for p in c.files} | {s.path.rsplit("/", 1)[-1] for s in skipped}
+    return final, [n for n in filenames if n not in used], skipped, warnings
+
+
+def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -> None:
     """Checkpoint files of one directory, grouped into series by name."""
-    candidates = [(name, stem) for name in filenames if (stem := _stem(name)) is not None]
-    # Shards listed in an index belong to the index's checkpoint.
-    sharded = {p.name for name, _ in candidates if name.endswith(".index.json") for p in _shard_files(here / name)}
+    candidates, skipped, warnings = folder_candidates(here, filenames, base)
+    found.skipped.extend(skipped)
+    found.warnings.extend(warnings)
+    if not candidates:
+        return
+    # A folder named as a checkpoint (checkpoint-60/, scanned on its own)
+    # gives its files the step it gives them when its parent is scanned.
+    own_step = folder_step(here.name)
+    own_source = (
+        "order" if here.name.startswith("checkpoint_") and any(n.startswith("random_states_") for n in filenames) else "name"
+    )
+    state_step = trainer_state_step(here)
     groups: dict[str, list[CheckpointRef]] = {}
-    for name, stem in candidates:
-        if name in sharded:
-            continue
-        groups.setdefault(_group_key(stem), []).append(_ref(here / name, here, step_from_name(stem)))
-    runs = []
+    for candidate in candidates:
+        file_stem = stem(candidate.path.name) or candidate.path.name
+        step, source = step_from_name(file_stem), "name"
+        if step is None and own_step is not None:
+            step, source = own_step, own_source
+        elif step is None and state_step is not None and candidate.path.name in WEIGHT_NAMES:
+            step, source = state_step, "trainer_state"
+        key = group_key(file_stem)
+        groups.setdefault(key, []).append(_ref(candidate.path, here, step, source, candidate.files))
+    _join_aliases(groups)
+    name = _name(here, base)
+    log = here / "trainer_state.json" if (here / "trainer_state.json").is_file() else None
     for key, refs in sorted(groups.items()):
-        name = _name(here, base)
-        if len(groups) > 1:
-            name = f"{name}/{key}"
-        runs.append(RunSpec(name, here, "files", tuple(refs), None))
+        run_name = name if len(groups) == 1 else f"{name}/{key}"
+        multi = _expand_multi(refs, here)
+        if multi is not None:
+            found.runs.extend(RunSpec(f"{name}/{n}" if len(multi) > 1 else run_name, here, "multi", r, None) for n, r in multi)
+            continue
+        kind = "huggingface" if log is not None else "files"
+        found.runs.append(RunSpec(run_name, here, kind, tuple(refs), log))
+
+
+def _join_aliases(groups: dict[str, list[CheckpointRef]]) -> None:
+    """last.ckpt, final.pth, ... join the one numbered series of their directory."""
+    numbered = [k for k in groups if "#" in k]
+    if "*" not in groups or len(numbered) != 1:
+        return
+    aliases = [r for r in groups["*"] if (stem(r.path.name) or "").lower().split("-v")[0] in ALIASES]
+    if not aliases:
+        return
+    groups[numbered[0]].extend(aliases)
+    groups["*"] = [r for r in groups["*"] if r not in aliases]
+    if not groups["*"]:
+        del groups["*"]
+
+
+def _expand_multi(refs: list[CheckpointRef], here: Path) -> list[tuple[str, tuple[CheckpointRef, ...]]] | None:
+    """Files holding many checkpoints, each as (run name, its entries); None
+    when the series' first file is an ordinary checkpoint (one look per series)."""
+    if not refs or not refs[0].path.name.endswith(_PICKLES) or count_entries(refs[0].path) is None:
+        return None
+    runs = []
+    for ref in refs:
+        count = count_entries(ref.path) if ref.path.name.endswith(_PICKLES) else None
+        entries = [ref] if count is None else [
+            CheckpointRef(ref.path, f"{ref.label}#{i}", None, ref.files, "name", i) for i in range(count)
+        ]  # fmt: skip
+        runs.append((str(ref.path.relative_to(here)), tuple(entries)))
     return runs

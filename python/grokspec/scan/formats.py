@@ -1,15 +1,17 @@
 """Opening one checkpoint, whatever its format, without trusting it.
 
 A checkpoint exposes its tensors (name, shape, dtype), the step recorded
-inside it (if any), and computes spectral statistics of chosen tensors:
+inside it (if any), loss/accuracy values kept beside its weights, notes for
+the report, and computes spectral statistics of chosen tensors:
 
 - safetensors (single, or sharded through ``*.safetensors.index.json``):
   read by the Rust engine through a memory map; bf16/f16 decoded on the fly.
-- PyTorch ``.pt/.pth/.bin`` and Lightning ``.ckpt``: ``torch.load`` with
-  ``weights_only=True`` (no code runs) and ``mmap=True``; a file that needs
-  arbitrary unpickling is refused unless the caller trusts it. The state dict
-  is found at the top level or under ``state_dict``, ``model``,
-  ``model_state_dict`` or ``module``.
+- PyTorch ``.pt/.pth/.bin`` (single, or sharded through
+  ``*.bin.index.json``) and Lightning ``.ckpt``: read by grokspec's own
+  pickle reader (:mod:`grokspec.scan.pickled`), which runs no code and needs
+  neither torch nor the libraries whose classes a file names; training state
+  is refused as :class:`TrainingStateFile`, a file holding many checkpoints
+  opens one `entry` at a time.
 - numpy ``.npz``: ``allow_pickle=False``.
 
 Tensors become matrices by SPEC §5's rule (:func:`matrix_shape`).
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,23 @@ import numpy as np
 from grokspec import _core
 from grokspec.errors import CheckpointError
 from grokspec.scan import guards
+from grokspec.scan.multi import MetricPoint
+from grokspec.scan.pickled import STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
+from grokspec.scan.statedict import NESTED_KEYS
+from grokspec.scan.torch_pickle import TensorRef
 
-__all__ = ["TensorInfo", "Checkpoint", "Source", "compute_batch", "open_checkpoint", "matrix_shape", "NESTED_KEYS", "STEP_KEYS"]
+__all__ = [
+    "NESTED_KEYS",
+    "STEP_KEYS",
+    "Checkpoint",
+    "Source",
+    "TensorInfo",
+    "TrainingStateFile",
+    "compute_batch",
+    "matrix_shape",
+    "open_checkpoint",
+]
 
-#: Where a state dict may sit inside a pickled checkpoint, in search order.
-NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module")
-#: Metadata keys that carry the step, in order of preference.
-STEP_KEYS = ("step", "global_step", "epoch")
 _FLOAT_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 
 
@@ -70,6 +81,10 @@ class Checkpoint:
     path: Path
     #: (step, source) recorded inside the file, e.g. (1000, "metadata:global_step").
     metadata_step: tuple[int, str] | None = None
+    #: Loss/accuracy values kept in the file (a step of None: this checkpoint's).
+    metrics: tuple[MetricPoint, ...] = ()
+    #: What the report should say about the file (code it asked for, no tensors found).
+    notes: tuple[str, ...] = ()
 
     def tensors(self) -> list[TensorInfo]:
         raise NotImplementedError
@@ -78,26 +93,15 @@ class Checkpoint:
         """The engine's inputs for `(name, rows, cols)` triples (see compute_batch)."""
         raise NotImplementedError
 
-    def compute(self, selected: list[tuple[str, int, int]], **options: Any) -> tuple[dict[str, Any], list[tuple[int, BaseException]]]:
+    def compute(
+        self, selected: list[tuple[str, int, int]], **options: Any
+    ) -> tuple[dict[str, Any], list[tuple[int, BaseException]]]:
         """Statistics (the engine's columns) for `(name, rows, cols)` triples."""
         return compute_batch(self.sources(selected), **options)
 
     def arrays(self, names: list[str]) -> dict[str, np.ndarray]:
         """The named tensors as numpy float arrays (for a model forward pass)."""
         raise NotImplementedError
-
-
-def _step_from(metadata: dict[str, Any]) -> tuple[int, str] | None:
-    for key in STEP_KEYS:
-        value = metadata.get(key)
-        try:
-            if value is not None and not isinstance(value, bool):
-                number = float(value)
-                if number >= 0 and number == int(number):
-                    return int(number), f"metadata:{key}"
-        except (TypeError, ValueError):
-            continue
-    return None
 
 
 class SafetensorsCheckpoint(Checkpoint):
@@ -113,7 +117,7 @@ class SafetensorsCheckpoint(Checkpoint):
             metadata.update(shard_metadata)
             for name, dtype, shape in tensors:
                 self._index[name] = (shard, TensorInfo(name, tuple(shape), _FLOAT_DTYPES.get(dtype, dtype.lower())))
-        self.metadata_step = _step_from(metadata)
+        self.metadata_step = step_from_metadata(metadata)
 
     def tensors(self) -> list[TensorInfo]:
         return [info for _, info in self._index.values()]
@@ -135,47 +139,50 @@ class SafetensorsCheckpoint(Checkpoint):
 
 
 class ArrayCheckpoint(Checkpoint):
-    """Tensors already in memory (torch pickles, npz), as numpy arrays."""
+    """Tensors of pickles and npz files: TensorRef (read on demand), numpy
+    arrays, or torch tensors (from a trusted load)."""
 
-    def __init__(self, path: Path, arrays: dict[str, Any], metadata_step: tuple[int, str] | None):
+    def __init__(
+        self,
+        path: Path,
+        arrays: dict[str, Any],
+        metadata_step: tuple[int, str] | None,
+        metrics: tuple[MetricPoint, ...] = (),
+        notes: tuple[str, ...] = (),
+    ) -> None:
         self.path = path
         self._arrays = arrays
         self.metadata_step = metadata_step
+        self.metrics = metrics
+        self.notes = notes
 
     def tensors(self) -> list[TensorInfo]:
-        return [TensorInfo(name, tuple(a.shape), _dtype_name(a)) for name, a in self._arrays.items()]
+        return [TensorInfo(name, tuple(int(n) for n in a.shape), _dtype_name(a)) for name, a in self._arrays.items()]
 
-    def _matrix(self, name: str, rows: int, cols: int) -> np.ndarray:
+    def _float_array(self, name: str) -> np.ndarray:
+        """float32 (float64 kept) whatever the stored float type."""
         value = self._arrays[name]
-        if hasattr(value, "detach"):  # a torch tensor (possibly bf16, memory-mapped)
+        if isinstance(value, TensorRef):
+            return value.array()
+        if hasattr(value, "detach"):  # a torch tensor from a trusted load
             import torch
 
             tensor = value.detach()
-            if tensor.dtype not in (torch.float32, torch.float64):
-                tensor = tensor.to(torch.float32)
-            return tensor.reshape(rows, cols).numpy()
+            return tensor.numpy() if tensor.dtype in (torch.float32, torch.float64) else tensor.to(torch.float32).numpy()
         array = np.asarray(value)
-        return array.reshape(rows, cols)
+        return array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
 
-    def sources(self, selected):
-        return [self._matrix(name, rows, cols) for name, rows, cols in selected]
+    def sources(self, selected: list[tuple[str, int, int]]) -> list[Source]:
+        return [np.ascontiguousarray(self._float_array(name).reshape(rows, cols)) for name, rows, cols in selected]
 
-    def arrays(self, names):
-        out = {}
-        for name in names:
-            value = self._arrays[name]
-            if hasattr(value, "detach"):
-                import torch
-
-                out[name] = value.detach().to(torch.float32).numpy()
-            else:
-                out[name] = np.asarray(value, dtype=np.float32)
-        return out
+    def arrays(self, names: list[str]) -> dict[str, np.ndarray]:
+        return {name: self._float_array(name).astype(np.float32, copy=False) for name in names}
 
 
 def _dtype_name(value: Any) -> str:
-    dtype = str(getattr(value, "dtype", ""))
-    return dtype.removeprefix("torch.")
+    if isinstance(value, TensorRef):
+        return value.dtype
+    return str(getattr(value, "dtype", "")).removeprefix("torch.")
 
 
 #: An engine input: a safetensors tensor `(file, name, rows, cols)`, read by
@@ -215,92 +222,15 @@ def _merge(count: int, parts) -> tuple[dict[str, Any], list[tuple[int, BaseExcep
     return merged, sorted(errors, key=lambda e: e[0])
 
 
-def _tensor_leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(name, tensor) pairs of a state dict (nested dicts flattened with dots)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        yield prefix, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _tensor_leaves(item, f"{prefix}.{key}" if prefix else str(key))
-
-
-def _find_state_dict(obj: Any) -> dict[str, Any]:
-    import torch
-
-    if isinstance(obj, dict):
-        for key in NESTED_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, dict) and any(isinstance(v, (torch.Tensor, dict)) for v in inner.values()):
-                return _find_state_dict(inner) if not any(isinstance(v, torch.Tensor) for v in inner.values()) else inner
-            if isinstance(inner, torch.nn.Module):
-                return inner.state_dict()
-        return obj
-    if isinstance(obj, torch.nn.Module):  # a whole pickled model (only with --trust-pickle)
-        return obj.state_dict()
-    raise CheckpointError(f"expected a state dict, found a {type(obj).__name__}")
-
-
-def _torch_load(path: Path, weights_only: bool) -> Any:
-    """torch.load on the CPU, memory-mapped when the file allows it (legacy
-    non-zip files cannot be mapped and are read plainly)."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-    return torch.load(path, map_location="cpu", weights_only=weights_only)
-
-
-def _needs_code(error: BaseException) -> bool:
-    """Weights-only loading stopped at an object that would run code (as
-    opposed to bytes that are not a pickle at all)."""
-    text = str(error)
-    return "GLOBAL" in text or "global" in text.lower() and "unsupported" in text.lower()
-
-
-def _load_torch(path: Path, trust_pickle: bool) -> ArrayCheckpoint:
+def _load_torch(path: Path, trust_pickle: bool, entry: int | None = None) -> ArrayCheckpoint:
     guards.check_torch_zip(path)  # the sizes it declares, before anything is inflated
-    import pickle
-
-    try:
-        obj = _torch_load(path, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if not _needs_code(error):
-            raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {_first_line(error)}") from error
-        if not trust_pickle:
-            raise CheckpointError(
-                f"{path.name} needs more than weights-only unpickling ({_first_line(error)}); "
-                "it was not loaded, because unpickling can run arbitrary code. "
-                "Rerun with --trust-pickle only if you trust where the file came from."
-            ) from error
-        try:
-            obj = _torch_load(path, weights_only=False)
-        except Exception as inner:  # anything a trusted pickle raises is still just an unreadable checkpoint
-            raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {_short(inner)}") from inner
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
-        raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {_short(error)}") from error
-    state = _find_state_dict(obj)
-    arrays = dict(_tensor_leaves(state))
-    metadata = obj if isinstance(obj, dict) else {}
-    return ArrayCheckpoint(path, arrays, _step_from(metadata))
-
-
-def _first_line(error: BaseException) -> str:
-    """The informative line of torch's long weights-only message."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "Unsupported" in line or "GLOBAL" in line:
-            return line[:160]
-    return (lines[0] if lines else type(error).__name__)[:160]
+    content = read_pickle(path, trust_pickle=trust_pickle, entry=entry)
+    return ArrayCheckpoint(path, content.tensors, content.metadata_step, content.metrics, content.notes)
 
 
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:200]
+    return (text[0] if text else type(error).__name__)[:300]
 
 
 def _load_npz(path: Path) -> ArrayCheckpoint:
@@ -314,7 +244,7 @@ def _load_npz(path: Path) -> ArrayCheckpoint:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path.name} cannot be read as a numpy .npz archive: {_short(error)}") from error
     metadata = {k: arrays.pop(k).item() for k in STEP_KEYS if k in arrays and arrays[k].ndim == 0}
-    return ArrayCheckpoint(path, arrays, _step_from(metadata))
+    return ArrayCheckpoint(path, arrays, step_from_metadata(metadata))
 
 
 def _sharded_files(index: Path) -> list[Path]:
@@ -330,8 +260,10 @@ def _sharded_files(index: Path) -> list[Path]:
     return shards
 
 
-def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
-    """Opens `path` by its format. Raises CheckpointError for anything unreadable."""
+def open_checkpoint(path: Path, *, trust_pickle: bool = False, entry: int | None = None) -> Checkpoint:
+    """Opens `path` by its format (`entry`: which checkpoint of a file that
+    holds many). Raises CheckpointError for anything unreadable, and its
+    subclass TrainingStateFile for a file of training state."""
     guards.require_regular_file(path)  # a FIFO or device would block or never end
     name = path.name
     try:
@@ -346,7 +278,7 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False) -> Checkpoint:
         if name.endswith(".npz"):
             return _load_npz(path)
         if name.endswith((".pt", ".pth", ".bin", ".ckpt")):
-            return _load_torch(path, trust_pickle)
+            return _load_torch(path, trust_pickle, entry)
     except CheckpointError:
         raise
     except _core.GrokspecError as error:

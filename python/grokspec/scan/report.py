@@ -26,6 +26,7 @@ import pandas as pd
 from grokspec import __version__
 from grokspec.events import REPRESENTATION_THRESHOLD, Events, detect_events
 from grokspec.scan.options import ScanOptions
+from grokspec.scan.roles import SkippedFile
 from grokspec.scan.trajectories import REPRESENTATION, REPRESENTATION_METRIC, RunTrajectories, run_trajectories
 
 if TYPE_CHECKING:
@@ -113,6 +114,8 @@ class ScanReport:
     runs: tuple[RunReport, ...]
     warnings: tuple[str, ...]
     failed_checkpoints: int
+    #: Files found and deliberately not scanned (training state, duplicates), with the reason.
+    skipped: tuple[SkippedFile, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of report.json (non-finite numbers become null)."""
@@ -262,6 +265,7 @@ def build_report(
     calibration: dict[str, Any] | None,
     warnings: list[str],
     failed_checkpoints: int,
+    skipped: list[SkippedFile] | None = None,
 ) -> ScanReport:
     """Section 1's events for every run of a scan table."""
     return ScanReport(
@@ -272,4 +276,5 @@ def build_report(
         runs=tuple(_run_report(table, run, options, calibration) for run in runs),
         warnings=tuple(warnings),
         failed_checkpoints=failed_checkpoints,
+        skipped=tuple(skipped or ()),
     )

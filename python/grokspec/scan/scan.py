@@ -29,8 +29,10 @@ from grokspec import __version__
 from grokspec.scan.cache import ScanCache, checkpoint_key
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.report import ScanReport, build_report, load_calibration
-from grokspec.scan.formats import Checkpoint, compute_batch, matrix_shape, open_checkpoint
-from grokspec.scan.discovery import OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
+from grokspec.scan.formats import Checkpoint, TrainingStateFile, compute_batch, matrix_shape, open_checkpoint
+from grokspec.scan.discovery import ALIASES, OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
+from grokspec.scan.roles import SkippedFile
+from grokspec.scan.steps import resolve_steps
 from grokspec.errors import CheckpointError, GrokspecError
 from grokspec.lab.rundir import RunDir
 from grokspec.scan.trajectories import REPRESENTATION_METRIC
@@ -75,7 +77,7 @@ def scan(
     directory = Path(directory)
     if not directory.is_dir():
         raise ScanInputError(f"{directory} is not a directory")
-    runs, warnings = discover(directory)
+    runs, warnings, skipped = discover(directory)
     runs = [r for r in runs if r.checkpoints or r.log]
     if not runs:
         raise ScanInputError(f"no checkpoints found under {directory} (looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz)")
@@ -95,7 +97,7 @@ def scan(
 
     with ScanCache(cache_path) as cache:
         for run in runs:
-            run_rows, run_warnings, run_failed = _scan_run(run, options, cache, checkpoint_done)
+            run_rows, run_warnings, run_failed = _scan_run(run, options, cache, checkpoint_done, skipped, directory)
             rows.extend(run_rows)
             warnings.extend(run_warnings)
             failed += run_failed
@@ -103,7 +105,7 @@ def scan(
     if options.metrics_file is not None:
         rows.extend(_metrics_file_rows(Path(options.metrics_file), [r.name for r in runs]))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    report = build_report(table, runs, options, calibration, warnings, failed)
+    report = build_report(table, runs, options, calibration, warnings, failed, skipped)
     return ScanResult(table, report, warnings, failed)
 
 
@@ -132,8 +134,11 @@ class _Pending:
         return sum(r * c * 4 for _, r, c, _ in self.selected)
 
 
-def _scan_run(run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_done: Callable[[int], None]):
-    """Rows, warnings and the number of unreadable checkpoints of one run."""
+def _scan_run(
+    run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_done: Callable[[int], None], skipped: list[SkippedFile], base: Path
+):
+    """Rows, warnings and the number of unreadable checkpoints of one run
+    (files that turn out to hold training state go to `skipped`)."""
     fingerprint = options.fingerprint()
     warnings: list[str] = []
     representation = None
@@ -156,13 +161,17 @@ def _scan_run(run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_d
     for position, ref in enumerate(run.checkpoints):
         where = f"{run.name}: {ref.label}"
         try:
-            key = checkpoint_key(ref.files, fingerprint)
+            key = checkpoint_key(ref.files, ref.cache_options(fingerprint))
             cached = cache.get(key)
             if cached is not None:
                 values[position] = cached
                 checkpoint_done(0)
                 continue
-            checkpoint = open_checkpoint(ref.path, trust_pickle=options.trust_pickle)
+            checkpoint = open_checkpoint(ref.path, trust_pickle=options.trust_pickle, entry=ref.entry)
+        except TrainingStateFile as state:
+            skipped.append(SkippedFile(str(ref.path.relative_to(base)), state.role, state.reason))
+            checkpoint_done(0)
+            continue
         except (CheckpointError, OSError) as error:
             warnings.append(f"{where}: {_message(error)}")
             failed += 1
@@ -177,16 +186,35 @@ def _scan_run(run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_d
     results = [(ref, values[i]) for i, ref in enumerate(run.checkpoints) if i in values]
     for ref, value in results:
         warnings.extend(f"{run.name}: {ref.label}: {w}" for w in value["warnings"])
-    steps, step_warnings = _resolve_steps(results)
+    steps, step_warnings, duplicates = resolve_steps([(ref, value["metadata_step"]) for ref, value in results], ALIASES)
     warnings.extend(f"{run.name}: {w}" for w in step_warnings)
+    for i, kept in duplicates:
+        skipped.append(SkippedFile(str(results[i][0].path.relative_to(base)), "duplicate", f"the same step as {kept}"))
     rows = []
+    seen_metrics: set[tuple[str, int]] = set()
     for (ref, value), resolved in zip(results, steps):
         if resolved is None:
             continue
         step, source = resolved
         for row in value["rows"]:
             rows.append({"run": run.name, "checkpoint": ref.label, "step": step, "step_source": source, **row})
+        rows.extend(_checkpoint_metric_rows(run.name, ref.label, step, value.get("metrics", []), seen_metrics))
+    if results and not any(row["tensor"] for row in rows):
+        warnings.append(f"{run.name}: no weight matrix found in any of its {len(results)} checkpoints")
     return rows, warnings, failed
+
+
+def _checkpoint_metric_rows(run: str, label: str, step: int, points: list[list[Any]], seen: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Loss/accuracy values a checkpoint file keeps, at its own step or at the
+    step each names; a (metric, step) already seen in the run is not repeated."""
+    rows = []
+    for metric, at, value in points:
+        where = (str(metric), step if at is None else int(at))
+        if where not in seen:
+            seen.add(where)
+            rows.append({"run": run, "checkpoint": label, "step": where[1], "step_source": "log", "tensor": "", "rows": None,
+                         "cols": None, "dtype": "", "metric": where[0], "value": _finite_or_none(float(value))})
+    return rows
 
 
 def _message(error: BaseException) -> str:
@@ -224,7 +252,7 @@ def _compute_group(group: list[_Pending], options: ScanOptions, representation: 
     offset = 0
     for pending in group:
         rows: list[dict[str, Any]] = []
-        warnings: list[str] = []
+        warnings: list[str] = list(pending.checkpoint.notes)
         for k, (name, r, c, dtype) in enumerate(pending.selected):
             i = offset + k
             if i in failed:
@@ -240,7 +268,8 @@ def _compute_group(group: list[_Pending], options: ScanOptions, representation: 
                 rows.append({"tensor": "", "rows": n, "cols": d, "dtype": "float32", "metric": REPRESENTATION_METRIC, "value": value})
             except (ValueError, KeyError, RuntimeError) as error:
                 warnings.append(f"representation entropy not computed: {error}")
-        out.append({"metadata_step": pending.checkpoint.metadata_step, "rows": rows, "warnings": warnings, "matrices": len(pending.selected)})
+        metrics = [[m.metric, m.step, m.value] for m in pending.checkpoint.metrics]
+        out.append({"metadata_step": pending.checkpoint.metadata_step, "rows": rows, "warnings": warnings, "matrices": len(pending.selected), "metrics": metrics})
     return out
 
 
@@ -252,38 +281,6 @@ def _strip_index(message: str) -> str:
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _resolve_steps(results: list[tuple[CheckpointRef, dict[str, Any]]]) -> tuple[list[tuple[int, str] | None], list[str]]:
-    """SPEC §5: metadata, then name, then init = 0 (in the name patterns),
-    then the order of modification times. A step seen twice keeps its first
-    checkpoint (by name) and warns."""
-    resolved: list[tuple[int, str] | None] = []
-    for ref, value in results:
-        if value["metadata_step"] is not None:
-            step, source = value["metadata_step"]
-            resolved.append((int(step), str(source)))
-        elif ref.name_step is not None:
-            resolved.append((ref.name_step, "name"))
-        else:
-            resolved.append(None)
-    unnamed = [i for i, r in enumerate(resolved) if r is None]
-    if unnamed:
-        by_time = sorted(unnamed, key=lambda i: (results[i][0].path.stat().st_mtime_ns, results[i][0].label))
-        for rank, i in enumerate(by_time):
-            resolved[i] = (rank, "mtime")
-    warnings = []
-    seen: dict[int, str] = {}
-    for i in sorted(range(len(results)), key=lambda i: results[i][0].label):
-        entry = resolved[i]
-        assert entry is not None
-        label = results[i][0].label
-        if entry[0] in seen:
-            warnings.append(f"step {entry[0]} appears twice ({seen[entry[0]]} and {label}); kept {seen[entry[0]]}")
-            resolved[i] = None
-        else:
-            seen[entry[0]] = label
-    return resolved, warnings
 
 
 class _RepresentationProbe:

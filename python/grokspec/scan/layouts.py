@@ -1,0 +1,246 @@
+"""Folders that hold one checkpoint each, as training libraries lay them out.
+
+A directory whose subfolders are named as checkpoints of a series
+(:func:`~grokspec.scan.steps.folder_step`: ``checkpoint-N`` of the Hugging
+Face Trainer, ``checkpoints/checkpoint_K`` of accelerate, ``global_stepN``
+of DeepSpeed, ``step_N``, ``epoch_N``, ...) is one run; each folder is one
+checkpoint. In a folder, the model weights are the first of
+:data:`WEIGHT_NAMES` present (other copies of the same weights are skipped),
+else its other checkpoint files, one series per file name; training state is
+skipped by name (:mod:`grokspec.scan.roles`).
+
+Steps: the folder's number — except accelerate's ``checkpoint_K``, which
+counts saves, not steps (flagged ``"order"``). An HF output folder's final
+model at its root gets ``global_step`` of the root ``trainer_state.json``
+(``"trainer_state"``) and joins the series — or is skipped when a
+checkpoint folder already holds that step; without a trainer state it is
+compared with the newest checkpoint's weights, and if it differs it becomes
+a run of its own (``<run>/final``), so one run name never holds two series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from grokspec.scan import guards
+from grokspec.scan.roles import SkippedFile, name_role
+from grokspec.scan.steps import INIT_NAMES, folder_step, trainer_state_step
+
+__all__ = [
+    "EXTENSIONS",
+    "WEIGHT_NAMES",
+    "Candidate",
+    "FolderSeries",
+    "final_model_step",
+    "folder_candidates",
+    "folder_series",
+    "group_key",
+    "relative",
+    "shard_files",
+    "stem",
+]
+
+#: Weights file names, in order of preference (one checkpoint's weights).
+WEIGHT_NAMES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "mp_rank_00_model_states.pt",
+    "model.pt",
+    "model.pth",
+)
+EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
+_ACCELERATE = re.compile(r"^checkpoint_\d+$")
+_RANDOM_STATES = re.compile(r"^random_states_\d+\.pkl$")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checkpoint file of a folder: the file to open, and every file it is made of."""
+
+    path: Path
+    files: tuple[Path, ...]
+    #: Its series within the folder: "" for the model weights, else the file's name pattern.
+    series: str
+
+
+@dataclass(frozen=True)
+class FolderEntry:
+    folder: Path
+    step: int
+    #: "name", or "order" for accelerate's save counter.
+    step_source: str
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True)
+class FolderSeries:
+    """The checkpoint folders of one directory, and what was skipped in them."""
+
+    kind: str
+    entries: tuple[FolderEntry, ...]
+    skipped: tuple[SkippedFile, ...]
+    warnings: tuple[str, ...]
+
+
+def is_accelerate_folder(folder: Path, names: list[str]) -> bool:
+    """accelerate's save_state: checkpoint_K holding random_states_*.pkl."""
+    return bool(_ACCELERATE.match(folder.name)) and any(_RANDOM_STATES.match(n) for n in names)
+
+
+def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries | None:
+    """The checkpoint folders among `subfolders` of `here` (None if there are none)."""
+    entries: list[FolderEntry] = []
+    skipped: list[SkippedFile] = []
+    warnings: list[str] = []
+    kinds: set[str] = set()
+    for name in subfolders:
+        step = folder_step(name)
+        if step is None:
+            continue
+        folder = here / name
+        try:
+            names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        except OSError as error:
+            warnings.append(f"cannot list {folder}: {error.strerror}")
+            continue
+        found, folder_skipped, folder_warnings = folder_candidates(folder, names, base)
+        if not found:
+            continue
+        skipped.extend(folder_skipped)
+        warnings.extend(folder_warnings)
+        accelerate = is_accelerate_folder(folder, names)
+        kinds.add(
+            "accelerate" if accelerate else "huggingface" if "trainer_state.json" in names
+            else "deepspeed" if name.startswith("global_step") else "folders"
+        )  # fmt: skip
+        entries.append(FolderEntry(folder, step, "order" if accelerate else "name", tuple(found)))
+    if not entries:
+        return None
+    entries.sort(key=lambda e: (e.step, e.folder.name))
+    kind = next(iter(kinds)) if len(kinds) == 1 else "folders"
+    return FolderSeries(kind, tuple(entries), tuple(skipped), tuple(warnings))
+
+
+def stem(name: str) -> str | None:
+    """The name without its checkpoint extension; None if it has none."""
+    for extension in EXTENSIONS:
+        if name.endswith(extension):
+            return name[: -len(extension)]
+    return None
+
+
+def group_key(file_stem: str) -> str:
+    """The name with every number (and 'init') replaced: files of one series
+    share it. Files without any number (last.pt, best.pt) form one series
+    per directory, ordered by modification time."""
+    if file_stem.lower() in INIT_NAMES:
+        return "#"
+    if not re.search(r"\d", file_stem):
+        return "*"
+    return re.sub(r"\d+", "#", file_stem)
+
+
+def shard_files(index: Path) -> tuple[tuple[Path, ...], str | None]:
+    """The shards an index lists (and the index itself), or a warning why it cannot be used."""
+    if not guards.is_small_regular_file(index):  # a FIFO would block discovery; opening reports it
+        return (index,), None
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted({str(n) for n in weight_map.values()})
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+        return (
+            index,
+        ), f"{index.name} cannot be used as a shard index ({type(error).__name__}: {error}); its shards are scanned as files"
+    missing = [n for n in names if not (index.parent / n).is_file()]
+    if missing:
+        return (index,), f"{index.name} lists shards that are missing: {', '.join(missing[:5])}"
+    return (*(index.parent / n for n in names), index), None
+
+
+def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[Candidate], list[SkippedFile], list[str]]:
+    """A checkpoint folder's weights (see the module docstring), its training
+    state (skipped) and warnings about unusable shard indexes."""
+    skipped = skipped_by_name(folder, names, base)
+    warnings: list[str] = []
+    sharded: set[str] = set()
+    files: dict[str, tuple[Path, ...]] = {}
+    for name in names:
+        if name_role(name) is None and stem(name) is not None:
+            if name.endswith(".index.json"):
+                shards, warning = shard_files(folder / name)
+                if warning:
+                    warnings.append(f"{relative(folder / name, base)}: {warning}")
+                    continue
+                sharded.update(p.name for p in shards[:-1])
+                files[name] = shards
+            else:
+                files.setdefault(name, (folder / name,))
+    files = {n: f for n, f in files.items() if n not in sharded}
+    primary = next((n for n in WEIGHT_NAMES if n in files), None)
+    found: list[Candidate] = []
+    for name, parts in files.items():
+        if primary is not None and name in WEIGHT_NAMES and name != primary:
+            skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {primary}"))
+            continue
+        series = "" if name == primary else group_key(stem(name) or name)
+        found.append(Candidate(folder / name, parts, series))
+    return found, skipped, warnings
+
+
+def final_model_step(here: Path, series: FolderSeries, final: Candidate) -> tuple[int | None, str | None]:
+    """(step, duplicate-of) of the final model at the root of an HF output folder:
+    the step from the root trainer_state.json; else, when its bytes equal the
+    newest checkpoint's weights, that checkpoint's step and folder; else (None, None)."""
+    step = trainer_state_step(here)
+    if step is not None:
+        same = next((e for e in series.entries if e.step == step), None)
+        return step, same.folder.name if same else None
+    newest = series.entries[-1]
+    weights = next((c for c in newest.candidates if c.series == final.series), None)
+    if weights is not None and _same_bytes(weights.files, final.files):
+        return newest.step, newest.folder.name
+    return None, None
+
+
+def _same_bytes(a: tuple[Path, ...], b: tuple[Path, ...]) -> bool:
+    if len(a) != len(b):
+        return False
+    try:
+        if [p.stat().st_size for p in a] != [p.stat().st_size for p in b]:
+            return False
+        return all(_digest(x) == _digest(y) for x, y in zip(a, b))
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def skipped_by_name(folder: Path, names: list[str], base: Path) -> list[SkippedFile]:
+    """The training-state files of a folder, by name."""
+    out = []
+    for name in names:
+        role = name_role(name)
+        if role is not None:
+            out.append(SkippedFile(relative(folder / name, base), *role))
+    return out
+
+
+def relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,162 @@
+"""What a PyTorch pickle (``.pt/.pth/.bin/.ckpt``) holds, as a scan needs it.
+
+By default the file is read by :mod:`grokspec.scan.torch_pickle`: no code
+runs, no foreign library (nor torch) is needed. ``trust_pickle`` loads it
+with ``torch.load(weights_only=False)`` instead, for the rare file whose
+tensors only its original classes can rebuild; where that fails for a
+missing module, the safe reader is used after all.
+
+The content is then sorted out: training state (:func:`~grokspec.scan.roles.content_role`)
+is refused as :class:`TrainingStateFile` — not a failure; a file holding a
+list of state dicts (:mod:`grokspec.scan.multi`) gives its entry `entry`;
+otherwise the state dict (:mod:`grokspec.scan.statedict`) and its tensors,
+the step in its metadata, and loss/accuracy values kept beside them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grokspec.errors import CheckpointError
+from grokspec.scan.multi import MetricPoint, find_multi, metric_points
+from grokspec.scan.roles import content_role
+from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, resolve
+from grokspec.scan.statedict import as_mapping, find_state_dict, tensor_leaves
+from grokspec.scan.torch_pickle import load_torch_file
+
+__all__ = ["STEP_KEYS", "PickleContent", "TrainingStateFile", "count_entries", "read_pickle", "step_from_metadata"]
+
+#: Metadata keys that carry the step, in order of preference.
+STEP_KEYS = ("step", "global_step", "epoch")
+
+
+class TrainingStateFile(CheckpointError):
+    """The file holds training state (optimizer, scheduler, RNG, arguments), not weights."""
+
+    def __init__(self, path: Path, role: str, reason: str) -> None:
+        super().__init__(f"{path.name}: {reason}, not model weights")
+        self.role = role
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PickleContent:
+    #: name -> tensor (TensorRef, numpy array, or torch tensor from a trusted load).
+    tensors: dict[str, Any]
+    metadata_step: tuple[int, str] | None
+    metrics: tuple[MetricPoint, ...]
+    #: Things the scan should say about the file (code it asked for, no tensors).
+    notes: tuple[str, ...]
+
+
+def step_from_metadata(metadata: Mapping[Any, Any]) -> tuple[int, str] | None:
+    for key in STEP_KEYS:
+        value = resolve(metadata.get(key))
+        try:
+            if value is not None and not isinstance(value, bool):
+                number = float(value)
+                if number >= 0 and number == int(number):
+                    return int(number), f"metadata:{key}"
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return None
+
+
+_lock = threading.Lock()
+_last: tuple[tuple[str, int, int, bool], tuple[Any, frozenset[str]]] | None = None
+
+
+def _load(path: Path, trust_pickle: bool) -> tuple[Any, frozenset[str]]:
+    """The unpickled value and the suspicious names it referred to. The last
+    file is remembered, so the entries of a many-checkpoint file (and the
+    discovery's look inside it) unpickle it once."""
+    global _last
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, trust_pickle)
+    with _lock:
+        if _last is not None and _last[0] == key:
+            return _last[1]
+    loaded = _trusted_load(path) if trust_pickle else None
+    if loaded is None:
+        try:
+            safe = load_torch_file(path)
+        except UnreadablePickle as error:
+            raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {error}") from error
+        loaded = (safe.value, safe.suspicious)
+    with _lock:
+        _last = (key, loaded)
+    return loaded
+
+
+def _trusted_load(path: Path) -> tuple[Any, frozenset[str]] | None:
+    """torch.load with the original classes; None when a module it needs is
+    missing (the safe reader then reads the file without it)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False), frozenset()
+    except ModuleNotFoundError:
+        return None
+    except Exception as error:  # anything a trusted pickle raises is still just an unreadable checkpoint
+        raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {_short(error)}") from error
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
+
+
+def count_entries(path: Path) -> int | None:
+    """How many checkpoints a many-checkpoint file holds; None for any other file
+    (or one that cannot be read: opening it then says why)."""
+    try:
+        value, _ = _load(path, trust_pickle=False)
+    except (CheckpointError, OSError):
+        return None
+    layout = find_multi(value)
+    return None if layout is None else len(layout.entries)
+
+
+def read_pickle(path: Path, *, trust_pickle: bool = False, entry: int | None = None) -> PickleContent:
+    """See the module docstring. Raises CheckpointError (TrainingStateFile for training state)."""
+    value, suspicious = _load(path, trust_pickle)
+    notes = []
+    if suspicious:
+        notes.append(f"the pickle refers to {', '.join(sorted(suspicious))}; nothing of it was run (read as inert data)")
+    layout = find_multi(value)
+    if layout is not None:
+        if entry is None:
+            entry = len(layout.entries) - 1
+            notes.append(f"holds {len(layout.entries)} checkpoints under '{layout.key}'; opened on its own, the last is read")
+        if not 0 <= entry < len(layout.entries):
+            raise CheckpointError(f"{path.name} holds {len(layout.entries)} checkpoints, not an entry {entry}")
+        step = (int(layout.steps[entry]), layout.step_source)
+        state = find_state_dict(resolve(layout.entries[entry])) or {}
+        metrics = metric_points(value) if entry == 0 else ()
+        return PickleContent(dict(tensor_leaves(state)), step, metrics, tuple(notes))
+    if entry is not None:
+        raise CheckpointError(f"{path.name} no longer holds many checkpoints")
+    role = content_role(as_mapping(value) if not isinstance(value, Opaque) else None, getattr(value, "qualname", None))
+    if role is not None:
+        raise TrainingStateFile(path, *role)
+    state = find_state_dict(value)
+    tensors = dict(tensor_leaves(state)) if state is not None else {}
+    if not tensors:
+        notes.append(f"no tensors found ({_what(value)})")
+    metadata = as_mapping(value) or {}
+    return PickleContent(tensors, step_from_metadata(metadata), metric_points(value), tuple(notes))
+
+
+def _what(value: Any) -> str:
+    """A short description of what a pickle holds, for a warning."""
+    if isinstance(value, Opaque):
+        return f"holds a {value.qualname} object"
+    mapping = as_mapping(value)
+    if mapping is not None:
+        keys = [str(k) for k in list(mapping)[:8]]
+        return f"holds a dict with keys {', '.join(keys)}{' ...' if len(mapping) > 8 else ''}" if keys else "holds an empty dict"
+    return f"holds a {type(value).__name__}"

@@ -1,0 +1,365 @@
+"""Reading ``torch.save`` files without torch and without running code.
+
+Both of torch's formats are read with :class:`~grokspec.scan.safe_pickle.SafeUnpickler`:
+
+- the zip format (torch ≥ 1.6): ``<prefix>/data.pkl`` refers to storages
+  ``<prefix>/data/<key>`` by persistent id; ``<prefix>/byteorder`` says how
+  their bytes are ordered;
+- the legacy format (``_use_new_zipfile_serialization=False`` and torch
+  < 1.6): a magic-number pickle, a protocol pickle, a system-info pickle
+  (byte order), the object pickle, the list of storage keys, then each
+  storage as an 8-byte element count followed by its bytes.
+
+Tensors come back as :class:`TensorRef`: where their bytes lie in the file,
+dtype, shape and strides — nothing is read until a matrix is asked for, and
+every declared size is checked against the bytes present first.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from grokspec.scan.safe_pickle import MAX_NDIM, Opaque, UnreadablePickle, safe_load
+
+__all__ = ["FLOAT_DTYPES", "LoadedPickle", "Storage", "TensorRef", "load_torch_file"]
+
+#: Legacy storage classes -> element dtype.
+_STORAGE_DTYPES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
+    "ByteStorage": "uint8", "BoolStorage": "bool", "ComplexDoubleStorage": "complex128",
+    "ComplexFloatStorage": "complex64", "UntypedStorage": "uint8", "QInt8Storage": "int8",
+    "QUInt8Storage": "uint8", "QInt32Storage": "int32",
+}  # fmt: skip
+#: torch dtype names (and aliases) -> element dtype.
+_TORCH_DTYPES = {
+    "float64": "float64", "double": "float64", "float32": "float32", "float": "float32", "float16": "float16",
+    "half": "float16", "bfloat16": "bfloat16", "int64": "int64", "long": "int64", "int32": "int32", "int": "int32",
+    "int16": "int16", "short": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool", "uint16": "uint16",
+    "uint32": "uint32", "uint64": "uint64", "complex64": "complex64", "cfloat": "complex64",
+    "complex128": "complex128", "cdouble": "complex128", "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
+}  # fmt: skip
+#: element dtype -> (numpy little-endian code holding its bytes, item size).
+_LAYOUT = {
+    "float64": ("<f8", 8), "float32": ("<f4", 4), "float16": ("<f2", 2), "bfloat16": ("<u2", 2), "int64": ("<i8", 8),
+    "int32": ("<i4", 4), "int16": ("<i2", 2), "int8": ("i1", 1), "uint8": ("u1", 1), "bool": ("?", 1),
+    "uint16": ("<u2", 2), "uint32": ("<u4", 4), "uint64": ("<u8", 8), "complex64": ("<c8", 8),
+    "complex128": ("<c16", 16), "float8_e4m3fn": ("u1", 1), "float8_e5m2": ("u1", 1),
+}  # fmt: skip
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+@dataclass(frozen=True)
+class StorageType:
+    """A legacy storage class named by a pickle (torch.FloatStorage, ...)."""
+
+    dtype: str
+
+
+@dataclass(frozen=True)
+class TorchDtype:
+    """A torch dtype named by a pickle (torch.float32, ...)."""
+
+    name: str
+
+
+class Storage:
+    """`nbytes` bytes of `path` from `offset` on (set later for legacy files),
+    holding elements of `dtype`."""
+
+    def __init__(self, path: Path, dtype: str, nbytes: int, offset: int | None, big_endian: bool) -> None:
+        self.path, self.dtype, self.nbytes, self.offset, self.big_endian = path, dtype, nbytes, offset, big_endian
+
+    def read(self, start: int, length: int) -> bytes:
+        if self.offset is None:
+            raise UnreadablePickle("a storage's bytes were never found in the file")
+        if start < 0 or start + length > self.nbytes:
+            raise UnreadablePickle("a tensor reaches past the end of its storage")
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset + start)
+            data = handle.read(length)
+        if len(data) != length:
+            raise UnreadablePickle(f"{self.path.name} is truncated: a storage needs {length} bytes, {len(data)} remain")
+        return data
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor as torch.save described it; its bytes are read by :meth:`array`."""
+
+    storage: Storage
+    #: In elements of `dtype`.
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: str
+
+    def array(self) -> np.ndarray:
+        """The tensor as numpy: floats as float32/float64 (bfloat16 and float16
+        widen exactly to float32), other dtypes as they are."""
+        code, itemsize = _LAYOUT[self.dtype]
+        numpy_dtype = np.dtype(code).newbyteorder(">") if self.storage.big_endian and itemsize > 1 else np.dtype(code)
+        if math.prod(self.shape) == 0:
+            return np.zeros(self.shape, dtype=np.float32 if self.dtype in FLOAT_DTYPES else numpy_dtype.newbyteorder("="))
+        span = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
+        base = np.frombuffer(self.storage.read(self.offset * itemsize, span * itemsize), dtype=numpy_dtype)
+        view = np.lib.stride_tricks.as_strided(base, self.shape, tuple(s * itemsize for s in self.stride), writeable=False)
+        values = np.ascontiguousarray(view).astype(numpy_dtype.newbyteorder("="), copy=False)
+        if self.dtype == "bfloat16":  # the upper half of a float32
+            return (values.astype(np.uint32) << 16).view(np.float32)
+        if self.dtype == "float16":
+            return values.astype(np.float32)
+        return values
+
+
+@dataclass(frozen=True)
+class LoadedPickle:
+    value: Any
+    #: Code-execution primitives the pickle referred to (none was run).
+    suspicious: frozenset[str]
+    #: "zip" or "legacy".
+    container: str
+
+
+def _int(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UnreadablePickle(f"bad {what}: {value!r}")
+    return value
+
+
+def _tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, dtype: str | None = None) -> TensorRef:
+    if not isinstance(storage, Storage):
+        raise UnreadablePickle("a tensor without a storage")
+    if (
+        not isinstance(size, (tuple, list))
+        or not isinstance(stride, (tuple, list))
+        or len(size) != len(stride)
+        or len(size) > MAX_NDIM
+    ):
+        raise UnreadablePickle("a tensor with a bad shape or stride")
+    shape = tuple(_int(n, "tensor size") for n in size)
+    strides = tuple(_int(s, "tensor stride") for s in stride)
+    element = dtype or storage.dtype
+    if element not in _LAYOUT:
+        raise UnreadablePickle(f"tensor dtype {element} is not read")
+    offset = _int(storage_offset, "storage offset")
+    if math.prod(shape) > 0:
+        end = (offset + 1 + sum((n - 1) * s for n, s in zip(shape, strides))) * _LAYOUT[element][1]
+        if end > storage.nbytes:
+            raise UnreadablePickle(f"a tensor of shape {shape} needs {end} bytes of a storage holding {storage.nbytes}")
+    return TensorRef(storage, offset, shape, strides, element)
+
+
+def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *rest: Any) -> TensorRef:
+    return _tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v3(
+    storage: Any, storage_offset: Any, size: Any, stride: Any, grad: Any, hooks: Any, dtype: Any, *rest: Any
+) -> TensorRef:
+    if not isinstance(dtype, TorchDtype):
+        raise UnreadablePickle("_rebuild_tensor_v3 without a dtype")
+    return _tensor(storage, storage_offset, size, stride, _TORCH_DTYPES[dtype.name])
+
+
+def _first(data: Any, *rest: Any) -> Any:
+    """Parameters and device copies are their data."""
+    return data
+
+
+def _rebuild_from_type(func: Any, new_type: Any, args: Any, state: Any = None) -> Any:
+    """A tensor subclass or a tensor with attributes: rebuilt as a plain tensor."""
+    if func not in _REBUILDERS and not (isinstance(func, type) and issubclass(func, Opaque)):
+        raise UnreadablePickle("_rebuild_from_type_v2 of an unknown function")
+    if not isinstance(args, tuple):
+        raise UnreadablePickle("_rebuild_from_type_v2 without arguments")
+    return func(*args)
+
+
+def _size(dims: Any = ()) -> tuple[int, ...]:
+    if not isinstance(dims, (tuple, list)):
+        raise UnreadablePickle("torch.Size of a non-sequence")
+    return tuple(_int(n, "size") for n in dims)
+
+
+def _text(*args: Any) -> str:
+    """torch.device('cuda', 0) and layouts: kept as their text."""
+    return ":".join(str(a) for a in args if isinstance(a, (str, int)))
+
+
+_REBUILDERS: dict[Any, str] = {
+    _rebuild_tensor: "_rebuild_tensor",
+    _rebuild_tensor_v3: "_rebuild_tensor_v3",
+    _first: "_rebuild_parameter",
+    _rebuild_from_type: "_rebuild_from_type_v2",
+}
+
+
+def _torch_allowlist() -> dict[str, Any]:
+    names: dict[str, Any] = {
+        "torch._utils._rebuild_tensor": _rebuild_tensor,
+        "torch._utils._rebuild_tensor_v2": _rebuild_tensor,
+        "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
+        "torch._utils._rebuild_parameter": _first,
+        "torch._utils._rebuild_parameter_with_state": _first,
+        "torch._utils._rebuild_device_tensor_from_numpy": _first,
+        "torch._utils._rebuild_device_tensor_from_cpu_tensor": _first,
+        "torch._tensor._rebuild_from_type_v2": _rebuild_from_type,
+        "torch.nn.parameter.Parameter": _first,
+        "torch.Size": _size,
+        "torch.device": _text,
+        "torch.serialization._get_layout": _text,
+    }
+    for name, dtype in _STORAGE_DTYPES.items():
+        names[f"torch.{name}"] = names[f"torch.storage.{name}"] = names[f"torch.cuda.{name}"] = StorageType(dtype)
+    for name in _TORCH_DTYPES:
+        names[f"torch.{name}"] = TorchDtype(name)
+    return names
+
+
+_ALLOWLIST = _torch_allowlist()
+
+
+def _storage_of(pid: Any) -> tuple[StorageType, str, int, Any]:
+    """(type, key, numel, view) of a storage persistent id; anything else is refused."""
+    if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] not in ("storage", b"storage"):
+        raise UnreadablePickle(f"unknown persistent id {str(pid)[:60]}")
+    storage_type, key = pid[1], pid[2]
+    if not isinstance(storage_type, StorageType):
+        raise UnreadablePickle(f"unknown storage type {storage_type!r}")
+    if isinstance(key, bytes):
+        key = key.decode("ascii", "replace")
+    return storage_type, str(key), _int(pid[4], "storage size"), pid[5] if len(pid) == 6 else None
+
+
+def load_torch_file(path: Path) -> LoadedPickle:
+    """The object `torch.save` wrote to `path`, with tensors as :class:`TensorRef`."""
+    if zipfile.is_zipfile(path):
+        return _load_zip(path)
+    return _load_legacy(path)
+
+
+def _load_zip(path: Path) -> LoadedPickle:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise UnreadablePickle(f"not a readable zip archive: {error}") from error
+    with archive, open(path, "rb") as raw:
+        records = {info.filename: info for info in archive.infolist()}
+        pickles = sorted(name for name in records if name.endswith("/data.pkl") and name.count("/") == 1)
+        if not pickles:
+            raise UnreadablePickle("a zip archive without data.pkl (not a torch.save file)")
+        prefix = pickles[0][: -len("data.pkl")]
+        order = (
+            archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip() if f"{prefix}byteorder" in records else "little"
+        )
+        size = path.stat().st_size
+        storages: dict[str, Storage] = {}
+
+        def persistent(pid: Any) -> Storage:
+            storage_type, key, numel, _ = _storage_of(pid)
+            if key not in storages:
+                nbytes = numel * _LAYOUT.get(storage_type.dtype, ("", 1))[1]
+                info = records.get(f"{prefix}data/{key}")
+                if info is None and nbytes:
+                    raise UnreadablePickle(f"storage {key} is missing from the archive")
+                if info is not None and info.file_size < nbytes:
+                    raise UnreadablePickle(f"storage {key} declares {nbytes} bytes, the archive holds {info.file_size}")
+                offset = _member_offset(raw, info, size) if info is not None else 0
+                storages[key] = Storage(path, storage_type.dtype, nbytes, offset, order == "big")
+            return storages[key]
+
+        value, suspicious = safe_load(archive.read(pickles[0]), extra=_ALLOWLIST, persistent=persistent)
+    return LoadedPickle(value, suspicious, "zip")
+
+
+def _member_offset(raw: BinaryIO, info: zipfile.ZipInfo, size: int) -> int:
+    """Where a stored (uncompressed) member's bytes begin in the file; torch
+    never compresses storages, and a compressed one is refused rather than inflated."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise UnreadablePickle(f"{info.filename} is compressed; torch.save never compresses storages")
+    raw.seek(info.header_offset)
+    header = raw.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise UnreadablePickle(f"{info.filename}: bad zip entry header")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    start = info.header_offset + 30 + name_length + extra_length
+    if start + info.file_size > size:
+        raise UnreadablePickle(f"{info.filename} reaches past the end of the file")
+    return start
+
+
+def _load_legacy(path: Path) -> LoadedPickle:
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        magic, _ = safe_load(handle)
+        if magic != _LEGACY_MAGIC:
+            raise UnreadablePickle("neither a torch zip archive nor a legacy torch file (no magic number)")
+        protocol, _ = safe_load(handle)
+        if protocol != _LEGACY_PROTOCOL:
+            raise UnreadablePickle(f"legacy torch protocol {protocol!r} is not read")
+        info, _ = safe_load(handle)
+        big = isinstance(info, dict) and info.get("little_endian") is False
+        roots: dict[str, Storage] = {}
+        views: list[tuple[Storage, str, int]] = []
+        value, suspicious = safe_load(handle, extra=_ALLOWLIST, persistent=_legacy_persistent(path, big, roots, views))
+        keys, _ = safe_load(handle)
+        if not isinstance(keys, list):
+            raise UnreadablePickle("legacy torch file without its list of storages")
+        _place_legacy_storages(handle, [str(k) for k in keys], roots, size, big)
+    for view, root_key, start in views:
+        root = roots[root_key]
+        if root.offset is None or start + view.nbytes > root.nbytes:
+            raise UnreadablePickle("a storage view reaches outside its storage")
+        view.offset = root.offset + start
+    return LoadedPickle(value, suspicious, "legacy")
+
+
+def _legacy_persistent(
+    path: Path, big: bool, roots: dict[str, Storage], views: list[tuple[Storage, str, int]]
+) -> Callable[[Any], Any]:
+    def persistent(pid: Any) -> Storage:
+        storage_type, key, numel, view = _storage_of(pid)
+        itemsize = _LAYOUT.get(storage_type.dtype, ("", 1))[1]
+        if key not in roots:
+            roots[key] = Storage(path, storage_type.dtype, numel * itemsize, None, big)
+        if view is None:
+            return roots[key]
+        if not isinstance(view, tuple) or len(view) != 3:
+            raise UnreadablePickle("bad legacy storage view")
+        storage = Storage(path, storage_type.dtype, _int(view[2], "view size") * itemsize, None, big)
+        views.append((storage, key, _int(view[1], "view offset") * itemsize))
+        return storage
+
+    return persistent
+
+
+def _place_legacy_storages(handle: BinaryIO, keys: list[str], roots: dict[str, Storage], size: int, big: bool) -> None:
+    """Each storage: an 8-byte element count, then its bytes, in `keys` order."""
+    offset = handle.tell()
+    for key in keys:
+        if key not in roots:
+            raise UnreadablePickle(f"legacy storage {key} is listed but never used")
+        storage = roots[key]
+        handle.seek(offset)
+        header = handle.read(8)
+        if len(header) != 8:
+            raise UnreadablePickle("legacy torch file is truncated before a storage")
+        (count,) = struct.unpack(">q" if big else "<q", header)
+        itemsize = _LAYOUT.get(storage.dtype, ("", 1))[1]
+        if count * itemsize != storage.nbytes:
+            raise UnreadablePickle(f"legacy storage {key} declares {storage.nbytes} bytes but its header says {count * itemsize}")
+        storage.offset = offset + 8
+        offset += 8 + storage.nbytes
+        if offset > size:
+            raise UnreadablePickle(f"legacy storage {key} reaches past the end of the file")
