@@ -69,7 +69,8 @@ def _tensor_to_numpy(x: Any) -> np.ndarray:
     if tensor.device.type == "meta":
         raise ValueError(f"a tensor on the meta device has no data to compute with (shape {tuple(tensor.shape)})")
     if tensor.layout != torch.strided:  # sparse COO/CSR/...: densify explicitly, it may not fit
-        raise TypeError(f"expected a dense tensor, got layout {str(tensor.layout).removeprefix('torch.')}; call .to_dense() first")
+        layout = str(tensor.layout).removeprefix("torch.")
+        raise TypeError(f"expected a dense tensor, got layout {layout}; call .to_dense() first")
     if tensor.is_complex() or not tensor.is_floating_point():
         raise DTypeError(
             f"expected a floating-point tensor, got dtype {str(tensor.dtype).removeprefix('torch.')} "
