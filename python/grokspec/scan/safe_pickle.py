@@ -39,7 +39,17 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-__all__ = ["BASE_ALLOWLIST", "Opaque", "OpaqueCall", "SafeUnpickler", "UnreadablePickle", "opaque_fields", "resolve", "safe_load"]
+__all__ = [
+    "BASE_ALLOWLIST",
+    "Constructor",
+    "Opaque",
+    "OpaqueCall",
+    "SafeUnpickler",
+    "UnreadablePickle",
+    "opaque_fields",
+    "resolve",
+    "safe_load",
+]
 
 #: The most dimensions an array built from a pickle may have.
 MAX_NDIM = 64
@@ -323,12 +333,10 @@ def _defaultdict(factory: Any = None, *items: Any) -> dict[Any, Any]:
 
 
 def _reconstructor(cls: Any, base: Any, state: Any = None) -> Any:
-    """copyreg._reconstructor (protocols 0 and 1): only opaque classes and
-    plain containers are instantiated; the base class is never called."""
+    """copyreg._reconstructor (protocols 0 and 1): only opaque classes are
+    instantiated (with the base's state recorded); the base is never called."""
     if isinstance(cls, type) and issubclass(cls, Opaque):
         return cls.__new__(cls, *(() if state is None else (state,)))
-    if cls in (object, dict, list, OrderedDict):
-        return cls()
     raise UnreadablePickle(f"copyreg._reconstructor of {cls!r}")
 
 
@@ -372,9 +380,36 @@ BASE_ALLOWLIST: Mapping[str, Any] = {
     "copyreg.__newobj__": _newobj,
     "copyreg.__newobj_ex__": _newobj_ex,
     "numpy.dtype": NumpyDtype,
-    "numpy.ndarray": Opaque,
     **_numpy_names("numpy.core", "numpy._core"),
 }
+
+
+#: Builtin types handed to a pickle as they are: immutable (a pickle cannot
+#: set their attributes) and harmless to call on any value.
+_IMMUTABLE_TYPES = (complex, slice, object, float, bool)
+
+
+class Constructor:
+    """An allowlisted callable as a pickle sees it: callable, nothing more.
+    A pickle can BUILD (set attributes of) whatever find_class hands it, so
+    grokspec's own functions and classes are never handed out bare."""
+
+    __slots__ = ("function", "name")
+    function: Callable[..., Any]
+    name: str
+
+    def __init__(self, function: Callable[..., Any], name: str) -> None:
+        object.__setattr__(self, "function", function)
+        object.__setattr__(self, "name", name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnreadablePickle(f"a pickle may not change {self.name}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnreadablePickle(f"a pickle may not change {self.name}")
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -404,7 +439,10 @@ class SafeUnpickler(pickle.Unpickler):
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         key = f"{module}.{name}"
         if key in self._allowed:
-            return self._allowed[key]
+            value = self._allowed[key]
+            if value in _IMMUTABLE_TYPES or not callable(value):
+                return value  # immutable types, and values such as torch dtypes (slotted, frozen)
+            return Constructor(value, key)
         if module.split(".")[0] in _SUSPICIOUS_MODULES or module in _SUSPICIOUS_MODULES or key in _SUSPICIOUS_NAMES:
             self.suspicious.add(key)
         if key not in self._opaque:

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from grokspec.scan.safe_pickle import MAX_NDIM, Opaque, UnreadablePickle, safe_load
+from grokspec.scan.safe_pickle import MAX_NDIM, Constructor, Opaque, UnreadablePickle, safe_load
 
 __all__ = ["FLOAT_DTYPES", "LoadedPickle", "Storage", "TensorRef", "load_torch_file"]
 
@@ -59,23 +59,35 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
 
-@dataclass(frozen=True)
-class StorageType:
+class _Sealed:
+    """Objects a pickle can reach must not be changed by its BUILD opcode:
+    slots (no __dict__ to update) and a __setstate__ that refuses."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnreadablePickle(f"a pickle may not change a {type(self).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageType(_Sealed):
     """A legacy storage class named by a pickle (torch.FloatStorage, ...)."""
 
     dtype: str
 
 
-@dataclass(frozen=True)
-class TorchDtype:
+@dataclass(frozen=True, slots=True)
+class TorchDtype(_Sealed):
     """A torch dtype named by a pickle (torch.float32, ...)."""
 
     name: str
 
 
-class Storage:
+class Storage(_Sealed):
     """`nbytes` bytes of `path` from `offset` on (set later for legacy files),
     holding elements of `dtype`."""
+
+    __slots__ = ("big_endian", "dtype", "nbytes", "offset", "path")
 
     def __init__(self, path: Path, dtype: str, nbytes: int, offset: int | None, big_endian: bool) -> None:
         self.path, self.dtype, self.nbytes, self.offset, self.big_endian = path, dtype, nbytes, offset, big_endian
@@ -93,8 +105,8 @@ class Storage:
         return data
 
 
-@dataclass(frozen=True)
-class TensorRef:
+@dataclass(frozen=True, slots=True)
+class TensorRef(_Sealed):
     """A tensor as torch.save described it; its bytes are read by :meth:`array`."""
 
     storage: Storage
@@ -179,7 +191,8 @@ def _first(data: Any, *rest: Any) -> Any:
 
 def _rebuild_from_type(func: Any, new_type: Any, args: Any, state: Any = None) -> Any:
     """A tensor subclass or a tensor with attributes: rebuilt as a plain tensor."""
-    if func not in _REBUILDERS and not (isinstance(func, type) and issubclass(func, Opaque)):
+    known = isinstance(func, Constructor) and func.function in _REBUILDERS
+    if not known and not (isinstance(func, type) and issubclass(func, Opaque)):
         raise UnreadablePickle("_rebuild_from_type_v2 of an unknown function")
     if not isinstance(args, tuple):
         raise UnreadablePickle("_rebuild_from_type_v2 without arguments")
