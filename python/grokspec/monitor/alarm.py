@@ -50,10 +50,14 @@ def _alarm(steps: Sequence[int], values: Sequence[float], config: AlarmConfig = 
 
     The one adapter between the monitor and the event rules: the monitor
     never calls an event rule elsewhere, so adopting the project's default
-    warning rule is a change of this function alone.
+    warning rule is a change of this function alone. Live, a warning at the
+    series' first evaluation is none: one value is not a fall (a scan, which
+    sees the whole run, may still call such a run "crossed").
     """
     if config.rule == "crossing":
         step = crossing_step(steps, values, config.threshold, persist=config.persist)
     else:
         step = collapse_step(steps, values, window=config.window, drop=config.drop)
-    return None if step is None else (config.rule, step)
+    if step is None or step == min(steps):
+        return None
+    return config.rule, step

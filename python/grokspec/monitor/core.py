@@ -127,13 +127,9 @@ class EntropyMonitor:
         return self.measure(step) if self.due(step) else None
 
     def should_stop(self, step: int, after: int) -> bool:
-        """True once `step` is at least `after` steps past the current warning.
-        A warning at the series' first evaluation does not count: one value
-        is not a fall."""
+        """True once `step` is at least `after` steps past the current warning."""
         latest = self.latest
-        if latest is None or latest.alarm_step is None or latest.alarm_step == self._records[0].step:
-            return False
-        return step >= latest.alarm_step + after
+        return latest is not None and latest.alarm_step is not None and step >= latest.alarm_step + after
 
     # --- one evaluation
     def measure(self, step: int) -> MonitorRecord:
@@ -154,7 +150,7 @@ class EntropyMonitor:
             width=int(z.shape[1]),
             alarm_rule=None if alarm is None else alarm[0],
             alarm_step=alarm_step,
-            alarm_raised=alarm_step == step and previous != step and len(steps) > 1,
+            alarm_raised=alarm_step == step and previous != step,
             weight_entropies=weights,
             seconds=time.perf_counter() - started,
         )
