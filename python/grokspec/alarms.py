@@ -48,22 +48,22 @@ from grokspec.events import (
 )
 
 __all__ = [
-    "Trajectory",
-    "AlarmRule",
+    "ALARM_RULE_NAMES",
+    "DEFAULT_ALARM_RULE",
+    "MEMORIZED_LEVEL",
+    "REPRESENTATION_SERIES",
     "Alarm",
-    "RuleOutcome",
-    "ThresholdRule",
+    "AlarmRule",
     "CollapseRule",
     "PlateauFallRule",
     "PredictorRule",
-    "REPRESENTATION_SERIES",
-    "MEMORIZED_LEVEL",
-    "DEFAULT_ALARM_RULE",
-    "ALARM_RULE_NAMES",
+    "RuleOutcome",
+    "ThresholdRule",
+    "Trajectory",
     "default_rule",
-    "rule_by_name",
     "evaluate_rule",
     "first_alarm",
+    "rule_by_name",
 ]
 
 #: The name of the representation-entropy series in a Trajectory.
@@ -285,7 +285,13 @@ class PlateauFallRule(AlarmRule):
         return f"plateau-fall (> {self.drop:g} below plateau, {self.persist} evals)" + _series_suffix(self.series)
 
     def params(self) -> dict[str, float | int | str]:
-        return {"drop": self.drop, "persist": self.persist, "window": self.window, "memorized": self.memorized, "series": self.series}
+        return {
+            "drop": self.drop,
+            "persist": self.persist,
+            "window": self.window,
+            "memorized": self.memorized,
+            "series": self.series,
+        }
 
     def margins(self, trajectory: Trajectory) -> np.ndarray:
         v = trajectory.values(self.series)
@@ -315,15 +321,21 @@ class PredictorRule(AlarmRule):
     def __post_init__(self) -> None:
         _check_persist(self.persist)
         if not (self.c1 > 0 and math.isfinite(self.gamma) and self.horizon > 0):
-            raise ValueError(f"the predictor needs C1 > 0, a finite γ and a positive horizon, got {self.c1}, {self.gamma}, {self.horizon}")
+            raise ValueError(
+                f"the predictor needs C1 > 0, a finite γ and a positive horizon, got {self.c1}, {self.gamma}, {self.horizon}"
+            )
 
     def label(self) -> str:
         return f"predictor (ΔT ≤ {self.horizon:,.0f} steps, {self.persist} evals)" + _series_suffix(self.series)
 
     def params(self) -> dict[str, float | int | str]:
         return {
-            "h_star": self.h_star, "c1": self.c1, "gamma": self.gamma, "horizon": self.horizon,
-            "persist": self.persist, "series": self.series,
+            "h_star": self.h_star,
+            "c1": self.c1,
+            "gamma": self.gamma,
+            "horizon": self.horizon,
+            "persist": self.persist,
+            "series": self.series,
         }
 
     def margins(self, trajectory: Trajectory) -> np.ndarray:
@@ -390,4 +402,3 @@ def rule_by_name(name: str, *, threshold: float = REPRESENTATION_THRESHOLD) -> A
     if name == "collapse":
         return CollapseRule()
     raise ValueError(f"unknown alarm rule {name!r} (choose from {', '.join(ALARM_RULE_NAMES)})")
-

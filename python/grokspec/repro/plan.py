@@ -1,250 +1,202 @@
-"""``grokspec reproduce``: the paper's experiments, run with grokspec's own
-train, scan and calibrate, and reported next to the paper's numbers.
+"""The training half of ``grokspec reproduce``: which runs, with which
+budgets, trained how.
 
-Experiments (PAPER.md):
+Experiments (PAPER.md, and docs/ALARMS.md for the alarm study):
 
-1. threshold and lead time: the transformer on (a+b), (a·b), (a−b) mod 97
-   (and S5 at paper scale), several seeds;
-2. two phases: parameter norm against entropy (from the same runs);
-3. MLP control at p = 41, with the transformer at the same setting;
-4. the intervention: representation mixing over the collapse window, and
-   its norm-matched variant, against the same seeds without it;
-5. calibration: H* and the time-to-grok law from the runs of 1;
-6. the weight side: per-matrix weight entropies from ``grokspec scan``.
+1. the companion regime: the transformer on (a+b), (a·b), (a−b) mod 97 at
+   train fraction 0.5 (and S5 at paper scale), several seeds;
+2. the plateau regime: (a+b) mod 97 at a smaller train fraction, where
+   memorization ends long before generalization; its first seeds tune the
+   alarm rules' parameters, the rest are scored;
+3. negative controls that cannot or do not grok within the budget: the MLP
+   at p = 41, the transformer without weight decay, shuffled training
+   labels (and shuffled test labels, on request);
+4. the MLP's comparison: the transformer at the MLP's setting;
+5. the intervention: representation mixing over the collapse window, and its
+   norm-matched variant, on seeds of experiment 1 (after it has run).
 
-Everything is resumable: training resumes from checkpoints and scanning
-uses its cache, so an interrupted reproduction continues where it stopped.
+Every experiment is one seed-batched training (all seeds in one model and
+process, which is what makes a GPU fast); independent experiments run
+concurrently in separate processes (``jobs``). Everything resumes from
+checkpoints, and the record of what was trained goes to ``OUT/plan.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import platform
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from grokspec import __version__
 from grokspec.lab.config import TrainConfig
-from grokspec.lab.rundir import RunDir
-from grokspec.lab.train import RunSummary, select_device, train_seeds
+from grokspec.lab.train import RunSummary, train_seeds
+from grokspec.repro.layout import Experiment, experiment_dir, write_setup
+from grokspec.repro.machine import machine_description
+from grokspec.repro.scales import CONTROL_NAMES, SCALES, Scale, control_config, task_config
 
-__all__ = ["Scale", "SCALES", "reproduce", "experiment_dirs"]
+__all__ = ["intervention_experiments", "mixing_window", "plan_experiments", "train_plan"]
 
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Scale:
-    """Budgets of one reproduction."""
-
-    name: str
-    seeds: tuple[int, ...]
-    tasks: tuple[str, ...]
-    #: The transformer runs of experiment 1.
-    transformer: TrainConfig
-    #: Train fraction of S5 (when in `tasks`).
-    s5_fraction: float
-    #: The MLP control and the transformer at the same setting (experiment 3).
-    mlp: TrainConfig
-    control_transformer: TrainConfig
-    control_seeds: tuple[int, ...]
-    #: Seeds of the intervention (experiment 4), a subset of `seeds`.
-    intervention_seeds: tuple[int, ...]
-    intervention_steps: int
-    mixing_fraction: float
-    description: str
-
-
-_TRANSFORMER_CPU = TrainConfig(
-    task="add", p=97, train_fraction=0.5, batch_size=512, steps=6000, eval_every=100, checkpoint_every=200,
-    stop_after_grok=1500, device="auto",
-)
-
-SCALES = {
-    "cpu": Scale(
-        name="cpu",
-        seeds=tuple(range(10)),
-        tasks=("add", "mul", "sub"),
-        transformer=_TRANSFORMER_CPU,
-        s5_fraction=0.1,
-        mlp=TrainConfig(
-            task="add", p=41, train_fraction=0.3, model="mlp", batch_size=512, steps=12000, eval_every=200,
-            checkpoint_every=2000, device="auto",
-        ),
-        control_transformer=TrainConfig(
-            task="add", p=41, train_fraction=0.3, batch_size=512, steps=6000, eval_every=200, checkpoint_every=2000,
-            device="auto",
-        ),
-        control_seeds=(0, 1, 2),
-        intervention_seeds=(0, 1, 2, 3, 4),
-        intervention_steps=8000,
-        mixing_fraction=0.5,
-        description=(
-            "2 CPU cores, under an hour: the authors' companion setup (train fraction 0.5, batch 512) so that "
-            "runs grok within minutes; evaluations every 100 steps, checkpoints every 200; runs stop 1,500 steps "
-            "after grokking (6,000-step budget); MLP control 12,000 steps, 3 seeds; intervention on 5 seeds."
-        ),
-    ),
-    "paper": Scale(
-        name="paper",
-        seeds=tuple(range(10)),
-        tasks=("add", "mul", "sub", "s5"),
-        transformer=dataclasses.replace(
-            _TRANSFORMER_CPU, steps=50000, eval_every=200, checkpoint_every=1000, stop_after_grok=3000
-        ),
-        s5_fraction=0.1,
-        mlp=TrainConfig(
-            task="add", p=41, train_fraction=0.3, model="mlp", batch_size=512, steps=80000, eval_every=200,
-            checkpoint_every=4000, device="auto",
-        ),
-        control_transformer=TrainConfig(
-            task="add", p=41, train_fraction=0.3, batch_size=512, steps=20000, eval_every=200, checkpoint_every=4000,
-            device="auto",
-        ),
-        control_seeds=tuple(range(10)),
-        intervention_seeds=tuple(range(30)),
-        intervention_steps=50000,
-        mixing_fraction=0.5,
-        description=(
-            "the paper's budgets (50,000 steps, evaluations every 200, S5 at train fraction 0.1, MLP control "
-            "80,000 steps, intervention on 30 seeds); meant for a GPU."
-        ),
-    ),
-}
+def plan_experiments(scale: Scale, controls: tuple[str, ...] | None = None) -> list[Experiment]:
+    """The experiments that need nothing trained before them."""
+    chosen = scale.controls if controls is None else controls
+    unknown = [c for c in chosen if c not in CONTROL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown control {unknown[0]!r} (choose from {', '.join(CONTROL_NAMES)})")
+    out = [
+        Experiment(f"transformer/{t}", "grokking", "companion", task_config(scale, t).to_dict(), scale.seeds) for t in scale.tasks
+    ]
+    out.append(
+        Experiment("plateau/add", "grokking", "plateau", scale.plateau.to_dict(), scale.plateau_seeds, scale.plateau_tuning_seeds)
+    )
+    out += [
+        Experiment(
+            f"control/{name}",
+            "control",
+            name,
+            control_config(scale, name).to_dict(),
+            scale.control_seeds,
+            scale.control_tuning_seeds,
+        )
+        for name in chosen
+    ]
+    out.append(
+        Experiment("comparison/transformer", "comparison", "comparison", scale.comparison.to_dict(), scale.comparison_seeds)
+    )
+    return out
 
 
-def experiment_dirs(out: Path) -> dict[str, Path]:
-    return {
-        "transformer": out / "runs" / "transformer",
-        "control": out / "runs" / "control",
-        "intervention": out / "runs" / "intervention",
-    }
-
-
-def _task_config(scale: Scale, task: str) -> TrainConfig:
-    fraction = scale.s5_fraction if task == "s5" else scale.transformer.train_fraction
-    return dataclasses.replace(scale.transformer, task=task, train_fraction=fraction)
-
-
-def _timed(label: str, timings: dict[str, float], log: Log, run: Callable[[], Any]) -> Any:
-    log(f"— {label}")
-    start = time.perf_counter()
-    result = run()
-    timings[label] = round(time.perf_counter() - start, 1)
-    log(f"  done in {timings[label]:.0f} s")
-    return result
-
-
-def _mixing_window(baseline: list[RunSummary], config: TrainConfig) -> tuple[int, int]:
+def mixing_window(groks: list[int | None], config: TrainConfig) -> tuple[int, int]:
     """The collapse window of the baseline runs: from half their median
     T_grok to one and a half times it (rounded to evaluations). If no
     baseline run grokked, the middle of the budget stands in for T_grok."""
-    groks = [s.t_grok for s in baseline if s.t_grok is not None]
-    middle = median(groks) if groks else config.steps / 2
+    grokked = [g for g in groks if g is not None]
+    middle = median(grokked) if grokked else config.steps / 2
     step = config.eval_every
     return int(round(0.5 * middle / step) * step), int(round(1.5 * middle / step) * step)
 
 
-def reproduce(out: str | Path, scale: str | Scale = "cpu", *, log: Log | None = None, progress=None) -> dict[str, Any]:
-    """Runs every experiment of `scale` (a name of SCALES, or a Scale) into
-    `out`, analyses them and writes `out/report.json`, `out/report.md` and
-    the figures. Returns the report."""
-    from grokspec.repro.analysis import analyse
-    from grokspec.repro.markdown import write_report
+def intervention_experiments(scale: Scale, out: Path, window: tuple[int, int]) -> list[Experiment]:
+    base = task_config(scale, "add")
+    mixed = dataclasses.replace(
+        base,
+        steps=scale.intervention_steps,
+        mixing_start=window[0],
+        mixing_end=window[1],
+        mixing_fraction=scale.mixing_fraction,
+    )
+    matched = dataclasses.replace(mixed, norm_reference=str(experiment_dir(out, "transformer/add")))
+    seeds = scale.intervention_seeds
+    return [
+        Experiment("intervention/mixing", "intervention", "mixing", mixed.to_dict(), seeds),
+        Experiment("intervention/norm_matched", "intervention", "norm_matched", matched.to_dict(), seeds),
+    ]
 
+
+def _train_job(config: dict[str, Any], seeds: tuple[int, ...], directory: str, threads: int) -> list[RunSummary]:
+    """One experiment in a worker process (a top-level function, so it pickles)."""
+    os.environ["GROKSPEC_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    return train_seeds(TrainConfig.from_dict(config), list(seeds), Path(directory))
+
+
+class _Runner:
+    """Runs experiments in this process (jobs = 1) or in a pool of processes."""
+
+    def __init__(self, out: Path, jobs: int, device: str, log: Log):
+        self.out, self.jobs, self.device, self.log = out, jobs, device, log
+        self.pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else None
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.timings: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+
+    def submit(self, experiment: Experiment) -> Future[list[RunSummary]]:
+        config = {**experiment.config_dict, "device": self.device}
+        directory = str(experiment_dir(self.out, experiment.key))
+        self.started[experiment.key] = time.perf_counter()
+        self.log(f"— {experiment.key}: seeds {_seeds_text(experiment.seeds)}")
+        if self.pool is not None:
+            return self.pool.submit(_train_job, config, experiment.seeds, directory, self.threads)
+        done: Future[list[RunSummary]] = Future()
+        done.set_result(train_seeds(TrainConfig.from_dict(config), list(experiment.seeds), Path(directory), log=self.log))
+        return done
+
+    def wait(self, key: str, future: Future[list[RunSummary]]) -> list[RunSummary]:
+        summaries = future.result()
+        self.timings[key] = round(time.perf_counter() - self.started[key], 1)
+        grokked = sum(1 for s in summaries if s.t_grok is not None)
+        self.log(f"  {key}: done in {self.timings[key]:.0f} s, {grokked}/{len(summaries)} grokked")
+        return summaries
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def _seeds_text(seeds: tuple[int, ...]) -> str:
+    contiguous = list(seeds) == list(range(seeds[0], seeds[0] + len(seeds)))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 2 else ", ".join(map(str, seeds))
+
+
+def train_plan(
+    out: str | Path,
+    scale: str | Scale = "cpu",
+    *,
+    controls: tuple[str, ...] | None = None,
+    jobs: int = 1,
+    device: str = "auto",
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Trains every experiment of `scale` into `out` (resuming what exists)
+    and writes ``out/plan.json``; returns that setup record."""
     log = log or (lambda message: None)
     if isinstance(scale, str) and scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r} (choose from {', '.join(SCALES)})")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     plan = SCALES[scale] if isinstance(scale, str) else scale
     out = Path(out)
-    dirs = experiment_dirs(out)
-    timings: dict[str, float] = {}
+    experiments = plan_experiments(plan, controls)
     started = time.perf_counter()
-    summaries: dict[str, list[RunSummary]] = {}
-
-    for task in plan.tasks:
-        summaries[f"transformer/{task}"] = _timed(
-            f"transformer, {task}, seeds {plan.seeds[0]}-{plan.seeds[-1]}", timings, log,
-            lambda task=task: train_seeds(  # type: ignore[misc]  # a default binds the loop variable
-               _task_config(plan, task), list(plan.seeds), dirs["transformer"] / task, log=log, progress=progress),
-        )
-    summaries["control/mlp"] = _timed(
-        "MLP control", timings, log,
-        lambda: train_seeds(plan.mlp, list(plan.control_seeds), dirs["control"] / "mlp", log=log, progress=progress),
-    )
-    summaries["control/transformer"] = _timed(
-        "transformer at the control's setting", timings, log,
-        lambda: train_seeds(plan.control_transformer, list(plan.control_seeds), dirs["control"] / "transformer", log=log, progress=progress),
-    )
-    baseline_config = _task_config(plan, "add")
-    baseline = [s for s in summaries["transformer/add"] if s.seed in plan.intervention_seeds]
-    missing = [s for s in plan.intervention_seeds if s not in plan.seeds]
-    if missing:
-        summaries["intervention/baseline"] = _timed(
-            "baseline seeds for the intervention", timings, log,
-            lambda: train_seeds(baseline_config, missing, dirs["transformer"] / "add", log=log, progress=progress),
-        )
-        baseline += summaries["intervention/baseline"]
-    window = _mixing_window(baseline, baseline_config)
-    mixed_config = dataclasses.replace(
-        baseline_config,
-        steps=plan.intervention_steps,
-        mixing_start=window[0],
-        mixing_end=window[1],
-        mixing_fraction=plan.mixing_fraction,
-    )
-    summaries["intervention/mixing"] = _timed(
-        f"representation mixing over steps {window[0]}-{window[1]}", timings, log,
-        lambda: train_seeds(mixed_config, list(plan.intervention_seeds), dirs["intervention"] / "mixing", log=log, progress=progress),
-    )
-    matched_config = dataclasses.replace(mixed_config, norm_reference=str(dirs["transformer"] / "add"))
-    summaries["intervention/norm_matched"] = _timed(
-        "norm-matched mixing", timings, log,
-        lambda: train_seeds(matched_config, list(plan.intervention_seeds), dirs["intervention"] / "norm_matched", log=log, progress=progress),
-    )
-    report = _timed("scan and analysis", timings, log, lambda: analyse(out, plan, window, log=log))
-    report["setup"] = {
+    runner = _Runner(out, jobs, device, log)
+    setup: dict[str, Any] = {
         "scale": plan.name,
         "description": plan.description,
-        "seeds": list(plan.seeds),
         "tasks": list(plan.tasks),
-        "configs": {
-            **{f"transformer/{t}": _task_config(plan, t).to_dict() for t in plan.tasks},
-            "control/mlp": plan.mlp.to_dict(),
-            "control/transformer": plan.control_transformer.to_dict(),
-            "intervention/mixing": mixed_config.to_dict(),
-            "intervention/norm_matched": matched_config.to_dict(),
-        },
-        "control_seeds": list(plan.control_seeds),
+        "seeds": list(plan.seeds),
+        "experiments": [e.to_json() for e in experiments],
+        "mixing_window": None,
         "intervention_seeds": list(plan.intervention_seeds),
-        "mixing_window": list(window),
-        "machine": _machine(),
-        "grokspec_version": __version__,
-        "wall_seconds": timings,
-        "total_wall_seconds": round(time.perf_counter() - started, 1),
+        "machine": machine_description(device),
+        "jobs": jobs,
+        "complete": False,
     }
-    write_report(out, report)
-    return report
-
-
-def _machine() -> dict[str, Any]:
-    import os
-
-    import torch
-
-    from grokspec import _core
-
-    device = select_device("auto")
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": _core.default_threads(),
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+    # Written first, so that runs cut short (a timeout) can still be analysed.
+    write_setup(out, setup)
+    try:
+        # The companion add runs go first: the intervention waits for them.
+        futures = {e.key: runner.submit(e) for e in experiments}
+        baseline = runner.wait("transformer/add", futures["transformer/add"])
+        groks = [s.t_grok for s in baseline if s.seed in plan.intervention_seeds]
+        window = mixing_window(groks, task_config(plan, "add"))
+        later = intervention_experiments(plan, out, window)
+        setup.update(experiments=[e.to_json() for e in [*experiments, *later]], mixing_window=list(window))
+        write_setup(out, setup)
+        futures.update({e.key: runner.submit(e) for e in later})
+        for key, future in futures.items():
+            if key not in runner.timings:
+                runner.wait(key, future)
+    finally:
+        runner.close()
+    setup.update(complete=True, wall_seconds=runner.timings, training_wall_seconds=round(time.perf_counter() - started, 1))
+    write_setup(out, setup)
+    return setup
