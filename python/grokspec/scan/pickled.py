@@ -25,7 +25,7 @@ from grokspec.errors import CheckpointError
 from grokspec.scan.multi import MetricPoint, find_multi, metric_points
 from grokspec.scan.roles import content_role
 from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, resolve
-from grokspec.scan.statedict import as_mapping, find_state_dict, tensor_leaves
+from grokspec.scan.statedict import MAX_DEPTH, MAX_NODES, Walk, as_mapping, find_state_dict, tensor_leaves
 from grokspec.scan.torch_pickle import load_torch_file
 
 __all__ = ["STEP_KEYS", "PickleContent", "TrainingStateFile", "count_entries", "read_pickle", "step_from_metadata"]
@@ -144,7 +144,10 @@ def read_pickle(path: Path, *, trust_pickle: bool = False, entry: int | None = N
     if role is not None:
         raise TrainingStateFile(path, *role)
     state = find_state_dict(value)
-    tensors = dict(tensor_leaves(state)) if state is not None else {}
+    walk = Walk()
+    tensors = dict(tensor_leaves(state, walk)) if state is not None else {}
+    if walk.truncated:
+        notes.append(f"nested deeper than {MAX_DEPTH} levels (or more than {MAX_NODES:,} objects): what lies beyond was not read")
     if not tensors:
         notes.append(f"no tensors found ({_what(value)})")
     metadata = as_mapping(value) or {}

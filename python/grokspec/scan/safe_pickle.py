@@ -311,25 +311,35 @@ def _bytearray(data: Any = b"", encoding: Any = None) -> bytearray:
     raise UnreadablePickle("bytearray is read only from bytes")
 
 
+_SEQUENCES = (list, tuple, set, frozenset, str, bytes, dict)
+
+
+class Refused(Opaque):
+    """A data constructor called on something other than builtin data (an
+    opaque object, say): the call is recorded, not made."""
+
+    qualname = "<refused call>"
+
+
 def _from_sequence(kind: Callable[[Any], Any]) -> Callable[..., Any]:
-    """set/frozenset/list/tuple/... of a builtin sequence only, so an opaque
+    """set/frozenset/list/tuple/... of builtin data only, so an opaque
     object is never iterated and no lazy source can be expanded."""
 
     def build(items: Any = ()) -> Any:
-        if not isinstance(items, (list, tuple, set, frozenset, str, bytes, dict)):
-            raise UnreadablePickle(f"{getattr(kind, '__name__', kind)} is read only from a builtin sequence")
-        return kind(items)
+        return kind(items) if isinstance(items, _SEQUENCES) else Refused(kind, items)
 
     return build
 
 
-def _ordered_dict(items: Any = ()) -> OrderedDict[Any, Any]:
-    return OrderedDict() if isinstance(items, tuple) and not items else OrderedDict(_from_sequence(list)(items))
+def _ordered_dict(items: Any = ()) -> Any:
+    return OrderedDict(items) if isinstance(items, _SEQUENCES) else Refused(OrderedDict, items)
 
 
-def _defaultdict(factory: Any = None, *items: Any) -> dict[Any, Any]:
+def _defaultdict(factory: Any = None, *items: Any) -> Any:
     """A plain dict: the default factory is a callable and is never kept."""
-    return dict(_from_sequence(list)(items[0])) if items else {}
+    if not items:
+        return {}
+    return dict(items[0]) if isinstance(items[0], _SEQUENCES) else Refused(dict, items[0])
 
 
 def _reconstructor(cls: Any, base: Any, state: Any = None) -> Any:

@@ -19,7 +19,7 @@ from grokspec.scan.roles import TRAINING_STATE_KEYS
 from grokspec.scan.safe_pickle import NumpyArray, Opaque, opaque_fields, resolve
 from grokspec.scan.torch_pickle import TensorRef
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "NESTED_KEYS", "as_mapping", "find_state_dict", "is_tensor", "tensor_leaves"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "NESTED_KEYS", "Walk", "as_mapping", "find_state_dict", "is_tensor", "tensor_leaves"]
 
 #: Where a state dict may sit inside a pickled checkpoint, in search order.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module")
@@ -81,17 +81,24 @@ def find_state_dict(value: Any, depth: int = 0) -> Mapping[Any, Any] | None:
     return mapping
 
 
-def tensor_leaves(mapping: Mapping[Any, Any]) -> Iterator[tuple[str, Any]]:
+class Walk:
+    """The bounds of one walk, and whether it reached them (tensors beyond are not read)."""
+
+    def __init__(self) -> None:
+        self.budget = MAX_NODES
+        self.truncated = False
+
+
+def tensor_leaves(mapping: Mapping[Any, Any], walk: Walk | None = None) -> Iterator[tuple[str, Any]]:
     """(dotted name, tensor) pairs; nested dicts are flattened, training-state
     subtrees skipped, and each object visited once."""
-    seen: set[int] = set()
-    budget = [MAX_NODES]
-    yield from _leaves(mapping, "", 0, seen, budget)
+    yield from _leaves(mapping, "", 0, set(), walk or Walk())
 
 
-def _leaves(value: Any, prefix: str, depth: int, seen: set[int], budget: list[int]) -> Iterator[tuple[str, Any]]:
-    budget[0] -= 1
-    if budget[0] < 0 or depth > MAX_DEPTH:
+def _leaves(value: Any, prefix: str, depth: int, seen: set[int], walk: Walk) -> Iterator[tuple[str, Any]]:
+    walk.budget -= 1
+    if walk.budget < 0 or depth > MAX_DEPTH:
+        walk.truncated = True
         return
     value = resolve(value)
     if is_tensor(value):
@@ -110,7 +117,7 @@ def _leaves(value: Any, prefix: str, depth: int, seen: set[int], budget: list[in
         name = str(key)
         if name in TRAINING_STATE_KEYS or (isinstance(item, NumpyArray) and item.value is None):
             continue
-        yield from _leaves(item, f"{prefix}.{name}" if prefix else name, depth + 1, seen, budget)
+        yield from _leaves(item, f"{prefix}.{name}" if prefix else name, depth + 1, seen, walk)
 
 
 def _module_leaves(module: Any, prefix: str, depth: int, seen: set[int]) -> Iterator[tuple[str, Any]]:
