@@ -248,18 +248,23 @@ class CollapseRule(AlarmRule):
         return out
 
 
-def _plateau_levels(v: np.ndarray, start: int, window: int) -> np.ndarray:
-    """From `start` on, the running maximum of the rolling median over
-    `window` finite evaluations (NaN before `window` values exist)."""
+def _plateau_levels(v: np.ndarray, start: int, window: int, lag: int | None) -> np.ndarray:
+    """From `start` on, the plateau level at each evaluation (NaN while unknown):
+    with `lag` None, the running maximum of the rolling median over `window`
+    evaluations; with `lag` L, the rolling median of the `window` evaluations
+    that ended L evaluations earlier (a reference that follows slow drifts)."""
     out = np.full(len(v), np.nan)
-    seen: list[float] = []
     level = -np.inf
     for i in range(start, len(v)):
-        if not math.isnan(v[i]):
-            seen.append(float(v[i]))
-        if len(seen) >= window:
-            level = max(level, float(np.median(seen[-window:])))
-            out[i] = level
+        end = i if lag is None else i - lag
+        first = end - window + 1
+        if first < start:
+            continue
+        median = float(np.nanmedian(v[first : end + 1])) if np.any(~np.isnan(v[first : end + 1])) else math.nan
+        if math.isnan(median):
+            continue
+        level = max(level, median) if lag is None else median
+        out[i] = level
     return out
 
 
@@ -267,9 +272,14 @@ def _plateau_levels(v: np.ndarray, start: int, window: int) -> np.ndarray:
 class PlateauFallRule(AlarmRule):
     """A sustained fall of the series from its own memorization-plateau level."""
 
-    drop: float = 0.03
-    persist: int = 3
+    # Defaults: tuned on the reproduction's tuning runs (plateau seeds 0-4 and
+    # each control's seed 0, never scored); docs/ALARMS.md.
+    drop: float = 0.04
+    persist: int = 2
     window: int = 5
+    #: None: the plateau is the running maximum since memorization; L: the
+    #: level L evaluations ago (a slow drift then never adds up to a fall).
+    lag: int | None = 8
     memorized: float = MEMORIZED_LEVEL
     series: str = REPRESENTATION_SERIES
     name: str = field(default="plateau-fall", init=False)
@@ -280,15 +290,20 @@ class PlateauFallRule(AlarmRule):
             raise ValueError(f"the plateau window must be a positive integer, got {self.window!r}")
         if not self.drop > 0:
             raise ValueError(f"the plateau-fall drop must be positive, got {self.drop}")
+        if self.lag is not None and (not isinstance(self.lag, int) or self.lag < self.persist):
+            raise ValueError(f"the plateau lag must be at least persist ({self.persist}) evaluations, got {self.lag!r}")
 
     def label(self) -> str:
-        return f"plateau-fall (> {self.drop:g} below plateau, {self.persist} evals)" + _series_suffix(self.series)
+        reference = "running max" if self.lag is None else f"lag {self.lag}"
+        text = f"plateau-fall (> {self.drop:g} below the plateau, {reference}, {self.persist} evals)"
+        return text + _series_suffix(self.series)
 
     def params(self) -> dict[str, float | int | str]:
         return {
             "drop": self.drop,
             "persist": self.persist,
             "window": self.window,
+            "lag": -1 if self.lag is None else self.lag,
             "memorized": self.memorized,
             "series": self.series,
         }
@@ -299,7 +314,7 @@ class PlateauFallRule(AlarmRule):
         start = trajectory.memorized_index(self.memorized)
         if start is None:
             return out  # never memorized: no plateau to fall from
-        level = _plateau_levels(v, start, self.window)
+        level = _plateau_levels(v, start, self.window, self.lag)
         ok = ~np.isnan(level) & ~np.isnan(v)
         out[ok] = level[ok] - v[ok] - self.drop
         return out
