@@ -3,7 +3,8 @@
 Inputs are numpy arrays or torch tensors (float16, bfloat16, float32,
 float64; any strides; any device) — one 2-D matrix, a 3-D stack, or a
 sequence of matrices whose shapes may differ. Torch never enters Rust: a
-tensor is brought to the host here and handed over as a numpy view. The
+CPU tensor is handed over as a numpy view; CUDA tensors are computed on
+their device by :mod:`grokspec.gpu` (float64 Gram eigenvalues, same bar). The
 engine works in float64 and releases the GIL while it computes.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from grokspec import _core
 from grokspec.errors import DTypeError, ShapeError
 from grokspec.events import REPRESENTATION_THRESHOLD
+from grokspec.gpu import is_device_input
 
 Normalize = Literal["dim", "cols", "rank", "none"]
 Method = Literal["auto", "svd", "gram"]
@@ -161,6 +163,11 @@ def singular_values(
     its error bound guarantees ``|Δσ| <= 1e-5·σ_max``, the SVD otherwise
     (always for float64). A batch returns a list of arrays.
     """
+    if is_device_input(x):
+        from grokspec import gpu
+
+        device_values, batch = gpu.singular_values(x, method=method)
+        return device_values if batch else device_values[0]
     matrices, batch = _as_matrices(x)
     values, errors = _core.singular_values_batch(matrices, method=method, threads=_check_threads(threads))
     _raise_first(errors)
@@ -178,6 +185,14 @@ def _spectral_columns(
     need_rank: bool,
     threads: int | None,
 ) -> tuple[dict[str, Any], bool]:
+    if is_device_input(x):  # CUDA tensors are computed on their device (grokspec.gpu)
+        from grokspec import gpu
+
+        columns, errors, batch = gpu.spectral_columns(
+            x, power=_check_power(power), normalize=normalize, center=bool(center), method=method
+        )
+        _raise_first(errors)
+        return columns, batch
     matrices, batch = _as_matrices(x)
     columns, errors = _core.spectral_batch(
         matrices,
