@@ -1,0 +1,1 @@
+"""One renderer per section of report.md; each takes the report and returns its lines."""
