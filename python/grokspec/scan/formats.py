@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -122,10 +122,10 @@ class SafetensorsCheckpoint(Checkpoint):
     def tensors(self) -> list[TensorInfo]:
         return [info for _, info in self._index.values()]
 
-    def sources(self, selected):
+    def sources(self, selected: list[tuple[str, int, int]]) -> list[Source]:
         return [(str(self._index[name][0]), name, rows, cols) for name, rows, cols in selected]
 
-    def arrays(self, names):
+    def arrays(self, names: list[str]) -> dict[str, np.ndarray]:
         import torch
         from safetensors import safe_open
 
@@ -168,7 +168,8 @@ class ArrayCheckpoint(Checkpoint):
             import torch
 
             tensor = value.detach()
-            return tensor.numpy() if tensor.dtype in (torch.float32, torch.float64) else tensor.to(torch.float32).numpy()
+            floats = tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.to(torch.float32)
+            return cast(np.ndarray, floats.numpy())
         array = np.asarray(value)
         return array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
 
@@ -205,7 +206,7 @@ def compute_batch(sources: list[Source], **options: Any) -> tuple[dict[str, Any]
     return _merge(len(sources), parts)
 
 
-def _merge(count: int, parts) -> tuple[dict[str, Any], list[tuple[int, BaseException]]]:
+def _merge(count: int, parts: list[tuple[list[int], Any, Any]]) -> tuple[dict[str, Any], list[tuple[int, BaseException]]]:
     """Reassembles the columns of several engine calls into the caller's order."""
     merged: dict[str, Any] = {}
     errors: list[tuple[int, BaseException]] = []

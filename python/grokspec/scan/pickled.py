@@ -135,9 +135,9 @@ def read_pickle(path: Path, *, trust_pickle: bool = False, entry: int | None = N
         if not 0 <= entry < len(layout.entries):
             raise CheckpointError(f"{path.name} holds {len(layout.entries)} checkpoints, not an entry {entry}")
         step = (int(layout.steps[entry]), layout.step_source)
-        state = find_state_dict(resolve(layout.entries[entry])) or {}
+        entry_state = find_state_dict(resolve(layout.entries[entry])) or {}
         metrics = metric_points(value) if entry == 0 else ()
-        return PickleContent(dict(tensor_leaves(state)), step, metrics, tuple(notes))
+        return PickleContent(dict(tensor_leaves(entry_state)), step, metrics, tuple(notes))
     if entry is not None:
         raise CheckpointError(f"{path.name} no longer holds many checkpoints")
     role = content_role(as_mapping(value) if not isinstance(value, Opaque) else None, getattr(value, "qualname", None))

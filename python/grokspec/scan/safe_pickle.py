@@ -35,7 +35,7 @@ import re
 import struct
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, cast
 
 import numpy as np
 
@@ -223,8 +223,10 @@ class NumpyDtype:
         if self.structured:
             raise UnreadablePickle("structured numpy dtypes are not read")
         dtype = np.dtype(self.name)
-        if self.byteorder in ("<", ">") and dtype.itemsize > 1:
-            dtype = dtype.newbyteorder(self.byteorder)
+        if self.byteorder == "<" and dtype.itemsize > 1:
+            dtype = dtype.newbyteorder("<")
+        elif self.byteorder == ">" and dtype.itemsize > 1:
+            dtype = dtype.newbyteorder(">")
         return dtype
 
 
@@ -332,14 +334,14 @@ def _from_sequence(kind: Callable[[Any], Any]) -> Callable[..., Any]:
 
 
 def _ordered_dict(items: Any = ()) -> Any:
-    return OrderedDict(items) if isinstance(items, _SEQUENCES) else Refused(OrderedDict, items)
+    return OrderedDict(cast(Any, items)) if isinstance(items, _SEQUENCES) else Refused(OrderedDict, items)
 
 
 def _defaultdict(factory: Any = None, *items: Any) -> Any:
     """A plain dict: the default factory is a callable and is never kept."""
     if not items:
         return {}
-    return dict(items[0]) if isinstance(items[0], _SEQUENCES) else Refused(dict, items[0])
+    return dict(cast(Any, items[0])) if isinstance(items[0], _SEQUENCES) else Refused(dict, items[0])
 
 
 def _reconstructor(cls: Any, base: Any, state: Any = None) -> Any:

@@ -306,7 +306,7 @@ def _member_offset(raw: BinaryIO, info: zipfile.ZipInfo, size: int) -> int:
     if len(header) != 30 or header[:4] != b"PK\x03\x04":
         raise UnreadablePickle(f"{info.filename}: bad zip entry header")
     name_length, extra_length = struct.unpack("<HH", header[26:30])
-    start = info.header_offset + 30 + name_length + extra_length
+    start = int(info.header_offset) + 30 + int(name_length) + int(extra_length)
     if start + info.file_size > size:
         raise UnreadablePickle(f"{info.filename} reaches past the end of the file")
     return start
