@@ -8,54 +8,125 @@ committed as soon as it is done). SQLite's write-ahead log and a busy
 timeout let two scans of one directory run at once without corrupting
 anything; at worst both compute the same checkpoint and the second write
 replaces an identical value.
+
+A cache is only ever a shortcut, so it never stops a scan: a damaged
+``cache.sqlite`` (not a database, truncated, another schema) is moved aside
+to ``cache.sqlite.damaged-<time>`` with a warning and rebuilt; an entry
+that cannot be decoded is recomputed; a cache that fails while the scan
+runs is dropped for the rest of it (warned once); a ``cache.sqlite`` that
+is not a regular file is left alone and the scan runs without a cache.
+``--no-cache`` never opens it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from grokspec.scan.guards import display_name
+
 __all__ = ["ScanCache", "checkpoint_key"]
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+#: PRAGMA table_info of _SCHEMA: (name, type, notnull, pk).
+_COLUMNS = [("key", "TEXT", 0, 1), ("value", "TEXT", 1, 0)]
 _BUSY_TIMEOUT_S = 60.0
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+class _Damaged(Exception):
+    """The file exists but is not a usable cache."""
 
 
 def checkpoint_key(files: Iterable[Path], options: dict[str, Any]) -> str:
     identity = []
     for path in files:
-        stat = path.stat()
-        identity.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+        status = path.stat()
+        identity.append([str(path.resolve()), status.st_size, status.st_mtime_ns])
     blob = json.dumps({"files": identity, "options": options}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class ScanCache:
     def __init__(self, path: Path | None):
         """`path=None` gives a cache that remembers nothing."""
         self._db: sqlite3.Connection | None = None
+        #: What went wrong with the cache (the scan adds these to its warnings).
+        self.warnings: list[str] = []
+        self._undecodable = 0
         if path is not None:
+            self._db = self._open(Path(path))
+
+    def _open(self, path: Path) -> sqlite3.Connection | None:
+        shown = display_name(str(path))
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = _open_with_retries(path)
+            for companion in (path, *(path.with_name(path.name + s) for s in _COMPANIONS)):
+                if os.path.lexists(companion) and not stat.S_ISREG(os.stat(companion).st_mode):
+                    raise OSError(f"{display_name(companion.name)} is not a regular file")
+        except OSError as error:
+            self.warnings.append(f"cache {shown} cannot be used ({error}); the scan ran without a cache")
+            return None
+        try:
+            return _open_checked(path)
+        except (_Damaged, sqlite3.DatabaseError) as error:
+            if _transient(error):
+                self.warnings.append(f"cache {shown} stayed locked by another scan; this scan ran without a cache")
+                return None
+            aside = _move_aside(path)
+            self.warnings.append(
+                f"cache {shown} was damaged ({error}); moved it to {display_name(aside.name)} and started a new one"
+            )
+        try:
+            return _open_checked(path)
+        except (_Damaged, sqlite3.Error, OSError) as error:
+            self.warnings.append(f"cache {shown} cannot be rebuilt ({error}); the scan ran without a cache")
+            return None
 
     def get(self, key: str) -> Any | None:
         if self._db is None:
             return None
-        row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        try:
+            row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as error:
+            self._drop(error)
+            return None
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError, RecursionError):
+            self._undecodable += 1
+            return None
 
     def put(self, key: str, value: Any) -> None:
-        if self._db is not None:
+        if self._db is None:
+            return
+        try:
             self._db.execute("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        except sqlite3.Error as error:
+            self._drop(error)
+
+    def _drop(self, error: sqlite3.Error) -> None:
+        """A cache that fails mid-scan is not used again by this scan."""
+        self.warnings.append(f"the cache failed ({error}); the rest of the scan ran without it")
+        self.close()
 
     def close(self) -> None:
+        if self._undecodable:
+            self.warnings.append(f"{self._undecodable} damaged cache entr{'y' if self._undecodable == 1 else 'ies'} recomputed")
+            self._undecodable = 0
         if self._db is not None:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             self._db = None
 
     def __enter__(self) -> ScanCache:
@@ -63,6 +134,39 @@ class ScanCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+
+
+def _open_checked(path: Path) -> sqlite3.Connection:
+    """The cache opened and verified: SQLite's quick check passes and the
+    results table has this version's columns."""
+    db = _open_with_retries(path)
+    try:
+        check = db.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise _Damaged(f"integrity check: {check[0] if check else 'no answer'}")
+        columns = [(r[1], r[2].upper(), r[3], r[5]) for r in db.execute("PRAGMA table_info(results)").fetchall()]
+        if columns != _COLUMNS:
+            raise _Damaged("its results table has another schema")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _move_aside(path: Path) -> Path:
+    """Renames a damaged cache (and its log files) out of the way; another
+    scan that got there first is fine."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    for suffix in ("", *_COMPANIONS):
+        try:
+            os.replace(path.with_name(path.name + suffix), aside.with_name(aside.name + suffix))
+        except FileNotFoundError:
+            continue
+    return aside
 
 
 def _open_with_retries(path: Path) -> sqlite3.Connection:
@@ -83,8 +187,10 @@ def _open_with_retries(path: Path) -> sqlite3.Connection:
             return db
         except sqlite3.OperationalError as error:
             db.close()
-            transient = "locked" in str(error) or "busy" in str(error)
-            if not transient or time.monotonic() > deadline:
+            if not _transient(error) or time.monotonic() > deadline:
                 raise
+        except BaseException:
+            db.close()
+            raise
         time.sleep(pause)
         pause = min(pause * 2, 0.5)

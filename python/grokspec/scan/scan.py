@@ -1,49 +1,55 @@
 """``grokspec scan``: checkpoint directories -> entropy trajectories and reports.
 
 :func:`scan` finds the runs under a directory (:mod:`grokspec.scan.discovery`),
-opens each checkpoint without trusting it (:mod:`grokspec.scan.formats`),
-computes section 1's statistics of every selected weight matrix through the
-engine's parallel batch — one checkpoint at a time, so memory stays bounded
-— and, for grokspec runs, the representation entropy H̃ of the probe set by
-one forward pass of the rebuilt model. Training-log metrics join the same
-tidy table. A checkpoint that cannot be read becomes a warning; the scan
-goes on.
+opens each checkpoint without trusting it (:mod:`grokspec.scan.formats`,
+after :mod:`grokspec.scan.guards`), computes section 1's statistics of every
+selected weight matrix through the engine's parallel batch
+(:mod:`grokspec.scan.compute`) and, for grokspec runs, the representation
+entropy H̃ of the probe set by one forward pass of the rebuilt model.
+Training-log metrics join the same tidy table (:mod:`grokspec.scan.logs`).
+
+One bad file never stops a scan: whatever goes wrong while one checkpoint
+is opened, read or computed becomes a warning naming it
+(:mod:`grokspec.scan.failures`), and it counts as failed; a group whose
+batch fails is retried one checkpoint at a time, so its good checkpoints
+are kept. docs/RELIABILITY.md lists what is guarded and how it is tested.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
+import dataclasses
 import math
-import re
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from grokspec import __version__
+from grokspec.errors import GrokspecError
 from grokspec.scan.cache import ScanCache, checkpoint_key
+from grokspec.scan.compute import GROUP_BYTES, GROUP_CHECKPOINTS, WEIGHT_METRICS, Pending, selected_matrices
+from grokspec.scan.compute import compute_group as _compute_group
+from grokspec.scan.discovery import ALIASES, OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
+from grokspec.scan.failures import describe_failure
+from grokspec.scan.formats import TrainingStateFile, open_checkpoint
+from grokspec.scan.guards import check_shard_index, display_name
+from grokspec.scan.logs import MAX_STEP, finite_or_none, log_rows, metrics_file_rows
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.report import ScanReport, build_report, load_calibration
-from grokspec.scan.formats import Checkpoint, TrainingStateFile, compute_batch, matrix_shape, open_checkpoint
-from grokspec.scan.discovery import ALIASES, OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
+from grokspec.scan.representation import LazyProbe
 from grokspec.scan.roles import SkippedFile
 from grokspec.scan.steps import resolve_steps
-from grokspec.errors import CheckpointError, GrokspecError
-from grokspec.lab.rundir import RunDir
-from grokspec.scan.trajectories import REPRESENTATION_METRIC
+from grokspec.spectral import MAX_THREADS
 
-__all__ = ["ScanOptions", "ScanResult", "ScanInputError", "scan", "COLUMNS", "WEIGHT_METRICS", "default_output_dir"]
+__all__ = ["COLUMNS", "WEIGHT_METRICS", "ScanInputError", "ScanOptions", "ScanResult", "default_output_dir", "scan"]
 
 COLUMNS = ["run", "checkpoint", "step", "step_source", "tensor", "rows", "cols", "dtype", "metric", "value"]
-#: The per-matrix statistics a scan records (SPEC §1).
-WEIGHT_METRICS = ("entropy", "sigma_max", "frobenius_norm", "stable_rank", "effective_rank", "numerical_rank")
 
 Progress = Callable[[int, int, str], None]
+Identity = tuple[tuple[int, int, int, int], ...]
 
 
 class ScanInputError(GrokspecError):
@@ -65,6 +71,20 @@ def default_output_dir(directory: Path) -> Path:
     return Path(directory) / OUTPUT_DIR_NAME
 
 
+def check_options(options: ScanOptions) -> None:
+    """ValueError (one line naming the option) for values outside their domain."""
+    threads = options.threads
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+        raise ValueError(f"threads must lie between 1 and {MAX_THREADS}, got {threads!r}")
+    power = options.power
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not math.isfinite(power) or power <= 0:
+        raise ValueError(f"power must be a positive number, got {power!r}")
+    if not isinstance(options.min_dim, int) or options.min_dim < 1:
+        raise ValueError(f"min_dim must be a positive integer, got {options.min_dim!r}")
+    if not isinstance(options.persist, int) or options.persist < 1:
+        raise ValueError(f"persist must be a positive integer, got {options.persist!r}")
+
+
 def scan(
     directory: str | Path,
     options: ScanOptions | None = None,
@@ -72,296 +92,245 @@ def scan(
     cache_path: Path | None = None,
     progress: Progress | None = None,
 ) -> ScanResult:
-    """Scans every run under `directory`. `cache_path=None` disables caching."""
+    """Scans every run under `directory`. `cache_path=None` disables caching.
+    Raises ScanInputError when nothing can be scanned at all, ValueError for
+    options outside their domain; every problem with one file is a warning."""
     options = options or ScanOptions()
+    check_options(options)
     directory = Path(directory)
     if not directory.is_dir():
-        raise ScanInputError(f"{directory} is not a directory")
-    runs, warnings, skipped = discover(directory)
-    runs = [r for r in runs if r.checkpoints or r.log]
+        raise ScanInputError(f"{display_name(str(directory))} is not a directory")
+    runs, found_warnings, skipped = discover(directory)
+    warnings = [display_name(w) for w in found_warnings]
+    runs = [_printable(r) for r in runs if r.checkpoints or r.log]
     if not runs:
-        raise ScanInputError(f"no checkpoints found under {directory} (looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz)")
+        raise ScanInputError(
+            f"no checkpoints found under {display_name(str(directory))} "
+            "(looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz)"
+        )
     calibration = load_calibration(options.calibration) if options.calibration else None
-    total = sum(len(r.checkpoints) for r in runs)
+    done = _Counter(sum(len(r.checkpoints) for r in runs), progress)
     rows: list[dict[str, Any]] = []
     failed = 0
-    counts = {"checkpoints": 0, "matrices": 0}
-    started = time.perf_counter()
-
-    def checkpoint_done(matrices: int) -> None:
-        counts["checkpoints"] += 1
-        counts["matrices"] += matrices
-        if progress:
-            rate = counts["matrices"] / max(time.perf_counter() - started, 1e-9)
-            progress(counts["checkpoints"], total, f"{rate:.0f} matrices/s")
-
     with ScanCache(cache_path) as cache:
         for run in runs:
-            run_rows, run_warnings, run_failed = _scan_run(run, options, cache, checkpoint_done, skipped, directory)
-            rows.extend(run_rows)
-            warnings.extend(run_warnings)
-            failed += run_failed
-            rows.extend(_log_rows(run, warnings))
+            scanner = _RunScan(run, options, cache, done, skipped, directory)
+            try:
+                rows.extend(scanner.run())
+                failed += scanner.failed
+            except Exception as error:  # a bug outside any one checkpoint: this run is lost, not the scan
+                scanner.warnings.append(f"{run.name}: the run could not be scanned: {describe_failure(error)}")
+                failed += len(run.checkpoints)
+            warnings.extend(scanner.warnings)
+            rows.extend(log_rows(run, warnings))
+        warnings.extend(cache.warnings)
     if options.metrics_file is not None:
-        rows.extend(_metrics_file_rows(Path(options.metrics_file), [r.name for r in runs]))
+        try:
+            rows.extend(metrics_file_rows(Path(options.metrics_file), [r.name for r in runs]))
+        except ValueError as error:
+            raise ScanInputError(str(error)) from error
     table = pd.DataFrame(rows, columns=COLUMNS)
     report = build_report(table, runs, options, calibration, warnings, failed, skipped)
     return ScanResult(table, report, warnings, failed)
 
 
+def _printable(run: RunSpec) -> RunSpec:
+    """Names that any output can hold (file names need not be UTF-8)."""
+    refs = tuple(dataclasses.replace(ref, label=display_name(ref.label)) for ref in run.checkpoints)
+    return dataclasses.replace(run, name=display_name(run.name), checkpoints=refs)
+
+
+class _Counter:
+    """Progress over all runs: checkpoints done and the matrix rate."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.progress = total, progress
+        self.checkpoints = self.matrices = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, matrices: int) -> None:
+        self.checkpoints += 1
+        self.matrices += matrices
+        if self.progress:
+            rate = self.matrices / max(time.perf_counter() - self.started, 1e-9)
+            self.progress(self.checkpoints, self.total, f"{rate:.0f} matrices/s")
+
+
 # --- one run -------------------------------------------------------------------
 
 
-#: Uncached checkpoints are computed together in groups of at most this
-#: many, holding at most this many bytes of selected tensors: small
-#: checkpoints then share the engine's parallel batch, and memory stays bounded.
-GROUP_CHECKPOINTS = 32
-GROUP_BYTES = 256 * 2**20
+def _identity(files: tuple[Path, ...]) -> Identity:
+    """What says a file is still the one that was opened."""
+    out = []
+    for path in files:
+        status = os.stat(path)
+        out.append((status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns))
+    return tuple(out)
 
 
-@dataclass
-class _Pending:
-    """An opened checkpoint waiting for its group to be computed."""
+class _RunScan:
+    """The checkpoints of one run: cached, opened, computed in groups; each
+    failure a warning naming the checkpoint."""
 
-    position: int
-    ref: CheckpointRef
-    key: str
-    checkpoint: Checkpoint
-    selected: list[tuple[str, int, int, str]]
+    def __init__(
+        self, run: RunSpec, options: ScanOptions, cache: ScanCache, done: _Counter, skipped: list[SkippedFile], base: Path
+    ) -> None:
+        self.run_spec, self.options, self.cache, self.done = run, options, cache, done
+        self.skipped, self.base = skipped, base
+        self.fingerprint = options.fingerprint()
+        self.probe = LazyProbe(run.root, run.name, options.representation and run.kind == "grokspec")
+        self.values: dict[int, dict[str, Any]] = {}
+        self.group: list[Pending] = []
+        self.warnings: list[str] = []
+        self.failed = 0
 
-    @property
-    def bytes(self) -> int:
-        return sum(r * c * 4 for _, r, c, _ in self.selected)
-
-
-def _scan_run(
-    run: RunSpec, options: ScanOptions, cache: ScanCache, checkpoint_done: Callable[[int], None], skipped: list[SkippedFile], base: Path
-):
-    """Rows, warnings and the number of unreadable checkpoints of one run
-    (files that turn out to hold training state go to `skipped`)."""
-    fingerprint = options.fingerprint()
-    warnings: list[str] = []
-    representation = None
-    if options.representation and run.kind == "grokspec":
-        try:
-            representation = _RepresentationProbe(run)
-        except (OSError, ValueError, KeyError) as error:
-            warnings.append(f"{run.name}: no representation entropy (cannot rebuild the model from config.json: {error})")
-    values: dict[int, dict[str, Any]] = {}
-    failed = 0
-    group: list[_Pending] = []
-
-    def flush() -> None:
-        for pending, value in zip(group, _compute_group(group, options, representation)):
-            cache.put(pending.key, value)
-            values[pending.position] = value
-            checkpoint_done(value["matrices"])
-        group.clear()
-
-    for position, ref in enumerate(run.checkpoints):
-        where = f"{run.name}: {ref.label}"
-        try:
-            key = checkpoint_key(ref.files, ref.cache_options(fingerprint))
-            cached = cache.get(key)
-            if cached is not None:
-                values[position] = cached
-                checkpoint_done(0)
+    def run(self) -> list[dict[str, Any]]:
+        for position, ref in enumerate(self.run_spec.checkpoints):
+            pending = self._open(position, ref)
+            if pending is None:
                 continue
-            checkpoint = open_checkpoint(ref.path, trust_pickle=options.trust_pickle, entry=ref.entry)
+            too_many = len(self.group) >= GROUP_CHECKPOINTS
+            if self.group and (too_many or sum(p.bytes for p in self.group) + pending.bytes > GROUP_BYTES):
+                self._flush()
+            self.group.append(pending)
+        self._flush()
+        if self.probe.warning:
+            self.warnings.insert(0, self.probe.warning)
+        return self._rows()
+
+    def _fail(self, ref: CheckpointRef, error: BaseException | str) -> None:
+        reason = error if isinstance(error, str) else describe_failure(error)
+        self.warnings.append(f"{self.run_spec.name}: {ref.label}: {reason}")
+        self.failed += 1
+        self.done(0)
+
+    def _open(self, position: int, ref: CheckpointRef) -> Pending | None:
+        """The checkpoint opened (None: cached, skipped or failed)."""
+        try:
+            if ref.path.name.endswith(".index.json"):
+                check_shard_index(ref.path)  # before the files it names are even looked at
+            key = checkpoint_key(ref.files, ref.cache_options(self.fingerprint))
+            cached = self.cache.get(key)
+            if cached is not None and _valid_cached(cached):
+                self.values[position] = cached
+                self.done(0)
+                return None
+            identity = _identity(ref.files)
+            checkpoint = open_checkpoint(ref.path, trust_pickle=self.options.trust_pickle, entry=ref.entry)
+            return Pending(position, ref, key, identity, checkpoint, selected_matrices(checkpoint, self.options))
         except TrainingStateFile as state:
-            skipped.append(SkippedFile(str(ref.path.relative_to(base)), state.role, state.reason))
-            checkpoint_done(0)
-            continue
-        except (CheckpointError, OSError) as error:
-            warnings.append(f"{where}: {_message(error)}")
-            failed += 1
-            checkpoint_done(0)
-            continue
-        pending = _Pending(position, ref, key, checkpoint, _selected(checkpoint, options))
-        if group and (len(group) >= GROUP_CHECKPOINTS or sum(p.bytes for p in group) + pending.bytes > GROUP_BYTES):
-            flush()
-        group.append(pending)
-    if group:
-        flush()
-    results = [(ref, values[i]) for i, ref in enumerate(run.checkpoints) if i in values]
-    for ref, value in results:
-        warnings.extend(f"{run.name}: {ref.label}: {w}" for w in value["warnings"])
-    steps, step_warnings, duplicates = resolve_steps([(ref, value["metadata_step"]) for ref, value in results], ALIASES)
-    warnings.extend(f"{run.name}: {w}" for w in step_warnings)
-    for i, kept in duplicates:
-        skipped.append(SkippedFile(str(results[i][0].path.relative_to(base)), "duplicate", f"the same step as {kept}"))
-    rows = []
-    seen_metrics: set[tuple[str, int]] = set()
-    for (ref, value), resolved in zip(results, steps):
-        if resolved is None:
-            continue
-        step, source = resolved
-        for row in value["rows"]:
-            rows.append({"run": run.name, "checkpoint": ref.label, "step": step, "step_source": source, **row})
-        rows.extend(_checkpoint_metric_rows(run.name, ref.label, step, value.get("metrics", []), seen_metrics))
-    if results and not any(row["tensor"] for row in rows):
-        warnings.append(f"{run.name}: no weight matrix found in any of its {len(results)} checkpoints")
-    return rows, warnings, failed
+            self.skipped.append(SkippedFile(_relative(ref.path, self.base), state.role, state.reason))
+            self.done(0)
+        except Exception as error:  # one bad file never stops the scan
+            self._fail(ref, error)
+        return None
+
+    def _flush(self) -> None:
+        """Computes the group; a failed batch is retried one checkpoint at a time."""
+        group = [p for p in self.group if self._unchanged(p)]
+        self.group = []
+        if not group:
+            return
+        try:
+            results = _compute_group(group, self.options, self.probe.get())
+        except Exception as error:
+            if len(group) == 1:
+                self._fail(group[0].ref, error)
+                return
+            for pending in group:
+                self.group = [pending]
+                self._flush()
+            return
+        for pending, value in zip(group, results):
+            self.cache.put(pending.key, value)
+            self.values[pending.position] = value
+            self.done(int(value["matrices"]))
+
+    def _unchanged(self, pending: Pending) -> bool:
+        """False (and a warning) when a file changed or vanished since it was opened."""
+        try:
+            if _identity(pending.ref.files) == pending.identity:
+                return True
+            reason = "changed on disk while it was being scanned; scan again to include it"
+        except OSError:
+            reason = "was deleted while it was being scanned"
+        self._fail(pending.ref, reason)
+        return False
+
+    def _rows(self) -> list[dict[str, Any]]:
+        name = self.run_spec.name
+        results = [(ref, self.values[i]) for i, ref in enumerate(self.run_spec.checkpoints) if i in self.values]
+        for ref, value in results:
+            self.warnings.extend(f"{name}: {ref.label}: {display_name(str(w))}" for w in value["warnings"])
+        items = [self._bounded(ref, value["metadata_step"]) for ref, value in results]
+        steps, step_warnings, duplicates = resolve_steps(items, ALIASES)
+        self.warnings.extend(f"{name}: {w}" for w in step_warnings)
+        for i, kept in duplicates:
+            self.skipped.append(SkippedFile(_relative(results[i][0].path, self.base), "duplicate", f"the same step as {kept}"))
+        rows: list[dict[str, Any]] = []
+        seen_metrics: set[tuple[str, int]] = set()
+        for (ref, value), resolved in zip(results, steps):
+            if resolved is None:
+                continue
+            step, source = resolved
+            for row in value["rows"]:
+                rows.append({"run": name, "checkpoint": ref.label, "step": step, "step_source": source, **row})
+            rows.extend(_checkpoint_metric_rows(name, ref.label, step, value.get("metrics", []), seen_metrics))
+        if results and not any(row["tensor"] for row in rows):
+            self.warnings.append(f"{name}: no weight matrix found in any of its {len(results)} checkpoints")
+        return rows
+
+    def _bounded(self, ref: CheckpointRef, metadata_step: Any) -> tuple[CheckpointRef, tuple[int, str] | None]:
+        """Steps outside 0..2**63-1 (a table column is 64-bit) are dropped with a warning."""
+        where = f"{self.run_spec.name}: {ref.label}"
+        if metadata_step is not None and not 0 <= int(metadata_step[0]) <= MAX_STEP:
+            self.warnings.append(f"{where}: the step in its metadata is out of range (0 to 2**63-1); ignored")
+            metadata_step = None
+        if ref.name_step is not None and not 0 <= ref.name_step <= MAX_STEP:
+            self.warnings.append(f"{where}: the step in its name is out of range (0 to 2**63-1); ignored")
+            ref = dataclasses.replace(ref, name_step=None)
+        return ref, (None if metadata_step is None else (int(metadata_step[0]), str(metadata_step[1])))
 
 
-def _checkpoint_metric_rows(run: str, label: str, step: int, points: list[list[Any]], seen: set[tuple[str, int]]) -> list[dict[str, Any]]:
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return display_name(str(path.relative_to(base)))
+    except ValueError:
+        return display_name(str(path))
+
+
+def _valid_cached(value: Any) -> bool:
+    """A cache entry this version can use (a damaged one is recomputed)."""
+    if not isinstance(value, dict) or not isinstance(value.get("rows"), list) or not isinstance(value.get("warnings"), list):
+        return False
+    if not isinstance(value.get("matrices"), int) or not isinstance(value.get("metrics", []), list):
+        return False
+    step = value.get("metadata_step")
+    if step is not None and not (
+        isinstance(step, list) and len(step) == 2 and isinstance(step[0], int) and isinstance(step[1], str)
+    ):
+        return False
+    keys = {"tensor", "rows", "cols", "dtype", "metric", "value"}
+    return all(isinstance(row, dict) and keys <= row.keys() for row in value["rows"])
+
+
+def _checkpoint_metric_rows(
+    run: str, label: str, step: int, points: list[Any], seen: set[tuple[str, int]]
+) -> list[dict[str, Any]]:
     """Loss/accuracy values a checkpoint file keeps, at its own step or at the
     step each names; a (metric, step) already seen in the run is not repeated."""
     rows = []
-    for metric, at, value in points:
-        where = (str(metric), step if at is None else int(at))
-        if where not in seen:
+    for point in points:
+        try:
+            metric, at, value = point
+            where = (str(metric), step if at is None else int(at))
+            number = finite_or_none(float(value))
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if where not in seen and 0 <= where[1] <= MAX_STEP:
             seen.add(where)
-            rows.append({"run": run, "checkpoint": label, "step": where[1], "step_source": "log", "tensor": "", "rows": None,
-                         "cols": None, "dtype": "", "metric": where[0], "value": _finite_or_none(float(value))})
-    return rows
-
-
-def _message(error: BaseException) -> str:
-    if isinstance(error, OSError):
-        return f"cannot read {getattr(error, 'filename', '') or ''} ({error.strerror or error})".replace("  ", " ")
-    return str(error)
-
-
-def _selected(checkpoint: Checkpoint, options: ScanOptions) -> list[tuple[str, int, int, str]]:
-    chosen = []
-    for info in checkpoint.tensors():
-        if not info.is_float:
-            continue
-        shape = matrix_shape(info.shape)
-        if shape is None or min(shape) < options.min_dim:
-            continue
-        if options.include and not any(fnmatch.fnmatchcase(info.name, g) for g in options.include):
-            continue
-        if any(fnmatch.fnmatchcase(info.name, g) for g in options.exclude):
-            continue
-        chosen.append((info.name, shape[0], shape[1], info.dtype))
-    return chosen
-
-
-def _compute_group(group: list[_Pending], options: ScanOptions, representation: _RepresentationProbe | None) -> list[dict[str, Any]]:
-    """Every selected matrix of a group of checkpoints in one engine batch;
-    then each checkpoint's rows (without run and step), metadata step and
-    warnings, as stored in the cache."""
-    sources = [s for p in group for s in p.checkpoint.sources([(n, r, c) for n, r, c, _ in p.selected])]
-    columns, errors = compute_batch(
-        sources, power=options.power, normalize=options.normalize, method=options.method, need_rank=True, threads=options.threads
-    ) if sources else ({}, [])
-    failed = dict(errors)
-    out = []
-    offset = 0
-    for pending in group:
-        rows: list[dict[str, Any]] = []
-        warnings: list[str] = list(pending.checkpoint.notes)
-        for k, (name, r, c, dtype) in enumerate(pending.selected):
-            i = offset + k
-            if i in failed:
-                warnings.append(f"tensor {name}: {_strip_index(str(failed[i]))}")
-                continue
-            for metric in WEIGHT_METRICS:
-                finite = _finite_or_none(float(columns[metric][i]))
-                rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": finite})
-        offset += len(pending.selected)
-        if representation is not None:
-            try:
-                value, (n, d) = representation.entropy(pending.checkpoint)
-                rows.append({"tensor": "", "rows": n, "cols": d, "dtype": "float32", "metric": REPRESENTATION_METRIC, "value": value})
-            except (ValueError, KeyError, RuntimeError) as error:
-                warnings.append(f"representation entropy not computed: {error}")
-        metrics = [[m.metric, m.step, m.value] for m in pending.checkpoint.metrics]
-        out.append({"metadata_step": pending.checkpoint.metadata_step, "rows": rows, "warnings": warnings, "matrices": len(pending.selected), "metrics": metrics})
-    return out
-
-
-def _strip_index(message: str) -> str:
-    """The engine names a failing matrix by its index in the batch; the
-    scan names it by its tensor instead."""
-    return re.sub(r"^matrix \d+ of \d+: ", "", message)
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-class _RepresentationProbe:
-    """Rebuilds a grokspec run's model and its probe set, once per run."""
-
-    def __init__(self, run: RunSpec):
-        import torch
-
-        from grokspec.lab.tasks import make_dataset, split_indices
-        from grokspec.lab.models import build_model
-
-        self.config = RunDir(run.root).read_config()
-        dataset = make_dataset(self.config.task, self.config.p)
-        train_idx, _ = split_indices(len(dataset), self.config.train_fraction, self.config.seed)
-        self.probe = dataset.inputs[train_idx[: self.config.probe_size]].unsqueeze(0)  # (1, probe, 2)
-        self.model = build_model(self.config, dataset.vocab_size, [self.config.seed]).eval()
-        self.torch = torch
-
-    def entropy(self, checkpoint: Checkpoint) -> tuple[float | None, tuple[int, int]]:
-        from grokspec.spectral import representation_entropy
-
-        names = self.model.parameter_names()
-        arrays = checkpoint.arrays(names)
-        self.model.load_seed_state_dict(0, {k: self.torch.from_numpy(v) for k, v in arrays.items()})
-        with self.torch.no_grad():
-            z = self.model.representation(self.probe)[0]  # (probe, d)
-        return _finite_or_none(representation_entropy(z.numpy())), tuple(z.shape)  # type: ignore[return-value]
-
-
-# --- training logs ---------------------------------------------------------------
-
-
-def _log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
-    if run.log is None:
-        return []
-    try:
-        if run.kind == "grokspec":
-            records = RunDir(run.root).read_metrics()
-        else:
-            records = [r for r in json.loads(run.log.read_text(encoding="utf-8")).get("log_history", []) if isinstance(r, dict)]
-    except (OSError, ValueError, AttributeError) as error:
-        warnings.append(f"{run.name}: cannot read {run.log.name}: {error}")
-        return []
-    return _metric_rows(run.name, run.log.name, records)
-
-
-def _metric_rows(run: str, source: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for record in records:
-        step = record.get("step")
-        if not isinstance(step, (int, float)) or isinstance(step, bool):
-            continue
-        for key, value in record.items():
-            if key in ("step", "wall_seconds", "run") or isinstance(value, str) or value is None:
-                continue
-            if isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, (int, float)):
-                continue
             rows.append({
-                "run": run, "checkpoint": source, "step": int(step), "step_source": "log", "tensor": "",
-                "rows": None, "cols": None, "dtype": "", "metric": key, "value": _finite_or_none(float(value)),
-            })
-    return rows
-
-
-def _metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]:
-    """--metrics FILE: CSV or JSONL with `step` and metric columns; a `run`
-    column assigns rows to runs, otherwise the metrics apply to every run."""
-    try:
-        if path.suffix.lower() in (".jsonl", ".json"):
-            frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
-        else:
-            frame = pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise ScanInputError(f"cannot read the metrics file {path}: {error}") from error
-    if "step" not in frame.columns:
-        raise ScanInputError(f"the metrics file {path} has no 'step' column (columns: {', '.join(map(str, frame.columns))})")
-    records = frame.replace({np.nan: None}).to_dict("records")
-    rows = []
-    for name in run_names:
-        mine = [r for r in records if "run" not in r or r["run"] in (None, name)]
-        rows.extend(_metric_rows(name, path.name, mine))
+                "run": run, "checkpoint": label, "step": where[1], "step_source": "log", "tensor": "",
+                "rows": None, "cols": None, "dtype": "", "metric": display_name(where[0]), "value": number,
+            })  # fmt: skip
     return rows

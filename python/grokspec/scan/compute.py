@@ -1,0 +1,137 @@
+"""One group of opened checkpoints -> their rows, in one engine batch.
+
+Every selected matrix of a group (up to :data:`GROUP_CHECKPOINTS`
+checkpoints, :data:`GROUP_BYTES` of tensors) goes to the engine's parallel
+batch at once, so small checkpoints share it. A tensor that cannot be
+turned into a matrix (a sparse or meta tensor, bytes that went missing) is
+a warning about that tensor; a failure of the whole batch raises, and the
+scan then retries the group's checkpoints one by one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from grokspec.scan.discovery import CheckpointRef
+from grokspec.scan.failures import describe_failure
+from grokspec.scan.formats import Checkpoint, Source, compute_batch, matrix_shape
+from grokspec.scan.logs import finite_or_none
+from grokspec.scan.options import ScanOptions
+from grokspec.scan.representation import RepresentationProbe
+from grokspec.scan.trajectories import REPRESENTATION_METRIC
+
+__all__ = ["GROUP_BYTES", "GROUP_CHECKPOINTS", "WEIGHT_METRICS", "Pending", "compute_group", "selected_matrices"]
+
+#: The per-matrix statistics a scan records (SPEC §1).
+WEIGHT_METRICS = ("entropy", "sigma_max", "frobenius_norm", "stable_rank", "effective_rank", "numerical_rank")
+#: Uncached checkpoints are computed together in groups of at most this
+#: many, holding at most this many bytes of selected tensors: small
+#: checkpoints then share the engine's parallel batch, and memory stays bounded.
+GROUP_CHECKPOINTS = 32
+GROUP_BYTES = 256 * 2**20
+
+#: (name, rows, cols, dtype) of a tensor chosen for the scan.
+Selected = tuple[str, int, int, str]
+
+
+@dataclass
+class Pending:
+    """An opened checkpoint waiting for its group to be computed."""
+
+    position: int
+    ref: CheckpointRef
+    key: str
+    #: (device, inode, size, mtime) of each file when it was opened.
+    identity: tuple[tuple[int, int, int, int], ...]
+    checkpoint: Checkpoint
+    selected: list[Selected]
+
+    @property
+    def bytes(self) -> int:
+        return sum(r * c * 4 for _, r, c, _ in self.selected)
+
+
+def selected_matrices(checkpoint: Checkpoint, options: ScanOptions) -> list[Selected]:
+    """The float tensors of at least 2 dimensions that the options keep."""
+    chosen = []
+    for info in checkpoint.tensors():
+        if not info.is_float:
+            continue
+        shape = matrix_shape(info.shape)
+        if shape is None or min(shape) < options.min_dim:
+            continue
+        if options.include and not any(fnmatch.fnmatchcase(info.name, g) for g in options.include):
+            continue
+        if any(fnmatch.fnmatchcase(info.name, g) for g in options.exclude):
+            continue
+        chosen.append((info.name, shape[0], shape[1], info.dtype))
+    return chosen
+
+
+def _sources(pending: Pending) -> tuple[list[tuple[Selected, Source]], list[str]]:
+    """The engine input of each selected tensor, one at a time, so that one
+    tensor that cannot become a matrix costs only itself."""
+    ready, warnings = [], []
+    for selected in pending.selected:
+        name, rows, cols, _ = selected
+        try:
+            ready.append((selected, pending.checkpoint.sources([(name, rows, cols)])[0]))
+        except Exception as error:  # sparse, meta, vanished bytes: a warning about this tensor
+            warnings.append(f"tensor {name}: {describe_failure(error)}")
+    return ready, warnings
+
+
+def compute_group(group: list[Pending], options: ScanOptions, representation: RepresentationProbe | None) -> list[dict[str, Any]]:
+    """Each checkpoint's rows (without run and step), metadata step, warnings
+    and kept metrics, as stored in the cache."""
+    prepared = [_sources(p) for p in group]
+    sources = [source for ready, _ in prepared for _, source in ready]
+    columns: dict[str, Any] = {}
+    errors: list[tuple[int, BaseException]] = []
+    if sources:
+        columns, errors = compute_batch(
+            sources,
+            power=options.power,
+            normalize=options.normalize,
+            method=options.method,
+            need_rank=True,
+            threads=options.threads,
+        )
+    failed = dict(errors)
+    out = []
+    offset = 0
+    for pending, (ready, source_warnings) in zip(group, prepared):
+        rows: list[dict[str, Any]] = []
+        warnings: list[str] = list(getattr(pending.checkpoint, "notes", ())) + source_warnings
+        for k, ((name, r, c, dtype), _) in enumerate(ready):
+            i = offset + k
+            if i in failed:
+                warnings.append(f"tensor {name}: {_strip_index(describe_failure(failed[i]))}")
+                continue
+            for metric in WEIGHT_METRICS:
+                value = finite_or_none(float(columns[metric][i]))
+                rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": value})
+        offset += len(ready)
+        if representation is not None:
+            try:
+                value, (n, d) = representation.entropy(pending.checkpoint)
+                rows.append(
+                    {"tensor": "", "rows": n, "cols": d, "dtype": "float32", "metric": REPRESENTATION_METRIC, "value": value}
+                )
+            except Exception as error:  # weights that do not fit the rebuilt model
+                warnings.append(f"representation entropy not computed: {describe_failure(error)}")
+        metrics = [[m.metric, m.step, m.value] for m in getattr(pending.checkpoint, "metrics", ())]
+        out.append({
+            "metadata_step": pending.checkpoint.metadata_step, "rows": rows, "warnings": warnings,
+            "matrices": len(pending.selected), "metrics": metrics,
+        })  # fmt: skip
+    return out
+
+
+def _strip_index(message: str) -> str:
+    """The engine names a failing matrix by its index in the batch; the
+    scan names it by its tensor instead."""
+    return re.sub(r"^matrix \d+ of \d+: ", "", message)

@@ -1,0 +1,121 @@
+"""Training-log metrics as rows of the scan table (``tensor`` empty).
+
+A grokspec run's ``metrics.jsonl``, a Hugging Face ``trainer_state.json``
+(its ``log_history``), or a file given with ``--metrics``. Logs are read
+defensively: a log that is not a regular file, damaged lines, values that
+are not numbers or steps outside 0..2**63-1 become warnings or are skipped,
+never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from grokspec.lab.rundir import RunDir
+from grokspec.scan.discovery import RunSpec
+from grokspec.scan.guards import display_name, is_small_regular_file
+
+__all__ = ["LOG_SIZE_LIMIT", "MAX_STEP", "finite_or_none", "log_rows", "metric_rows", "metrics_file_rows"]
+
+#: Steps are stored as 64-bit integers.
+MAX_STEP = 2**63 - 1
+#: trainer_state.json files of long runs reach tens of megabytes.
+LOG_SIZE_LIMIT = 1 << 30
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _number(value: Any) -> float | None:
+    """A JSON value as a float for the table (None: missing or not finite)."""
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (int, float)):
+        return None
+    try:
+        return finite_or_none(float(value))
+    except OverflowError:  # an integer beyond float range
+        return None
+
+
+def metric_rows(run: str, source: str, records: list[Any]) -> list[dict[str, Any]]:
+    """One row per numeric value of each record that has a valid step."""
+    rows = []
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        step = record.get("step")
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+            continue
+        for key, value in record.items():
+            if key in ("step", "wall_seconds", "run") or not isinstance(key, str):
+                continue
+            if isinstance(value, (str, dict, list)) or value is None:
+                continue
+            rows.append({
+                "run": run, "checkpoint": source, "step": step, "step_source": "log", "tensor": "",
+                "rows": None, "cols": None, "dtype": "", "metric": display_name(key), "value": _number(value),
+            })  # fmt: skip
+    return rows
+
+
+def _trainer_state_records(path: Path) -> list[Any]:
+    if not is_small_regular_file(path, LOG_SIZE_LIMIT):
+        raise ValueError("not a regular file of at most 1 GB")
+    data = json.loads(path.read_bytes().decode("utf-8"))
+    history = data.get("log_history", []) if isinstance(data, dict) else None
+    if not isinstance(history, list):
+        raise ValueError("its log_history is not a list")
+    return history
+
+
+def log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
+    """The run's training-log metrics; problems become `warnings`."""
+    if run.log is None:
+        return []
+    name = display_name(run.log.name)
+    try:
+        if run.kind == "grokspec":
+            reading = RunDir(run.root).read_metrics_checked()
+            records: list[Any] = list(reading.records)
+            if reading.problems:
+                shown = "; ".join(reading.problems[:3]) + ("; …" if len(reading.problems) > 3 else "")
+                warnings.append(f"{run.name}: {name}: {len(reading.problems)} damaged line(s) skipped ({shown})")
+        else:
+            records = _trainer_state_records(run.log)
+    except (OSError, ValueError, RecursionError) as error:
+        warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
+        return []
+    return metric_rows(run.name, name, records)
+
+
+def metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]:
+    """--metrics FILE: CSV or JSONL with `step` and metric columns; a `run`
+    column assigns rows to runs, otherwise the metrics apply to every run.
+    ValueError (one line naming the file) when it cannot be used."""
+    import numpy as np
+    import pandas as pd
+
+    if not is_small_regular_file(path, LOG_SIZE_LIMIT):
+        raise ValueError(f"the metrics file {path} is not a regular file of at most 1 GB")
+    try:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+        else:
+            frame = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeError) as error:
+        raise ValueError(f"cannot read the metrics file {path}: {error}") from error
+    if "step" not in frame.columns:
+        raise ValueError(f"the metrics file {path} has no 'step' column (columns: {', '.join(map(str, frame.columns))})")
+    records = frame.replace({np.nan: None}).to_dict("records")
+    rows = []
+    for name in run_names:
+        mine = [r for r in records if "run" not in r or r["run"] in (None, name)]
+        rows.extend(metric_rows(name, path.name, mine))
+    return rows
