@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -142,21 +142,34 @@ def scan_command(
     """Scan checkpoints under DIRECTORY into entropy trajectories and a threshold-crossing report."""
     import json
 
-    from grokspec.scan.outputs import write_scan_outputs
-    from grokspec.scan.scan import ScanInputError, ScanOptions, default_output_dir, scan
+    from grokspec.scan.outputs import OutputError, check_output_dir, write_scan_outputs
+    from grokspec.scan.scan import ScanInputError, ScanOptions, check_options, default_output_dir, scan
 
+    def fail(error: Exception, code: int = EXIT_BAD_INPUT) -> NoReturn:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(code)
+
+    if not directory.is_dir():
+        fail(ScanInputError(f"{directory} is not a directory"))
     out = out or default_output_dir(directory)
-    scan_options = ScanOptions(include=tuple(include), exclude=tuple(exclude), representation=not no_representation, **options)
+    try:
+        scan_options = ScanOptions(include=tuple(include), exclude=tuple(exclude), representation=not no_representation, **options)
+        check_options(scan_options)
+        check_output_dir(out, table_format, cache=not no_cache)  # before any work, not after it
+    except (OutputError, ValueError) as error:
+        fail(error)
     bar = ProgressBar(quiet, 0, "checkpoint")
     try:
         result = scan(directory, scan_options, cache_path=None if no_cache else out / "cache.sqlite", progress=bar.update)
     except (ScanInputError, ValueError) as error:
         bar.stop()
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        fail(error)
     finally:
         bar.stop()
-    paths = write_scan_outputs(result, out, table_format)
+    try:
+        paths = write_scan_outputs(result, out, table_format)
+    except OutputError as error:
+        fail(error, EXIT_REPORTED_FAILURES)
     if as_json:
         click.echo(json.dumps(result.report.to_json(), indent=2))
     else:
