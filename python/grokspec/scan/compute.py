@@ -18,6 +18,7 @@ from typing import Any
 from grokspec.scan.discovery import CheckpointRef
 from grokspec.scan.failures import describe_failure
 from grokspec.scan.formats import Checkpoint, Source, compute_batch, matrix_shape
+from grokspec.scan.guards import display_name
 from grokspec.scan.logs import finite_or_none
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.representation import RepresentationProbe
@@ -80,7 +81,7 @@ def _sources(pending: Pending) -> tuple[list[tuple[Selected, Source]], list[str]
         try:
             ready.append((selected, pending.checkpoint.sources([(name, rows, cols)])[0]))
         except Exception as error:  # sparse, meta, vanished bytes: a warning about this tensor
-            warnings.append(f"tensor {name}: {describe_failure(error)}")
+            warnings.append(f"tensor {display_name(name)}: {describe_failure(error)}")
     return ready, warnings
 
 
@@ -106,8 +107,9 @@ def compute_group(group: list[Pending], options: ScanOptions, representation: Re
     for pending, (ready, source_warnings) in zip(group, prepared):
         rows: list[dict[str, Any]] = []
         warnings: list[str] = list(getattr(pending.checkpoint, "notes", ())) + source_warnings
-        for k, ((name, r, c, dtype), _) in enumerate(ready):
+        for k, ((raw_name, r, c, dtype), _) in enumerate(ready):
             i = offset + k
+            name = display_name(raw_name)
             if i in failed:
                 warnings.append(f"tensor {name}: {_strip_index(describe_failure(failed[i]))}")
                 continue
