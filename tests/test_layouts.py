@@ -136,7 +136,7 @@ def test_hf_trainer_output_folder_is_one_run_with_its_steps(hf_out, tmp_path):
         for name, role in zip(HF_STATE, ("optimizer", "scheduler", "rng_state", "training_args")):
             assert skipped[f"checkpoint-{step}/{name}"] == role
     assert skipped["training_args.bin"] == "training_args" and skipped["model.safetensors"] == "duplicate"
-    assert [r.run for r in result.report.runs] == ["hf_out"] and result.report.runs[0].kind == "huggingface"
+    assert [(r.run, r.kind) for r in result.report.runs] == [("hf_out", "huggingface")]
     evals = result.table[(result.table["metric"] == "eval_loss")]
     assert sorted(evals["step"]) == [2, 4, 6] and set(evals["step_source"]) == {"log"}
     expected = {s: load_file(str(hf_out / f"checkpoint-{s}" / "model.safetensors")) for s in (2, 4, 6)}
@@ -274,6 +274,7 @@ def test_lightning_model_checkpoint_with_save_last_and_rich_hyperparameters(tmp_
         ["epoch=1-step=6.ckpt", 6, "metadata:global_step"],
     ]
     assert roles(result) == {"last.ckpt": "duplicate"}, "last.ckpt is the newest checkpoint again"
+    assert [(r.run, r.kind) for r in result.report.runs] == [("ckpts", "lightning")]
     assert_entropies(result, "ckpts", {s: keep.states[s] for s in (2, 4, 6)})
     conv = result.table[(result.table["tensor"] == "conv.weight") & (result.table["metric"] == "entropy")]
     assert set(zip(conv["rows"], conv["cols"])) == {(6, 27)}, "4-D conv as out x (in*kh*kw)"

@@ -81,7 +81,7 @@ class RunSpec:
     #: The run's name in the table: its directory relative to the scanned one.
     name: str
     root: Path
-    #: "grokspec", "huggingface", "accelerate", "deepspeed", "folders", "multi" or "files".
+    #: "grokspec", "huggingface", "accelerate", "deepspeed", "lightning", "folders", "multi" or "files".
     kind: str
     checkpoints: tuple[CheckpointRef, ...]
     #: metrics.jsonl or trainer_state.json, when the run has one.
@@ -221,7 +221,8 @@ def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -
         if multi is not None:
             found.runs.extend(RunSpec(f"{name}/{n}" if len(multi) > 1 else run_name, here, "multi", r, None) for n, r in multi)
             continue
-        kind = "huggingface" if log is not None else "files"
+        lightning = all(r.path.name.endswith(".ckpt") for r in refs)
+        kind = "huggingface" if log is not None else "lightning" if lightning else "files"
         found.runs.append(RunSpec(run_name, here, kind, tuple(refs), log))
 
 

@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from grokspec.scan.safe_pickle import resolve
 from grokspec.scan.statedict import as_mapping, find_state_dict, is_tensor
 from grokspec.scan.torch_pickle import TensorRef
@@ -126,8 +128,6 @@ def _number(value: Any) -> float | None:
 
 
 def _is_numpy_scalar(value: Any) -> bool:
-    import numpy as np
-
     return (
         isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number)
     )

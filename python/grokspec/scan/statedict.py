@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from grokspec.scan.roles import TRAINING_STATE_KEYS
 from grokspec.scan.safe_pickle import NumpyArray, Opaque, opaque_fields, resolve
 from grokspec.scan.torch_pickle import TensorRef
@@ -30,8 +32,6 @@ MAX_NODES = 2_000_000
 
 def is_tensor(value: Any) -> bool:
     """A tensor of any reader: TensorRef (safe reader), numpy array, torch tensor (trusted reader)."""
-    import numpy as np
-
     value = resolve(value)
     return isinstance(value, (TensorRef, np.ndarray)) or (hasattr(value, "detach") and hasattr(value, "shape"))
 
