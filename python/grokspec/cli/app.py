@@ -1,9 +1,15 @@
 """The ``grokspec`` command group and its exit codes.
 
 Exit codes: 0 ok; 1 the work ran but something was reported as failed;
-2 bad usage or input that cannot be processed at all."""
+2 bad usage or input that cannot be processed at all; 3 an internal error
+(a bug in grokspec), reported in one line with the version and how to
+report it — never a bare traceback (``GROKSPEC_DEBUG=1`` shows it)."""
 
 from __future__ import annotations
+
+import os
+import sys
+from typing import Any
 
 import click
 
@@ -12,9 +18,32 @@ from grokspec import __version__
 EXIT_OK = 0
 EXIT_REPORTED_FAILURES = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL_ERROR = 3
+DEBUG_ENV = "GROKSPEC_DEBUG"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns an exception no command expected into one line and exit 3."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            detail = " ".join(str(error).split())[:300]
+            what = "ran out of memory" if isinstance(error, MemoryError) else f"{type(error).__name__}: {detail}"
+            click.echo(
+                f"internal error: {what} (grokspec {__version__}). This is a bug in grokspec; please report it "
+                f"with the command you ran. Set {DEBUG_ENV}=1 to see the traceback.",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="grokspec")
 def main() -> None:
     """Predict grokking from the collapse of spectral entropy."""
