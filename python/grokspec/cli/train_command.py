@@ -18,19 +18,36 @@ if TYPE_CHECKING:
     from grokspec.lab.train import RunSummary
 
 
-def _parse_int_list(text: str) -> tuple[int, ...]:
-    """'512' or '512,256' -> (512,) or (512, 256); '0-3' or '0,1,2,3' for seeds."""
+#: Seeds one command may train at once (each is a model in memory).
+MAX_SEEDS = 4096
+
+
+def _parse_int_list(text: str, option: str = "--mlp-hidden") -> tuple[int, ...]:
+    """'512' or '512,256' -> (512,) or (512, 256); '0-3' or '0,1,2,3' for seeds.
+    click.BadParameter naming `option` for anything else."""
     values: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part[1:]:
-            first, last = part.split("-", 1)
-            values.extend(range(int(first), int(last) + 1))
-        elif part:
-            values.append(int(part))
-    if not values:
-        raise click.BadParameter(f"expected integers such as 3, 0-9 or 512,256; got {text!r}")
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                first, last = (int(v) for v in part.split("-", 1))
+                if not 0 <= last - first < MAX_SEEDS:
+                    raise ValueError
+                values.extend(range(first, last + 1))
+            elif part:
+                values.append(int(part))
+    except ValueError:
+        values = []
+    if not values or len(values) > MAX_SEEDS:
+        raise click.BadParameter(f"{option}: expected integers such as 3, 0-9 or 512,256; got {text!r}")
     return tuple(values)
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    seeds = _parse_int_list(text, "--seeds")
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise click.BadParameter(f"--seeds: expected distinct seeds >= 0; got {text!r}")
+    return seeds
 
 
 def _config_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -129,8 +146,9 @@ def train_command(out: Path, seeds: str | None, quiet: bool, **options: Any) -> 
     running it again on the same directory resumes."""
     try:
         config = _config_from_options(options)
-    except (ValueError, click.BadParameter) as error:
-        click.echo(f"error: {error}", err=True)
+        seed_list = _parse_seeds(seeds) if seeds else None
+    except (ValueError, TypeError, click.BadParameter) as error:
+        click.echo(f"error: {getattr(error, 'message', None) or error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    summaries = run_training(config, out, _parse_int_list(seeds) if seeds else None, quiet)
+    summaries = run_training(config, out, seed_list, quiet)
     print_training_summaries(summaries)
