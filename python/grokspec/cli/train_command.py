@@ -106,6 +106,10 @@ def run_training(config: TrainConfig, out: Path, seeds: tuple[int, ...] | None, 
         view.stop()
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_REPORTED_FAILURES)
+    except OSError as error:  # the run folder cannot be created or read
+        view.stop()
+        click.echo(f"error: cannot use {error.filename or out}: {error.strerror or error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     finally:
         view.stop()
 
