@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import re
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from grokspec.events import GROK_LEVEL, REPRESENTATION_THRESHOLD
+from grokspec.lab.budget import size_problems
 from grokspec.lab.tasks import TASKS, is_prime
 
 __all__ = ["TrainConfig", "ConfigMismatch", "CONFIG_FORMAT", "RESUMABLE_FIELDS", "ACTIVATION_NAMES"]
@@ -32,6 +38,67 @@ RESUMABLE_FIELDS = frozenset(
 
 #: How a run may shuffle its labels (negative controls; docs/ALARMS.md).
 SHUFFLE_LABELS = ("none", "train", "test")
+
+#: Devices a config may name (torch checks that the device exists when training starts).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
+#: Integers in a config stay far from any overflow (steps, seeds, widths).
+INT_LIMIT = 2**62
+#: config.json is a few hundred bytes; a larger file is not one.
+CONFIG_SIZE_LIMIT = 2**20
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: Field type (as annotated) -> (check, what a value must be).
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (_is_int, "an integer"),
+    "float": (_is_number, "a finite number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "tuple[int, ...]": (lambda v: isinstance(v, tuple) and all(_is_int(w) for w in v), "a list of integers"),
+}
+
+
+def _type_problems(config: Any) -> list[str]:
+    """Fields whose value has the wrong type (a hand-edited or hostile
+    config.json); the value checks assume the right types."""
+    out = []
+    for f in fields(config):
+        kind = str(f.type)
+        optional = kind.endswith(" | None")
+        value = getattr(config, f.name)
+        if value is None and optional:
+            continue
+        check, what = _KINDS.get(kind.removesuffix(" | None"), (lambda v: True, ""))
+        if not check(value):
+            out.append(f"{f.name} must be {what}{' or null' if optional else ''}, got {repr(value)[:60]}")
+        elif _is_int(value) and abs(value) > INT_LIMIT:
+            out.append(f"{f.name} is out of range, got {repr(value)[:60]}")
+    return out
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    """config.json as a JSON object; ValueError naming the file otherwise."""
+    try:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > CONFIG_SIZE_LIMIT:
+            raise ValueError("not a regular file of at most 1 MB")
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    except (ValueError, RecursionError) as error:  # JSON and UTF-8 errors are ValueErrors
+        raise ValueError(f"{path} is not a grokspec config: {str(error)[:120]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a grokspec config: a JSON {type(data).__name__}, not an object")
+    if data.get("format") != CONFIG_FORMAT:
+        raise ValueError(f"{path} is not a grokspec config (format {data.get('format')!r})")
+    return data
 
 
 class ConfigMismatch(ValueError):
@@ -91,13 +158,22 @@ class TrainConfig:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
     def problems(self) -> list[str]:
-        out: list[str] = []
+        out: list[str] = _type_problems(self)
+        if out:
+            return out
         if self.task not in TASKS:
             out.append(f"unknown task {self.task!r} (choose from {', '.join(TASKS)})")
-        if self.task != "s5" and (not isinstance(self.p, int) or self.p < 2):
+        if self.task != "s5" and self.p < 2:
             out.append(f"p must be an integer >= 2, got {self.p!r}")
-        elif self.task == "div" and not is_prime(self.p):
-            out.append(f"division mod p needs a prime p, and {self.p} is not prime")
+        elif self.task != "s5" and not out:
+            sizes = size_problems(self)
+            out.extend(sizes)  # before the primality test, which an absurd p would make endless
+            if not sizes and self.task == "div" and not is_prime(self.p):
+                out.append(f"division mod p needs a prime p, and {self.p} is not prime")
+        if self.seed < 0:
+            out.append(f"seed must be >= 0, got {self.seed}")
+        if not DEVICE_PATTERN.match(self.device):
+            out.append(f"unknown device {self.device!r} (auto, cpu, cuda, cuda:N, mps)")
         if not 0.0 < self.train_fraction < 1.0:
             out.append(f"train_fraction must lie strictly between 0 and 1, got {self.train_fraction}")
         if self.model not in ("transformer", "mlp"):
@@ -170,16 +246,18 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        if "mlp_hidden" in values:
+        if isinstance(values.get("mlp_hidden"), list):  # anything else is reported by the type check
             values["mlp_hidden"] = tuple(values["mlp_hidden"])
         return cls(**values)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != CONFIG_FORMAT:
-            raise ValueError(f"{path} is not a grokspec config (format {data.get('format')!r})")
-        return cls.from_dict(data)
+        """ValueError with one line naming the file for anything unusable."""
+        try:
+            return cls.from_dict(read_config_json(Path(path)))
+        except ValueError as error:
+            message = str(error)
+            raise ValueError(message if str(path) in message else f"{path}: {message}") from None
 
     def identity_differences(self, other: TrainConfig) -> list[str]:
         """The fields (outside RESUMABLE_FIELDS) in which two configs differ."""

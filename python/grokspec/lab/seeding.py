@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["INIT_STREAM", "BATCH_STREAM", "MIXING_STREAM", "stream_seed", "generators", "select_device", "deterministic"]
+__all__ = ["BATCH_STREAM", "INIT_STREAM", "MIXING_STREAM", "deterministic", "generators", "select_device", "stream_seed"]
 
 INIT_STREAM, BATCH_STREAM, MIXING_STREAM = 1, 2, 3
 
@@ -37,9 +37,17 @@ def select_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA device")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for, but torch sees no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} was asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r} was asked for, but MPS is not available")
     return device
 
 

@@ -15,6 +15,7 @@ The data and sampler live in :mod:`grokspec.lab.data`, the resume state in
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ import torch.nn.functional as F
 from grokspec.alarms import Alarm, Trajectory, evaluate_rule, rule_by_name
 from grokspec.errors import GrokspecError
 from grokspec.events import crossing_step, grok_step
+from grokspec.lab.budget import size_problems
 from grokspec.lab.config import TrainConfig
 from grokspec.lab.data import SeedBatchedData
 from grokspec.lab.models import build_model
-from grokspec.lab.resume import restore_resume_states, resume_state
-from grokspec.lab.rundir import RunDir
+from grokspec.lab.resume import find_resume_point, restore_resume_states, resume_state
+from grokspec.lab.rundir import EVALUATION_FIELDS, RunDir
 from grokspec.lab.seeding import deterministic, select_device
 from grokspec.lab.tasks import make_dataset
 from grokspec.spectral import spectral_entropy
@@ -110,6 +112,9 @@ class _Trainer:
         self.run_dirs = run_dirs
         self.log = log or (lambda message: None)
         self.progress = progress
+        too_big = size_problems(config, len(seeds))  # before anything is allocated
+        if too_big:
+            raise ValueError("; ".join(too_big))
         self.device = select_device(config.device)
         if self.device.type == "cpu":
             from grokspec import _core
@@ -146,27 +151,42 @@ class _Trainer:
 
     # --- resuming
     def _resume_or_start(self) -> bool:
-        """Claims the run dirs; loads the newest common checkpoint. Returns True if resumed."""
+        """Claims the run dirs; loads the newest consistent checkpoint and
+        resume state (lab.resume). Returns True if resumed."""
         existing = [rd.claim(cfg) for rd, cfg in zip(self.run_dirs, self.configs)]
-        if not any(existing):
-            return False
-        steps_per_run = [{step for step, _ in rd.list_checkpoints()} for rd in self.run_dirs]
-        common = set.intersection(*steps_per_run) if all(steps_per_run) else set()
-        resumable = [s for s in sorted(common, reverse=True) if all(rd.resume_path.exists() for rd in self.run_dirs)]
-        if not resumable:
-            return False
-        step = resumable[0]
-        states = [rd.load_resume_state() for rd in self.run_dirs]
-        if any(state["step"] != step for state in states):
-            # The resume state belongs to a newer checkpoint that not every seed wrote.
-            return False
-        for index, rd in enumerate(self.run_dirs):
-            self.model.load_seed_state_dict(index, rd.load_checkpoint(step))
-        restore_resume_states(states, self.model, self.optimizer, self.data)
-        self.records = [[r for r in rd.read_metrics() if r["step"] <= step] for rd in self.run_dirs]
-        self.step = step
-        self.log(f"resuming from step {step} ({self.run_dirs[0].path if len(self.run_dirs) == 1 else f'{len(self.run_dirs)} runs'})")
+        if not any(existing) or not any(rd.list_checkpoints() for rd in self.run_dirs):
+            return False  # nothing written yet that a fresh start could overwrite
+        point = find_resume_point(self.run_dirs, self.model)
+        for note in point.notes:
+            self.log(f"resume: {note}")
+        for index, weights in enumerate(point.weights):
+            self.model.load_seed_state_dict(index, weights)
+        self.optimizer.state.clear()
+        restore_resume_states(list(point.states), self.model, self.optimizer, self.data)
+        self.records = [self._repaired_metrics(rd, point.step) for rd in self.run_dirs]
+        self.step = point.step
+        where = self.run_dirs[0].path if len(self.run_dirs) == 1 else f"{len(self.run_dirs)} runs"
+        self.log(f"resuming from step {point.step} ({where})")
         return True
+
+    def _repaired_metrics(self, run_dir: RunDir, step: int) -> list[dict[str, Any]]:
+        """metrics.jsonl up to the resume step: damaged lines dropped and
+        reported, evaluations it lacks reported, the file rewritten if changed."""
+        reading = run_dir.read_metrics_checked(EVALUATION_FIELDS)
+        # null is how NaN is written; the event rules read NaN as a missing point.
+        kept = [{k: (math.nan if v is None and k in EVALUATION_FIELDS else v) for k, v in r.items()} for r in reading.records]
+        kept = [r for r in kept if r["step"] <= step]
+        name = run_dir.path.name
+        if reading.problems:
+            shown = "; ".join(reading.problems[:3]) + ("; …" if len(reading.problems) > 3 else "")
+            self.log(f"resume: {name}/metrics.jsonl: {len(reading.problems)} damaged line(s) dropped ({shown})")
+        missing = sorted(set(range(0, step + 1, self.base.eval_every)) - {r["step"] for r in kept})
+        if missing:
+            listed = ", ".join(map(str, missing[:5])) + (", …" if len(missing) > 5 else "")
+            self.log(f"resume: {name}/metrics.jsonl lacks {len(missing)} evaluation(s) (steps {listed}), which cannot be recomputed")
+        if reading.problems or len(kept) != len(reading.records):
+            self._writing(run_dir, lambda: run_dir.write_metrics(kept), run_dir.metrics_path)
+        return kept
 
     # --- the loop
     def run(self) -> list[RunSummary]:
