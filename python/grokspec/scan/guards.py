@@ -44,6 +44,7 @@ __all__ = [
     "confined",
     "display_name",
     "format_bytes",
+    "is_regular_file",
     "is_small_regular_file",
     "memory_budget",
     "parse_size",
@@ -153,6 +154,14 @@ def require_regular_file(path: Path) -> os.stat_result:
     if not stat.S_ISREG(status.st_mode):
         raise CheckpointError(f"{name} is {_kind(status.st_mode)}, not a regular file; only regular files are read")
     return status
+
+
+def is_regular_file(path: Path) -> bool:
+    """Whether `path` is a regular file (symlinks followed; never blocks)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def is_small_regular_file(path: Path, limit: int = INDEX_SIZE_LIMIT) -> bool:
