@@ -216,11 +216,6 @@ def test_transformers_stop_after_alarm_stops_that_many_steps_after_the_warning(h
     assert "eval_accuracy" in rows[-1] and (tmp_path / "stop" / f"checkpoint-{alarm + 3}").is_dir()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan discovery reads a Trainer output dir's newest trainer_state.json, not the metrics.jsonl beside "
-    "its checkpoint-N/ folders (issue 9)",
-)
 def test_scan_reads_the_metrics_jsonl_that_the_transformers_callback_writes(hf):
     from grokspec.scan.scan import scan
 

@@ -86,6 +86,8 @@ class RunSpec:
     checkpoints: tuple[CheckpointRef, ...]
     #: metrics.jsonl or trainer_state.json, when the run has one.
     log: Path | None
+    #: A grokspec callback's metrics.jsonl beside a library's checkpoints (read as well as `log`).
+    extra_logs: tuple[Path, ...] = ()
 
 
 class Discovery(NamedTuple):
@@ -162,10 +164,17 @@ def _folder_runs(here: Path, series: FolderSeries, filenames: list[str], base: P
             final = (_ref(root_weights.path, here, None, "name", root_weights.files),)
             found.runs.append(RunSpec(f"{name}/final", here, series.kind, final, None))
     log = here / "trainer_state.json" if (here / "trainer_state.json").is_file() else _newest_state(series)
+    extra = _callback_log(here)
     for key, refs in sorted(by_series.items()):
         refs.sort(key=lambda r: (r.name_step if r.name_step is not None else -1, r.label))
-        found.runs.append(RunSpec(name if not key else f"{name}/{key}", here, series.kind, tuple(refs), log if not key else None))
+        run_name = name if not key else f"{name}/{key}"
+        found.runs.append(RunSpec(run_name, here, series.kind, tuple(refs), None if key else log, () if key else extra))
     return rest
+
+
+def _callback_log(here: Path) -> tuple[Path, ...]:
+    """metrics.jsonl that grokspec's Trainer/Lightning callbacks keep beside the checkpoints."""
+    return (here / "metrics.jsonl",) if (here / "metrics.jsonl").is_file() else ()
 
 
 def _newest_state(series: FolderSeries) -> Path | None:
@@ -223,7 +232,7 @@ def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -
             continue
         lightning = all(r.path.name.endswith(".ckpt") for r in refs)
         kind = "huggingface" if log is not None else "lightning" if lightning else "files"
-        found.runs.append(RunSpec(run_name, here, kind, tuple(refs), log))
+        found.runs.append(RunSpec(run_name, here, kind, tuple(refs), log, _callback_log(here) if len(groups) == 1 else ()))
 
 
 def _join_aliases(groups: dict[str, list[CheckpointRef]]) -> None:

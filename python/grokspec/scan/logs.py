@@ -76,7 +76,18 @@ def _trainer_state_records(path: Path) -> list[Any]:
 
 
 def log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
-    """The run's training-log metrics; problems become `warnings`."""
+    """The run's training-log metrics, and those of a grokspec callback's
+    metrics.jsonl beside a library's checkpoints; problems become `warnings`."""
+    rows = _main_log_rows(run, warnings)
+    for path in run.extra_logs:
+        reading = RunDir(path.parent).read_metrics_checked()
+        if reading.problems:
+            warnings.append(f"{run.name}: {display_name(path.name)}: {len(reading.problems)} problem(s) ({reading.problems[0]})")
+        rows.extend(metric_rows(run.name, display_name(path.name), list(reading.records)))
+    return rows
+
+
+def _main_log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
     if run.log is None:
         return []
     name = display_name(run.log.name)
