@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from grokspec.errors import CheckpointError
+from grokspec.scan import guards
 from grokspec.scan.multi import MetricPoint, find_multi, metric_points
 from grokspec.scan.roles import content_role
 from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, resolve
@@ -113,9 +114,11 @@ def _short(error: BaseException) -> str:
 def count_entries(path: Path) -> int | None:
     """How many checkpoints a many-checkpoint file holds; None for any other file
     (or one that cannot be read: opening it then says why)."""
+    if not guards.is_regular_file(path):  # discovery must never block on a FIFO
+        return None
     try:
         value, _ = _load(path, trust_pickle=False)
-    except (CheckpointError, OSError):
+    except Exception:  # whatever a hostile file raises, opening it later reports it
         return None
     layout = find_multi(value)
     return None if layout is None else len(layout.entries)
