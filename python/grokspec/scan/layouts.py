@@ -211,7 +211,7 @@ def final_model_step(here: Path, series: FolderSeries, final: Candidate) -> tupl
 
 
 def _same_bytes(a: tuple[Path, ...], b: tuple[Path, ...]) -> bool:
-    if len(a) != len(b):
+    if len(a) != len(b) or not all(guards.is_regular_file(p) for p in (*a, *b)):  # never read a FIFO
         return False
     try:
         if [p.stat().st_size for p in a] != [p.stat().st_size for p in b]:
