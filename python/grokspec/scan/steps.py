@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from grokspec.scan import guards
+
 __all__ = ["INIT_NAMES", "folder_step", "resolve_steps", "step_from_name", "trainer_state_step"]
 
 INIT_NAMES = frozenset({"init", "initial", "initialization", "init_model", "initial_model"})
@@ -52,9 +54,11 @@ def folder_step(name: str) -> int | None:
 
 def trainer_state_step(folder: Path) -> int | None:
     """``global_step`` of ``trainer_state.json`` in `folder`, if it has one."""
+    if not guards.is_small_regular_file(folder / "trainer_state.json", 1 << 30):  # never read a FIFO
+        return None
     try:
         value = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
