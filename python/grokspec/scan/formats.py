@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -230,8 +231,9 @@ def _load_torch(path: Path, trust_pickle: bool, entry: int | None = None) -> Arr
 
 
 def _short(error: BaseException) -> str:
+    """The first line of an error, shortened at a word (never cut mid-word)."""
     text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
+    return textwrap.shorten(text[0] if text else type(error).__name__, 300, placeholder=" …")
 
 
 def _load_npz(path: Path) -> ArrayCheckpoint:

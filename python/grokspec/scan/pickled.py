@@ -15,6 +15,7 @@ the step in its metadata, and loss/accuracy values kept beside them.
 
 from __future__ import annotations
 
+import textwrap
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,8 +108,9 @@ def _trusted_load(path: Path) -> tuple[Any, frozenset[str]] | None:
 
 
 def _short(error: BaseException) -> str:
+    """The first line of an error, shortened at a word (never cut mid-word)."""
     text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
+    return textwrap.shorten(text[0] if text else type(error).__name__, 300, placeholder=" …")
 
 
 def count_entries(path: Path) -> int | None:
