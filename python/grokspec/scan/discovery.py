@@ -224,12 +224,14 @@ def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -
     _join_aliases(groups)
     name = _name(here, base)
     log = here / "trainer_state.json" if (here / "trainer_state.json").is_file() else None
+    multi = {key: _split_multi(refs, key) for key, refs in groups.items()}
+    groups = {key: rest for key, (_, rest) in multi.items() if rest}
+    whole = [(ref, entries) for found_multi, _ in multi.values() for ref, entries in found_multi]
+    for ref, entries in whole:
+        alone = len(whole) == 1 and not groups
+        found.runs.append(RunSpec(name if alone else f"{name}/{ref.label}", here, "multi", entries, None))
     for key, refs in sorted(groups.items()):
-        run_name = name if len(groups) == 1 else f"{name}/{key}"
-        multi = _expand_multi(refs, here)
-        if multi is not None:
-            found.runs.extend(RunSpec(f"{name}/{n}" if len(multi) > 1 else run_name, here, "multi", r, None) for n, r in multi)
-            continue
+        run_name = name if len(groups) == 1 and not whole else f"{name}/{key}"
         lightning = all(r.path.name.endswith(".ckpt") for r in refs)
         kind = "huggingface" if log is not None else "lightning" if lightning else "files"
         found.runs.append(RunSpec(run_name, here, kind, tuple(refs), log, _callback_log(here) if len(groups) == 1 else ()))
@@ -249,16 +251,22 @@ def _join_aliases(groups: dict[str, list[CheckpointRef]]) -> None:
         del groups["*"]
 
 
-def _expand_multi(refs: list[CheckpointRef], here: Path) -> list[tuple[str, tuple[CheckpointRef, ...]]] | None:
-    """Files holding many checkpoints, each as (run name, its entries); None
-    when the series' first file is an ordinary checkpoint (one look per series)."""
-    if not refs or not refs[0].path.name.endswith(_PICKLES) or count_entries(refs[0].path) is None:
-        return None
-    runs = []
+def _split_multi(
+    refs: list[CheckpointRef], key: str
+) -> tuple[list[tuple[CheckpointRef, tuple[CheckpointRef, ...]]], list[CheckpointRef]]:
+    """The files of a series that hold many checkpoints (each with its entries),
+    and the rest. Files without a number are each looked into; a numbered
+    series only through its first file (one look, however long the series)."""
+    looked = refs if key == "*" else refs[:1]
+    counts = {id(r): count_entries(r.path) if r.path.name.endswith(_PICKLES) else None for r in looked}
+    if not any(counts.values()):
+        return [], refs
+    if key != "*":
+        counts = {id(r): count_entries(r.path) if r.path.name.endswith(_PICKLES) else None for r in refs}
+    whole = []
     for ref in refs:
-        count = count_entries(ref.path) if ref.path.name.endswith(_PICKLES) else None
-        entries = [ref] if count is None else [
-            CheckpointRef(ref.path, f"{ref.label}#{i}", None, ref.files, "name", i) for i in range(count)
-        ]  # fmt: skip
-        runs.append((str(ref.path.relative_to(here)), tuple(entries)))
-    return runs
+        count = counts.get(id(ref))
+        if count:
+            entries = tuple(CheckpointRef(ref.path, f"{ref.label}#{i}", None, ref.files, "name", i) for i in range(count))
+            whole.append((ref, entries))
+    return whole, [r for r in refs if not counts.get(id(r))]
