@@ -429,3 +429,39 @@ def test_nothing_silent_unusable_index_and_files_without_tensors(tmp_path):
     result = scan(state, cache_path=None)
     assert result.failed_checkpoints == 0 and roles(result) == {"weights.pt": "optimizer"}, "training state by content"
     assert json.loads(json.dumps(result.report.to_json()))["skipped"][0]["reason"].startswith("optimizer state")
+
+
+def test_several_run_files_and_ordinary_files_in_one_folder(tmp_path):
+    states = [tl_state_dict(s) for s in range(3)]
+    torch.save({"state_dicts": states, "epochs": [0, 10, 20]}, tmp_path / "full_run_data.pth")
+    for seed in (1, 2):
+        torch.save({"checkpoints": states[:2], "checkpoint_epochs": [0, 5]}, tmp_path / f"seed{seed}_run.pth")
+    best = {"w": torch.randn(6, 5)}
+    torch.save(best, tmp_path / "best.pt")
+    torch.save(torch.optim.SGD([torch.nn.Parameter(torch.zeros(3, 3))], lr=0.1).state_dict(), tmp_path / "opt.pt")
+    result = scan(tmp_path, cache_path=None)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    runs = {r.run: (r.kind, r.checkpoints, r.steps) for r in result.report.runs}
+    name = tmp_path.name
+    assert runs == {
+        f"{name}/full_run_data.pth": ("multi", 3, (0, 20)),
+        f"{name}/seed1_run.pth": ("multi", 2, (0, 5)),
+        f"{name}/seed2_run.pth": ("multi", 2, (0, 5)),
+        f"{name}/*": ("files", 1, (0, 0)),
+    }
+    assert roles(result) == {"opt.pt": "optimizer"}, "an optimizer state under any name is training state"
+    assert_entropies(result, f"{name}/seed2_run.pth", {0: states[0], 5: states[1]})
+
+
+def test_hf_save_model_and_save_state_without_checkpoint_folders(tmp_path):
+    weights = {"encoder.weight": torch.randn(16, 8), "head.weight": torch.randn(4, 16)}
+    save_file(weights, tmp_path / "model.safetensors")
+    history = [{"step": 5, "eval_accuracy": 0.5}, {"step": 10, "eval_accuracy": 0.75}]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 10, "log_history": history}))
+    (tmp_path / "training_args.bin").write_bytes(b"written by torch.save; never opened")
+    result = scan(tmp_path, cache_path=None)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    assert checkpoints(result)[["step", "step_source"]].values.tolist() == [[10, "trainer_state"]]
+    assert roles(result) == {"training_args.bin": "training_args"}
+    assert result.report.runs[0].kind == "huggingface" and result.report.runs[0].grok_metric == "eval_accuracy"
+    assert_entropies(result, tmp_path.name, {10: weights})
