@@ -335,6 +335,10 @@ def check_shard_index(index: Path) -> list[Path]:
     if not weight_map:
         raise CheckpointError(f"{name} is not a valid shard index: its weight_map names no tensors")
     shards = sorted({confined(index.parent, entry, name) for entry in weight_map.values()})
+    suffix = ".bin" if index.name.endswith(".bin.index.json") else ".safetensors"
+    strange = [display_name(s.name)[:80] for s in shards if not s.name.endswith(suffix)]
+    if strange:  # e.g. the index itself, which would make the checkpoint vanish
+        raise CheckpointError(f"{name} is not a valid shard index: it names {strange[0]!r}, not a {suffix} file")
     missing = [display_name(s.name) for s in shards if not os.path.lexists(s)]
     if missing:
         raise CheckpointError(f"{name} lists shards that are missing: {', '.join(missing[:5])}")
