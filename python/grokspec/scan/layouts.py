@@ -21,11 +21,11 @@ a run of its own (``<run>/final``), so one run name never holds two series.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from grokspec.errors import CheckpointError
 from grokspec.scan import guards
 from grokspec.scan.roles import SkippedFile, name_role
 from grokspec.scan.steps import INIT_NAMES, folder_step, trainer_state_step
@@ -152,17 +152,11 @@ def shard_files(index: Path) -> tuple[tuple[Path, ...], str | None]:
     """The shards an index lists (and the index itself), or a warning why it cannot be used."""
     if not guards.is_small_regular_file(index):  # a FIFO would block discovery; opening reports it
         return (index,), None
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        names = sorted({str(n) for n in weight_map.values()})
-    except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
-        return (
-            index,
-        ), f"{index.name} cannot be used as a shard index ({type(error).__name__}: {error}); its shards are scanned as files"
-    missing = [n for n in names if not (index.parent / n).is_file()]
-    if missing:
-        return (index,), f"{index.name} lists shards that are missing: {', '.join(missing[:5])}"
-    return (*(index.parent / n for n in names), index), None
+    try:  # JSON object, weight_map of file names confined beside it, each a regular file
+        shards = guards.check_shard_index(index)
+    except CheckpointError as error:
+        return (index,), f"{error}; its shards are scanned as files"
+    return (*shards, index), None
 
 
 def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[Candidate], list[SkippedFile], list[str]]:
