@@ -12,7 +12,14 @@ from grokspec.cli.app import EXIT_BAD_INPUT, EXIT_REPORTED_FAILURES, main
 from grokspec.cli.console import ProgressBar
 
 if TYPE_CHECKING:
+    from grokspec.alarms import Alarm
     from grokspec.scan.scan import ScanResult
+
+
+def _alarm_cell(alarm: Alarm | None) -> str:
+    if alarm is None:
+        return "—"
+    return f"{alarm.step}" + ("" if alarm.test_acc is None else f" ({alarm.test_acc:.3f})")
 
 
 def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
@@ -29,6 +36,8 @@ def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
         "threshold (source, series)",
         "crossing",
         "T_collapse",
+        "alarm (test acc)",
+        "onset",
         "T_grok",
         "lead cross",
         "lead collapse",
@@ -49,6 +58,8 @@ def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
             threshold,
             show(run.crossing),
             show(run.t_collapse),
+            _alarm_cell(run.alarm),
+            show(run.onset),
             show(run.t_grok),
             show(run.lead_cross),
             show(run.lead_collapse),
@@ -56,9 +67,7 @@ def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
         )
         if run.prediction is not None:
             p = run.prediction
-            table.add_row(
-                "", "", f"predicted T_grok {p.predicted_t_grok} [{p.interval[0]}, {p.interval[1]}]", "", "", "", "", "", "", ""
-            )
+            table.add_row("", "", f"predicted T_grok {p.predicted_t_grok} [{p.interval[0]}, {p.interval[1]}]", *[""] * 9)
     console.print(table)
     if result.warnings:
         console.print(f"[yellow]{len(result.warnings)} warning(s):[/yellow]")
@@ -153,7 +162,9 @@ def scan_command(
         fail(ScanInputError(f"{directory} is not a directory"))
     out = out or default_output_dir(directory)
     try:
-        scan_options = ScanOptions(include=tuple(include), exclude=tuple(exclude), representation=not no_representation, **options)
+        scan_options = ScanOptions(
+            include=tuple(include), exclude=tuple(exclude), representation=not no_representation, **options
+        )
         check_options(scan_options)
         check_output_dir(out, table_format, cache=not no_cache)  # before any work, not after it
     except (OutputError, ValueError) as error:

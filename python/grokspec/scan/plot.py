@@ -2,8 +2,8 @@
 
 Each panel shows the representation entropy H̃ (bold), the weight-matrix
 entropies (thin, translucent: there can be hundreds), the threshold
-(dashed), the crossing and T_grok (vertical lines) and the accuracy that
-defines grokking (dotted, right axis). Panels tile in a grid that stays
+(dashed), four vertical markers — the crossing, the alarm, onset and
+T_grok — and the accuracy that defines grokking (dotted, right axis). Panels tile in a grid that stays
 readable from 1 run to 20 and more.
 """
 
@@ -69,8 +69,10 @@ def _panel(ax: Any, table: pd.DataFrame, run: RunReport) -> None:
         ax.axhline(run.threshold, color="tab:red", ls="--", lw=1, label=f"threshold ({run.threshold_source})")
     if run.crossing is not None:
         ax.axvline(run.crossing, color="tab:orange", lw=1.2, label="crossing")
-    if run.t_onset is not None:
-        ax.axvline(run.t_onset, color="tab:purple", ls="-.", lw=1.2, label="onset")
+    if run.alarm is not None:
+        ax.axvline(run.alarm.step, color="tab:red", ls=(0, (4, 1, 1, 1)), lw=1.8, label="alarm")
+    if run.onset is not None:
+        ax.axvline(run.onset, color="tab:purple", ls="-.", lw=1.2, label="onset")
     if run.t_grok is not None:
         ax.axvline(run.t_grok, color="tab:green", lw=1.2, label="T_grok")
     metric = run.grok_metric

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from grokspec import __version__
+from grokspec.alarms import Alarm, Trajectory, default_rule, first_alarm
 from grokspec.events import REPRESENTATION_THRESHOLD, Events, detect_events
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.roles import SkippedFile
@@ -94,7 +95,10 @@ class RunReport:
     crossing: int | None
     t_collapse: int | None
     t_grok: int | None
-    t_onset: int | None
+    #: T_onset: the first step with the accuracy at the onset level (SPEC §1).
+    onset: int | None
+    #: The default alarm rule's first firing (docs/ALARMS.md), or None.
+    alarm: Alarm | None
     lead_cross: int | None
     lead_collapse: int | None
     prediction: Prediction | None
@@ -209,6 +213,26 @@ def _series_report(
     )
 
 
+def _alarm(table: pd.DataFrame, run: str, trajectories: RunTrajectories, options: ScanOptions) -> Alarm | None:
+    """The default alarm on H̃, where the run has H̃, test and train accuracy
+    (the default rule arms once the training set is memorized)."""
+    entropy = trajectories.series.get(REPRESENTATION)
+    train = table[(table["run"] == run) & (table["tensor"] == "") & (table["metric"] == "train_acc")]
+    if entropy is None or trajectories.accuracy is None or train.empty:
+        return None
+    train_acc = train.dropna(subset=["value"]).drop_duplicates("step").set_index("step")["value"].astype(float)
+    # The training log's evaluations only: checkpoint steps in between would
+    # change the cadence the rule counts in.
+    steps = [t for t in entropy.index if t in train_acc.index]
+    trajectory = Trajectory(
+        steps=tuple(int(t) for t in steps),
+        train_acc=tuple(float(v) for v in train_acc.reindex(steps).values),
+        test_acc=tuple(float(v) for v in trajectories.accuracy.reindex(steps).values),
+        series={"representation": tuple(float(v) for v in entropy.loc[steps].values)},
+    )
+    return first_alarm(default_rule(), trajectory, grok_level=options.grok_level)
+
+
 def _primary(series: list[SeriesReport]) -> SeriesReport | None:
     """H̃ when the run has it; else the calibrated weight series that crossed first."""
     representation = next((s for s in series if s.series == REPRESENTATION), None)
@@ -246,7 +270,8 @@ def _run_report(
         crossing=headline.crossing,
         t_collapse=headline.t_collapse,
         t_grok=headline.t_grok,
-        t_onset=trajectories.t_onset,
+        onset=trajectories.t_onset,
+        alarm=_alarm(table, run.name, trajectories, options),
         lead_cross=headline.lead_cross,
         lead_collapse=headline.lead_collapse,
         prediction=primary.prediction if primary else None,
