@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ def _load(path: Path, trust_pickle: bool) -> tuple[Any, frozenset[str]]:
     if loaded is None:
         try:
             safe = load_torch_file(path)
-        except UnreadablePickle as error:
+        except (UnreadablePickle, zipfile.BadZipFile, EOFError) as error:  # zipfile: a damaged member (bad header, CRC)
             raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {error}") from error
         loaded = (safe.value, safe.suspicious)
     with _lock:
