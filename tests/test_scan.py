@@ -447,3 +447,14 @@ def test_metrics_file_joins_the_table(tmp_path):
     bad.write_text("epoch,acc\n1,2\n")
     with pytest.raises(ScanInputError, match="step"):
         scan(tmp_path, ScanOptions(metrics_file=bad), cache_path=None)
+
+
+def test_a_single_checkpoint_gets_no_plot_and_loses_a_stale_one(tmp_path):
+    save_file(weights(1), tmp_path / "model.safetensors")
+    out = tmp_path / "scan"
+    out.mkdir()
+    (out / "trajectories.png").write_bytes(b"stale")
+    result = CliRunner().invoke(main, ["scan", str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.json").exists() and (out / "spectra.csv").exists()
+    assert not (out / "trajectories.png").exists(), "one checkpoint is no trajectory; a stale plot would mislead"

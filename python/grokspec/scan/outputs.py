@@ -20,7 +20,7 @@ from grokspec.errors import GrokspecError
 from grokspec.io_atomic import atomic_open, atomic_path, create_temporary, write_json
 from grokspec.scan.failures import describe_failure
 from grokspec.scan.guards import display_name
-from grokspec.scan.plot import plot_trajectories
+from grokspec.scan.plot import has_trajectory, plot_trajectories
 from grokspec.scan.scan import ScanResult
 
 __all__ = ["TABLE_FORMATS", "OutputError", "check_output_dir", "output_names", "write_scan_outputs"]
@@ -99,7 +99,12 @@ def write_scan_outputs(result: ScanResult, out_dir: Path, table_format: str = "c
         _write_table(result, current, table_format)
         current = out_dir / "trajectories.png"
         try:
-            paths["plot"] = plot_trajectories(result.table, result.report, current)
+            if has_trajectory(result.report):
+                paths["plot"] = plot_trajectories(result.table, result.report, current)
+            else:
+                # A single checkpoint has no trajectory: drawing it would cost most of
+                # a cached rescan (matplotlib) and a stale plot would mislead.
+                current.unlink(missing_ok=True)
         except OSError:
             raise
         except Exception as error:  # a figure is not worth the table: say so in the report

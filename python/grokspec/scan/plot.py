@@ -19,7 +19,12 @@ from grokspec.io_atomic import atomic_path
 from grokspec.scan.report import RunReport, ScanReport
 from grokspec.scan.trajectories import REPRESENTATION, series_table
 
-__all__ = ["plot_trajectories"]
+__all__ = ["has_trajectory", "plot_trajectories"]
+
+
+def has_trajectory(report: ScanReport) -> bool:
+    """Whether any series of any run has two points or more (a line to draw)."""
+    return any(series.points >= 2 for run in report.runs for series in run.series)
 
 
 def plot_trajectories(table: pd.DataFrame, report: ScanReport, path: Path, *, max_runs: int = 48) -> Path:
