@@ -107,6 +107,8 @@ def compute_group(group: list[Pending], options: ScanOptions, representation: Re
     for pending, (ready, source_warnings) in zip(group, prepared):
         rows: list[dict[str, Any]] = []
         warnings: list[str] = list(getattr(pending.checkpoint, "notes", ())) + source_warnings
+        if not pending.selected and not warnings:  # a checkpoint never vanishes without a word
+            warnings.append("no weight matrix to scan (no floating-point tensor of 2 or more dimensions)")
         for k, ((raw_name, r, c, dtype), _) in enumerate(ready):
             i = offset + k
             name = display_name(raw_name)
