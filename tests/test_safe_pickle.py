@@ -276,6 +276,13 @@ def test_declared_sizes_are_checked_against_the_bytes_present(tmp_path):
     for name in ("short.pt", "view.pt"):
         with pytest.raises(CheckpointError, match=r"declares|needs"):
             open_checkpoint(tmp_path / name).sources([("w", 64, 32)])
+    # A deflated data.pkl that would inflate to 1000 times its archive (a zip bomb).
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"pad": bytes(50 * 2**20)}, protocol=4))
+    (tmp_path / "bomb.pt").write_bytes(bomb.getvalue())
+    with pytest.raises(UnreadablePickle, match="more than the archive"):
+        load_torch_file(tmp_path / "bomb.pt")
     # A bytes opcode declaring 2**62 bytes, and a numpy array larger than its data.
     huge = b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"abc."
     with pytest.raises(UnreadablePickle):

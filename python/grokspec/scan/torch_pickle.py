@@ -56,6 +56,9 @@ _LAYOUT = {
 }  # fmt: skip
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+#: A compressed data.pkl may inflate this many times its archive, up to this many bytes.
+_INFLATE_RATIO = 64
+_INFLATE_LIMIT = 4 * 2**30
 _LEGACY_PROTOCOL = 1001
 
 
@@ -273,10 +276,13 @@ def _load_zip(path: Path) -> LoadedPickle:
         if not pickles:
             raise UnreadablePickle("a zip archive without data.pkl (not a torch.save file)")
         prefix = pickles[0][: -len("data.pkl")]
-        order = (
-            archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip() if f"{prefix}byteorder" in records else "little"
-        )
         size = path.stat().st_size
+        _check_inflated(records[pickles[0]], size)
+        byteorder = records.get(f"{prefix}byteorder")
+        order = "little"
+        if byteorder is not None:
+            _check_inflated(byteorder, size)
+            order = archive.read(byteorder).decode("ascii", "replace").strip()
         storages: dict[str, Storage] = {}
 
         def persistent(pid: Any) -> Storage:
@@ -294,6 +300,14 @@ def _load_zip(path: Path) -> LoadedPickle:
 
         value, suspicious = safe_load(archive.read(pickles[0]), extra=_ALLOWLIST, persistent=persistent)
     return LoadedPickle(value, suspicious, "zip")
+
+
+def _check_inflated(info: zipfile.ZipInfo, size: int) -> None:
+    """A member that is read whole (data.pkl, byteorder) may not inflate to
+    more than the archive could plausibly hold: torch stores them uncompressed."""
+    limit = size if info.compress_type == zipfile.ZIP_STORED else min(size * _INFLATE_RATIO, _INFLATE_LIMIT)
+    if info.file_size > limit:
+        raise UnreadablePickle(f"{info.filename} declares {info.file_size} bytes, more than the archive of {size} bytes can hold")
 
 
 def _member_offset(raw: BinaryIO, info: zipfile.ZipInfo, size: int) -> int:
