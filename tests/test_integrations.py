@@ -333,6 +333,16 @@ def test_lightning_stop_after_alarm_sets_should_stop(lightning_run, tmp_path):
     assert callback.records[-1].step == alarm + 3 and callback.records[-1].alarm_step == alarm
 
 
+def test_scan_reads_the_metrics_jsonl_beside_the_lightning_checkpoints(lightning_run):
+    from grokspec.scan.scan import scan
+
+    root, trainer, _, _ = lightning_run
+    table = scan(root / "with", cache_path=None).table
+    rows = table[(table["metric"] == "repr_entropy") & (table["step_source"] == "log")]
+    written = _jsonl(Path(trainer.checkpoint_callback.best_model_path).parent / "metrics.jsonl")
+    assert dict(zip(rows["step"], rows["value"])) == {r["step"]: r["repr_entropy"] for r in written}
+
+
 def test_callbacks_refuse_bad_settings_in_one_line():
     from grokspec.monitor import MonitorError
 
