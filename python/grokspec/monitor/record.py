@@ -32,9 +32,9 @@ class MonitorRecord:
     n_probe: int
     width: int
     #: The warning on the series so far: the rule that raised it and its
-    #: step (None while there is none). The series is re-read at every
-    #: evaluation, as ``grokspec train`` does, so a crossing that the series
-    #: later undoes (it rises back above the threshold) disappears again.
+    #: step (None while there is none). The whole series is re-read at every
+    #: evaluation, as ``grokspec train`` does (with ``persist > 1`` a
+    #: crossing is confirmed only by the evaluations after it).
     alarm_rule: str | None = None
     alarm_step: int | None = None
     #: True at the evaluation that raised the warning.
