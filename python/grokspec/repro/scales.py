@@ -116,27 +116,28 @@ SCALES = {
     "cpu": Scale(
         name="cpu",
         description=(
-            "one seed-batched training per experiment (a GPU: minutes; 2 CPU cores: hours): the companion setup "
-            "(train fraction 0.5) on add, mul and sub, 10 seeds each, stopping 500 steps after grokking; the plateau "
-            "regime (add, train fraction 0.3, 25 seeds, 12,000-step budget); negative controls of 12,000 steps, 6 seeds "
-            "each; evaluations every 100 steps; intervention on 5 seeds."
+            "sized for about an hour of 2 CPU cores (minutes on a GPU), one seed-batched training per experiment: "
+            "the companion setup (train fraction 0.5) on add, mul and sub, 4 seeds each, stopping 500 steps after "
+            "grokking; the plateau regime (add, train fraction 0.3, 12 seeds, the first 2 for tuning, 8,000-step "
+            "budget); negative controls of 5,000 steps, 6 seeds each (the first for tuning); evaluations every 100 "
+            "steps; intervention on 3 seeds."
         ),
         tasks=("add", "mul", "sub"),
-        seeds=tuple(range(10)),
+        seeds=tuple(range(4)),
         transformer=_COMPANION,
         s5_fraction=0.1,
-        plateau=_PLATEAU,
-        plateau_seeds=tuple(range(25)),
-        plateau_tuning_seeds=tuple(range(5)),
+        plateau=dataclasses.replace(_PLATEAU, steps=8000),
+        plateau_seeds=tuple(range(12)),
+        plateau_tuning_seeds=(0, 1),
         controls=("mlp", "wd0", "shuffled-train"),
-        control_steps=12000,
+        control_steps=5000,
         control_seeds=tuple(range(6)),
         control_tuning_seeds=(0,),
         mlp=_MLP,
         comparison=_COMPARISON,
-        comparison_seeds=(0, 1, 2),
-        intervention_seeds=(0, 1, 2, 3, 4),
-        intervention_steps=8000,
+        comparison_seeds=(0, 1),
+        intervention_seeds=(0, 1, 2),
+        intervention_steps=6000,
         mixing_fraction=0.5,
     ),
     "paper": Scale(
