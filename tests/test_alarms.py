@@ -161,8 +161,8 @@ def _brute_auroc(pos: list[float], neg: list[float]) -> float:
 
 def test_auroc_and_median_ci_against_references():
     rng = np.random.default_rng(2)
-    pos = list(rng.integers(0, 5, 13).astype(float)) + [-math.inf]
-    neg = list(rng.integers(0, 5, 9).astype(float)) + [-math.inf, -math.inf]
+    pos = [*list(rng.integers(0, 5, 13).astype(float)), -math.inf]
+    neg = [*list(rng.integers(0, 5, 9).astype(float)), -math.inf, -math.inf]
     assert auroc(pos, neg) == pytest.approx(_brute_auroc(pos, neg))
     assert auroc([], neg) is None
     values = list(rng.normal(100, 10, 40))
