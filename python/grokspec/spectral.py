@@ -10,6 +10,7 @@ engine works in float64 and releases the GIL while it computes.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from grokspec.events import REPRESENTATION_THRESHOLD
 from grokspec.gpu import is_device_input
 
 Normalize = Literal["dim", "cols", "rank", "none"]
-Method = Literal["auto", "svd", "gram"]
+Method = Literal["auto", "svd", "gram", "approx"]
 
 __all__ = [
     "SpectralStats",
@@ -55,8 +56,11 @@ class SpectralStats:
     #: The entropy's definition: ``w_i = sigma_i ** power``.
     power: float
     normalize: str
-    #: How the singular values were computed: ``"svd"`` or ``"gram"``.
+    #: How the singular values were computed: ``"svd"``, ``"gram"`` or ``"approx"``.
     method: str
+    #: Half-width of the ~95% interval of ``entropy`` for ``method="approx"``
+    #: (grokspec.approx); NaN for the exact methods.
+    entropy_error: float = math.nan
 
 
 def _is_torch_tensor(x: object) -> bool:
@@ -184,7 +188,24 @@ def _spectral_columns(
     method: str,
     need_rank: bool,
     threads: int | None,
+    allow_approx: bool = False,
 ) -> tuple[dict[str, Any], bool]:
+    if method == "approx" or (method == "auto" and allow_approx and not is_device_input(x)):
+        from grokspec import approx
+
+        matrices, batch = _as_matrices(x)
+        power = _check_power(power)
+        columns, errors = approx.spectral_columns(
+            matrices,
+            power=power,
+            normalize=normalize,
+            center=bool(center),
+            method=method,
+            need_rank=need_rank,
+            threads=_check_threads(threads),
+        )
+        _raise_first(errors)
+        return columns, batch
     if is_device_input(x):  # CUDA tensors are computed on their device (grokspec.gpu)
         from grokspec import gpu
 
@@ -216,6 +237,7 @@ def spectral_entropy(
     center: bool = ...,
     method: Method = ...,
     threads: int | None = ...,
+    allow_approx: bool = ...,
 ) -> float | np.ndarray: ...
 @overload
 def spectral_entropy(
@@ -226,6 +248,7 @@ def spectral_entropy(
     center: bool = ...,
     method: Method = ...,
     threads: int | None = ...,
+    allow_approx: bool = ...,
 ) -> np.ndarray: ...
 def spectral_entropy(
     x: Any,
@@ -235,6 +258,7 @@ def spectral_entropy(
     center: bool = False,
     method: Method = "auto",
     threads: int | None = None,
+    allow_approx: bool = False,
 ) -> float | np.ndarray:
     """Normalized spectral entropy of a matrix (a float) or of each matrix of
     a batch (a float64 array), computed in parallel across matrices.
@@ -243,10 +267,22 @@ def spectral_entropy(
     ``ln K``: ``K = min(m, n)`` for ``normalize="dim"``, ``n`` for
     ``"cols"``, the numerical rank for ``"rank"``; ``"none"`` gives nats.
     ``K = 1`` and the zero matrix give NaN. Accurate to 1e-6 against a
-    float64 LAPACK reference whatever ``method``.
+    float64 LAPACK reference for the exact methods (``"auto"``, ``"svd"``,
+    ``"gram"``). ``method="approx"`` estimates it (power 1 or 2 only; see
+    grokspec.approx and docs/APPROX.md; ``spectral_stats`` reports the
+    interval as ``entropy_error``); ``method="auto"`` estimates only when
+    ``allow_approx=True``, and then only matrices whose short side is at
+    least 2048.
     """
     columns, batch = _spectral_columns(
-        x, power=power, normalize=normalize, center=center, method=method, need_rank=False, threads=threads
+        x,
+        power=power,
+        normalize=normalize,
+        center=center,
+        method=method,
+        need_rank=False,
+        threads=threads,
+        allow_approx=allow_approx,
     )
     entropy = columns["entropy"]
     return entropy if batch else float(entropy[0])
@@ -260,12 +296,20 @@ def spectral_stats(
     center: bool = False,
     method: Method = "auto",
     threads: int | None = None,
+    allow_approx: bool = False,
 ) -> SpectralStats | list[SpectralStats]:
     """Every statistic of SPEC §1 (σ_max, Frobenius norm, stable rank,
     entropy, effective rank, numerical rank) from one decomposition per
     matrix: a record for a matrix, a list of records for a batch."""
     columns, batch = _spectral_columns(
-        x, power=power, normalize=normalize, center=center, method=method, need_rank=True, threads=threads
+        x,
+        power=power,
+        normalize=normalize,
+        center=center,
+        method=method,
+        need_rank=True,
+        threads=threads,
+        allow_approx=allow_approx,
     )
     records = [
         SpectralStats(
@@ -280,6 +324,7 @@ def spectral_stats(
             power=float(power),
             normalize=normalize,
             method=columns["method"][i],
+            entropy_error=float(columns["entropy_error"][i]) if "entropy_error" in columns else math.nan,
         )
         for i in range(len(columns["entropy"]))
     ]
