@@ -36,6 +36,17 @@ class ScanOptions:
     grok_metric: str | None = None
     grok_level: float = GROK_LEVEL
     persist: int = 1
+    #: Estimate each matrix's entropy (grokspec.approx, with ``entropy_error``
+    #: rows) instead of computing it exactly.
+    approx: bool = False
+    #: Keep every K-th checkpoint of each series, in step order (1: all).
+    every: int = 1
+    #: Keep checkpoints whose step lies in [first, last] (None: unbounded).
+    steps: tuple[int | None, int | None] | None = None
+    #: Where matrices are computed: "local", or "ray" (a Ray cluster at
+    #: ``ray_address``; None starts a local one). See docs/DISTRIBUTED.md.
+    executor: str = "local"
+    ray_address: str | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         """The options that change a checkpoint's numbers (the cache key)."""
@@ -49,6 +60,8 @@ class ScanOptions:
             "representation": self.representation,
             "trust_pickle": self.trust_pickle,
             "version": __version__,
+            # Only when set, so that exact scans keep their cache keys.
+            **({"approx": True} if self.approx else {}),
         }
 
     def as_json(self) -> dict[str, Any]:
