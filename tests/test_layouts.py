@@ -420,7 +420,7 @@ def test_nothing_silent_unusable_index_and_files_without_tensors(tmp_path):
     torch.save({"notes": "no tensors here", "lr": 0.1}, tmp_path / "empty" / "model.pt")
     result = scan(tmp_path, cache_path=None)
     joined = "\n".join(result.warnings)
-    assert "model.safetensors.index.json cannot be used as a shard index" in joined
+    assert "model.safetensors.index.json is not a valid shard index" in joined and "its shards are scanned as files" in joined
     assert "model.pt: no tensors found" in joined and "empty: no weight matrix found" in joined
     assert checkpoints(result)["checkpoint"].tolist() == ["model-00001-of-00001.safetensors"], "its shard is still scanned"
     state = tmp_path / "state"
