@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reproduction on a lent GPU machine (one H100, 16 cores), in one go:
 #   benches/device/reproduce_gpu.sh WHEEL [JOBS] [TRAIN_SECONDS]
-# installs the grokspec wheel, trains every experiment of `--scale cpu`
+# installs the grokspec wheel, trains every experiment of `--scale gpu`
 # (one seed-batched process per experiment, JOBS at once, default 10), builds
 # the report there too (best effort), and packs every run's metrics.jsonl and
 # config.json, plan.json and the report into $OUT/repro.tar.gz. The runs
@@ -11,13 +11,13 @@
 # Training stops after TRAIN_SECONDS (default 300) even if unfinished: the
 # metrics written so far are kept, and the report marks runs cut short.
 # WHEEL "none" skips the install (grokspec already importable); REPRO_SCALE
-# and REPRO_DEVICE (default cpu and cuda) let a CPU try the script on
+# and REPRO_DEVICE (default gpu and cuda) let a CPU try the script on
 # `--scale smoke`.
 set -u
 WHEEL=${1:?usage: reproduce_gpu.sh WHEEL [JOBS] [TRAIN_SECONDS]}
 JOBS=${2:-10}
 TRAIN_SECONDS=${3:-300}
-SCALE=${REPRO_SCALE:-cpu}
+SCALE=${REPRO_SCALE:-gpu}
 DEVICE=${REPRO_DEVICE:-cuda}
 OUT=${OUT:-$PWD/out}
 WORK=${REPRO_DIR:-/tmp/grokspec-repro}

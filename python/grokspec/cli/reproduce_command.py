@@ -14,7 +14,7 @@ _CONTROLS_HELP = "Negative controls, comma-separated: mlp, wd0, shuffled-train, 
 
 
 @main.command(name="reproduce")
-@click.option("--scale", type=click.Choice(["cpu", "paper", "smoke"]), default="cpu", show_default=True, help="cpu: minutes on a GPU; paper: the paper's budgets; smoke: tiny models, seconds.")
+@click.option("--scale", type=click.Choice(["cpu", "gpu", "paper", "smoke"]), default="cpu", show_default=True, help="cpu: about an hour on 2 cores; gpu: the full alarm study, minutes on one GPU; paper: the paper's budgets; smoke: tiny models, seconds.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the runs, report.md, report.json and figures go.")
 @click.option("--controls", default=None, help=_CONTROLS_HELP)
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Experiments trained at once, each in its own process.")

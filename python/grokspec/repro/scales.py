@@ -1,4 +1,4 @@
-"""The budgets of a reproduction (``--scale``): cpu, paper and smoke.
+"""The budgets of a reproduction (``--scale``): cpu, gpu, paper and smoke.
 
 Every run logs H̃, the accuracies and each weight matrix's entropy at every
 evaluation (``log_weight_entropies``), so the analysis needs only
@@ -138,6 +138,33 @@ SCALES = {
         comparison_seeds=(0, 1),
         intervention_seeds=(0, 1, 2),
         intervention_steps=6000,
+        mixing_fraction=0.5,
+    ),
+    "gpu": Scale(
+        name="gpu",
+        description=(
+            "one seed-batched training per experiment, all at once (one H100 and 16 cores: under 3 minutes of "
+            "training): the companion setup (train fraction 0.5) on add, mul and sub, 10 seeds each, stopping 500 "
+            "steps after grokking; the plateau regime (add, train fraction 0.3, 25 seeds, the first 5 for tuning, "
+            "12,000-step budget); negative controls of 12,000 steps, 6 seeds each (the first for tuning); evaluations "
+            "every 100 steps; intervention on 5 seeds."
+        ),
+        tasks=("add", "mul", "sub"),
+        seeds=tuple(range(10)),
+        transformer=_COMPANION,
+        s5_fraction=0.1,
+        plateau=_PLATEAU,
+        plateau_seeds=tuple(range(25)),
+        plateau_tuning_seeds=tuple(range(5)),
+        controls=("mlp", "wd0", "shuffled-train"),
+        control_steps=12000,
+        control_seeds=tuple(range(6)),
+        control_tuning_seeds=(0,),
+        mlp=_MLP,
+        comparison=_COMPARISON,
+        comparison_seeds=(0, 1, 2),
+        intervention_seeds=(0, 1, 2, 3, 4),
+        intervention_steps=8000,
         mixing_fraction=0.5,
     ),
     "paper": Scale(
