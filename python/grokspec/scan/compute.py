@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from grokspec.scan.discovery import CheckpointRef
+from grokspec.scan.dispatch import compute_sources, weight_metrics
 from grokspec.scan.failures import describe_failure
-from grokspec.scan.formats import Checkpoint, Source, compute_batch, matrix_shape
+from grokspec.scan.formats import Checkpoint, Source, matrix_shape
 from grokspec.scan.guards import display_name
 from grokspec.scan.logs import finite_or_none
 from grokspec.scan.options import ScanOptions
@@ -92,15 +93,8 @@ def compute_group(group: list[Pending], options: ScanOptions, representation: Re
     sources = [source for ready, _ in prepared for _, source in ready]
     columns: dict[str, Any] = {}
     errors: list[tuple[int, BaseException]] = []
-    if sources:
-        columns, errors = compute_batch(
-            sources,
-            power=options.power,
-            normalize=options.normalize,
-            method=options.method,
-            need_rank=True,
-            threads=options.threads,
-        )
+    if sources:  # the exact engine or --approx, here or on Ray (scan.dispatch)
+        columns, errors = compute_sources(sources, options)
     failed = dict(errors)
     out = []
     offset = 0
@@ -115,7 +109,7 @@ def compute_group(group: list[Pending], options: ScanOptions, representation: Re
             if i in failed:
                 warnings.append(f"tensor {name}: {_strip_index(describe_failure(failed[i]))}")
                 continue
-            for metric in WEIGHT_METRICS:
+            for metric in weight_metrics(options):
                 value = finite_or_none(float(columns[metric][i]))
                 rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": value})
         offset += len(ready)

@@ -42,6 +42,7 @@ from grokspec.scan.report import ScanReport, build_report, load_calibration
 from grokspec.scan.representation import LazyProbe
 from grokspec.scan.roles import SkippedFile
 from grokspec.scan.steps import resolve_steps
+from grokspec.scan.subsample import subsample
 from grokspec.spectral import MAX_THREADS
 
 __all__ = ["COLUMNS", "WEIGHT_METRICS", "ScanInputError", "ScanOptions", "ScanResult", "default_output_dir", "scan"]
@@ -103,6 +104,7 @@ def scan(
     runs, found_warnings, skipped = discover(directory)
     warnings = [display_name(w) for w in found_warnings]
     runs = [_printable(r) for r in runs if r.checkpoints or r.log]
+    runs = subsample(runs, options)  # --every / --steps (scan.subsample)
     if not runs:
         raise ScanInputError(
             f"no checkpoints found under {display_name(str(directory))} "
