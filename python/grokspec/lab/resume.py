@@ -161,5 +161,6 @@ def find_resume_point(run_dirs: list[RunDir], model: SeedBatchedModel) -> Resume
     raise ResumeError(
         f"cannot resume {run_dirs[0].path if len(run_dirs) == 1 else run_dirs[0].path.parent}: no step has both a readable "
         f"checkpoint and a matching resume state in every run ({detail or 'no resume state found'}); the newest checkpoint is "
-        f"step {newest}. Nothing was changed: delete the run folder to start over, or choose a new --out"
+        f"step {newest}. The checkpoints and metrics were left as they are: delete the run folder to start over, "
+        "or choose a new --out"
     )
