@@ -37,7 +37,7 @@ class ProgressBar:
         self.console = stderr_console(quiet)
         self.bar = None
         if self.console is not None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.bar = Progress(
                 TextColumn(unit),
@@ -45,6 +45,8 @@ class ProgressBar:
                 BarColumn(),
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),  # an LLM series takes hours: say how many
                 console=self.console,
                 transient=True,
             )

@@ -134,6 +134,24 @@ def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
 @click.option("--no-representation", is_flag=True, help="Skip the forward pass that computes H̃ for grokspec runs.")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (do not read or write cache.sqlite).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Engine threads (default: all cores).")
+@click.option(
+    "--approx", is_flag=True, help="Estimate each entropy with an error bar (entropy_error rows; power 1 or 2; docs/APPROX.md)."
+)
+@click.option(
+    "--every", type=click.IntRange(min=1), default=1, show_default=True, help="Scan every K-th checkpoint of each series."
+)
+@click.option(
+    "--steps", "steps_range", default=None, metavar="A:B", help="Only checkpoints whose step lies in [A, B] (A: or :B)."
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Compute on a Ray cluster (ADDRESS, e.g. auto or ray://host:10001; none: a local one). docs/DISTRIBUTED.md",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the summary.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def scan_command(
@@ -153,6 +171,7 @@ def scan_command(
 
     from grokspec.scan.outputs import OutputError, check_output_dir, write_scan_outputs
     from grokspec.scan.scan import ScanInputError, ScanOptions, check_options, default_output_dir, scan
+    from grokspec.scan.subsample import parse_steps
 
     def fail(error: Exception, code: int = EXIT_BAD_INPUT) -> NoReturn:
         click.echo(f"error: {error}", err=True)
@@ -162,6 +181,9 @@ def scan_command(
         fail(ScanInputError(f"{directory} is not a directory"))
     out = out or default_output_dir(directory)
     try:
+        steps_range, ray_address = options.pop("steps_range"), options.pop("ray_address")
+        options["steps"] = None if steps_range is None else parse_steps(steps_range)
+        options["executor"], options["ray_address"] = ("local", None) if ray_address is None else ("ray", ray_address or None)
         scan_options = ScanOptions(
             include=tuple(include), exclude=tuple(exclude), representation=not no_representation, **options
         )
