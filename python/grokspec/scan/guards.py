@@ -196,12 +196,28 @@ def _check_member(info: zipfile.ZipInfo, file_size: int, name: str) -> None:
         raise CheckpointError(f"{where} reaches past the end of the file (truncated)")
 
 
-def _members(archive: zipfile.ZipFile, file_size: int, name: str) -> list[zipfile.ZipInfo]:
+def _check_local_header(handle: IO[bytes], info: zipfile.ZipInfo, file_size: int, name: str) -> None:
+    """The member's own header agrees with the archive's directory (zipfile
+    would raise BadZipFile or UnicodeDecodeError on reading it otherwise)."""
+    handle.seek(info.header_offset)
+    header = handle.read(30)
+    where = f"{name}: member {display_name(info.filename)[:80]}"
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise CheckpointError(f"{where} has a damaged header")
+    name_length, extra_length = int.from_bytes(header[26:28], "little"), int.from_bytes(header[28:30], "little")
+    if handle.read(name_length) != info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace"):
+        raise CheckpointError(f"{where}: its header and the archive's directory disagree (damaged)")
+    if info.header_offset + 30 + name_length + extra_length + info.compress_size > file_size:
+        raise CheckpointError(f"{where} reaches past the end of the file (truncated)")
+
+
+def _members(archive: zipfile.ZipFile, handle: IO[bytes], file_size: int, name: str) -> list[zipfile.ZipInfo]:
     members = archive.infolist()
     if len(members) > ZIP_MEMBER_LIMIT:
         raise CheckpointError(f"{name} holds {len(members):,} archive members, more than the {ZIP_MEMBER_LIMIT:,} allowed")
     for info in members:
         _check_member(info, file_size, name)
+        _check_local_header(handle, info, file_size, name)
     return members
 
 
@@ -251,7 +267,7 @@ def check_npz(path: Path) -> None:
             raise CheckpointError(f"{name} is not an .npz archive (no zip directory found)")
         with _open_zip(handle, name, ".npz archive") as archive:
             total = 0
-            for info in _members(archive, status.st_size, name):
+            for info in _members(archive, handle, status.st_size, name):
                 total += info.file_size
                 if not info.filename.endswith(".npy"):
                     continue
@@ -271,7 +287,7 @@ def check_torch_zip(path: Path) -> None:
         if not zipfile.is_zipfile(handle):
             return
         with _open_zip(handle, name, "zip archive") as archive:
-            members = _members(archive, status.st_size, name)
+            members = _members(archive, handle, status.st_size, name)
     inflated = sum(info.file_size for info in members if info.compress_type != zipfile.ZIP_STORED)
     check_declared_bytes(inflated, name)
 
