@@ -238,13 +238,15 @@ def _short(error: BaseException) -> str:
 
 def _load_npz(path: Path) -> ArrayCheckpoint:
     guards.check_npz(path)  # the sizes it declares, before anything is inflated
+    import lzma
     import zipfile
+    import zlib
 
     try:
         # Our own handle, so that a failed parse does not leak the file.
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError) as error:  # damaged compressed data
         raise CheckpointError(f"{path.name} cannot be read as a numpy .npz archive: {_short(error)}") from error
     metadata = {k: arrays.pop(k).item() for k in STEP_KEYS if k in arrays and arrays[k].ndim == 0}
     return ArrayCheckpoint(path, arrays, step_from_metadata(metadata))
