@@ -15,9 +15,11 @@ the step in its metadata, and loss/accuracy values kept beside them.
 
 from __future__ import annotations
 
+import lzma
 import textwrap
 import threading
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +89,7 @@ def _load(path: Path, trust_pickle: bool) -> tuple[Any, frozenset[str]]:
     if loaded is None:
         try:
             safe = load_torch_file(path)
-        except (UnreadablePickle, zipfile.BadZipFile, EOFError) as error:  # zipfile: a damaged member (bad header, CRC)
+        except (UnreadablePickle, zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error, lzma.LZMAError) as error:  # damaged zip
             raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {error}") from error
         loaded = (safe.value, safe.suspicious)
     with _lock:
