@@ -89,7 +89,7 @@ def _load(path: Path, trust_pickle: bool) -> tuple[Any, frozenset[str]]:
     if loaded is None:
         try:
             safe = load_torch_file(path)
-        except (UnreadablePickle, zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error, lzma.LZMAError) as error:  # damaged zip
+        except (UnreadablePickle, zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error, lzma.LZMAError) as error:
             raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {error}") from error
         loaded = (safe.value, safe.suspicious)
     with _lock:
