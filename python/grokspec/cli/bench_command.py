@@ -23,9 +23,22 @@ from grokspec.cli.console import status_printer
     is_flag=True,
     help="Also the scan benchmarks (100 checkpoints vs plain torch; a 1.2 GB sharded checkpoint's peak memory).",
 )
+@click.option(
+    "--approx",
+    "approx_bench",
+    is_flag=True,
+    help="Instead: the approximate entropy's accuracy over seeds and its speed against the exact engine (docs/APPROX.md).",
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def bench(
-    quick: bool, threads: int | None, budget: float, json_path: Path | None, markdown: bool, scan_bench: bool, quiet: bool
+    quick: bool,
+    threads: int | None,
+    budget: float,
+    json_path: Path | None,
+    markdown: bool,
+    scan_bench: bool,
+    approx_bench: bool,
+    quiet: bool,
 ) -> None:
     """Side-by-side benchmark against torch.linalg, numpy and scipy on this machine."""
     import platform
@@ -35,6 +48,9 @@ def bench(
     from grokspec.io_atomic import write_json
 
     threads = threads or _core.default_threads()
+    if approx_bench:
+        _approx_bench(quick, threads, json_path, quiet)
+        return
     update, stop = status_printer(quiet)
     try:
         results = run_benchmark(QUICK_CASES if quick else DEFAULT_CASES, threads=threads, budget=budget, progress=update)
@@ -79,3 +95,29 @@ def bench(
             )
     if json_path is not None:
         write_json(json_path, {"machine": machine, "threads": threads, "results": as_records(results), "scan": scan_results})
+
+
+def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool) -> None:
+    """``grokspec bench --approx``: both tables as Markdown (they go to docs/APPROX.md)."""
+    import platform
+
+    from grokspec.bench.approx import accuracy_markdown, as_records, run_accuracy, run_speed, speed_markdown
+    from grokspec.io_atomic import write_json
+
+    update, stop = status_printer(quiet)
+    try:
+        size, seeds = ((512, 512), 10) if quick else ((1024, 1024), 40)
+        accuracy = run_accuracy(size, seeds, threads=threads, progress=update)
+        shapes = ((2048, 2048),) if quick else ((4096, 4096), (4096, 11008), (8192, 8192))
+        speed = run_speed(shapes, threads=threads, progress=update)
+    finally:
+        stop()
+    machine = f"{platform.processor() or platform.machine()}, {threads} threads, Python {platform.python_version()}"
+    click.echo(f"Machine: {machine}\n\nAccuracy (normalized entropy, against the exact engine):\n")
+    click.echo(accuracy_markdown(accuracy))
+    click.echo("\nSpeed (power 2, normalize dim; one run each):\n")
+    click.echo(speed_markdown(speed))
+    if json_path is not None:
+        write_json(
+            json_path, {"machine": machine, "threads": threads, "accuracy": as_records(accuracy), "speed": as_records(speed)}
+        )
