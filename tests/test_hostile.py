@@ -204,33 +204,49 @@ def test_file_changed_between_discovery_opening_and_computing(tmp_path, monkeypa
 
 _TRUNCATE_WHILE_COMPUTING = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, threading, time
     from pathlib import Path
+    import torch
+    from safetensors.torch import save_file
     import grokspec.scan.compute as compute
     from grokspec.scan.scan import scan
-    folder, bad = Path(sys.argv[1]), sys.argv[2]
-    real = compute.compute_batch
-    def truncating(sources, **options):
-        os.truncate(folder / bad, 100)  # the engine now reads a file that shrank under it
-        return real(sources, **options)
-    compute.compute_batch = truncating
+    folder, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    tensors = {f"w{i}": torch.randn(1500, 1500) for i in range(count)}  # 6: long enough to be caught mid-read
+    save_file(tensors, folder / name) if name.endswith(".safetensors") else torch.save(tensors, folder / name)
+    real = compute.compute_sources
+    def truncating(sources, options):
+        def shrink():  # while the engine works through the file's matrices
+            time.sleep(0.02)
+            os.truncate(folder / name, 4096)
+        threading.Thread(target=shrink).start()
+        return real(sources, options)
+    compute.compute_sources = truncating
     result = scan(folder, cache_path=None)
     print("failed", result.failed_checkpoints, "rows", len(result.table))
     """
 )
 
 
-@pytest.mark.parametrize("extension", [".safetensors", ".pt"])
+@pytest.mark.parametrize(
+    "extension",
+    [
+        pytest.param(
+            ".safetensors",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="SIGBUS on a memory-mapped safetensors file truncated while read: the Rust engineer's fix (issue 10)",
+            ),
+        ),
+        ".pt",
+    ],
+)
 def test_file_truncated_while_the_engine_reads_it_is_not_a_signal(tmp_path, extension):
-    folder = tmp_path / "checkpoints"
-    folder.mkdir()
-    (folder / f"{BAD}{extension}").write_bytes(valid_bytes(extension))
     done = subprocess.run(
-        [sys.executable, "-c", _TRUNCATE_WHILE_COMPUTING, str(folder), f"{BAD}{extension}"],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", _TRUNCATE_WHILE_COMPUTING, str(tmp_path), f"{BAD}{extension}", "6" if extension == ".safetensors" else "2"],
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, f"killed by signal {-done.returncode}" if done.returncode < 0 else done.stderr[-2000:]
-    assert "failed 1" in done.stdout or "rows" in done.stdout
+    assert "failed" in done.stdout and "Traceback" not in done.stderr
 
 
 # --- the cache ------------------------------------------------------------------------------------------
@@ -552,9 +568,9 @@ def _stack_seconds(count: int) -> float:
 @pytest.mark.xfail(strict=True, reason="quadratic time of a 3-D stack of many small matrices: the Rust engineer's fix (issue 10)")
 @pytest.mark.timeout(60)
 def test_a_stack_of_many_small_matrices_takes_linear_time():
-    small, large = _stack_seconds(4_000), _stack_seconds(16_000)
+    small, large = _stack_seconds(8_000), _stack_seconds(32_000)
     # 4x the matrices: linear time is ~4x; quadratic would be ~16x.
-    assert large < 8 * small + 0.05, f"{small:.3f} s for 4,000 and {large:.3f} s for 16,000 2x2 matrices"
+    assert large < 8 * small + 0.05, f"{small:.3f} s for 8,000 and {large:.3f} s for 32,000 2x2 matrices"
 
 
 @_ENGINE_XFAIL
@@ -719,7 +735,8 @@ def test_fuzzed_metrics_lines_are_read_or_reported(tmp_path, lines):
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines), encoding="utf-8", errors="surrogateescape")
     reading = RunDir(tmp_path).read_metrics_checked(("test_acc",))
     assert all(isinstance(r, dict) and isinstance(r["step"], int) for r in reading.records)
-    assert len(reading.records) + len(reading.problems) <= len([line for line in lines if line.strip()]) + 1
+    physical = [line for line in (tmp_path / "metrics.jsonl").read_bytes().split(b"\n") if line.strip()]
+    assert len(reading.records) + len(reading.problems) == len(physical), "every line is either read or reported"
 
 
 @_FUZZ
