@@ -213,3 +213,38 @@ def test_default_run_crosses_and_collapses_before_it_groks(tmp_path):
     assert run.crossing is not None and run.crossing < run.t_grok
     assert run.t_collapse is not None and run.t_collapse < run.t_grok
     assert run.series[0].min is not None and not math.isnan(run.series[0].min)
+
+
+def _plateau_metrics(run_dir, *, fall_at: int) -> None:
+    """A grokspec run dir with only config.json and metrics.jsonl: memorized
+    at 500, H̃ 0.83 with one single-evaluation dip at 1600, a fall of 0.025
+    per evaluation from `fall_at`, onset at 3000, T_grok at 3500."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(TrainConfig(device="cpu").to_json())
+    rows = []
+    for t in range(0, 4001, 100):
+        h = 0.6 + 0.23 * t / 500 if t < 500 else 0.83 - (0.05 if t == 1600 else 0.0)
+        if t >= fall_at:
+            h = 0.83 - 0.025 * (t - fall_at) / 100
+        test = 0.995 if t >= 3500 else 0.2 if t >= 3000 else 0.01
+        rows.append({"step": t, "train_acc": min(1.0, t / 500), "test_acc": test, "repr_entropy": h})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_report_json_has_onset_and_the_default_alarm(tmp_path):
+    _plateau_metrics(tmp_path / "early", fall_at=2500)
+    _plateau_metrics(tmp_path / "never", fall_at=10**6)
+    result = CliRunner().invoke(main, ["scan", str(tmp_path), "--no-representation", "--no-cache", "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    runs = {r["run"]: r for r in json.loads(result.output)["runs"]}
+    early = runs["early"]
+    assert (early["onset"], early["t_grok"]) == (3000, 3500)
+    # 0.04 below the lagged plateau from 2700 (> 3000 − 0.025·2 evaluations), persisted at 2800; the dip at 1600 is ignored.
+    assert early["alarm"] == {
+        "rule": "plateau-fall (> 0.04 below the plateau, lag 8, 2 evals)", "step": 2800, "test_acc": 0.01,
+        "lead_onset": 200, "lead_grok": 700,
+    }
+    assert runs["never"]["alarm"] is None and runs["never"]["onset"] == 3000
+    summary = CliRunner().invoke(main, ["scan", str(tmp_path), "--no-representation", "--no-cache", "--quiet"])
+    assert "2800 (0.010)" in summary.output, "the terminal summary shows the alarm and the test accuracy then"
+    assert (tmp_path / "grokspec-scan" / "trajectories.png").exists()
