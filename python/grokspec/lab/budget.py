@@ -16,15 +16,14 @@ out-of-memory kill minutes later:
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from grokspec.lab.config import TrainConfig
+from collections.abc import Sequence
+from typing import Protocol
 
 __all__ = [
     "BYTES_PER_PARAMETER",
     "MAX_EXAMPLES",
     "MAX_PARAMETERS",
+    "Sized",
     "example_count",
     "parameter_count",
     "size_problems",
@@ -36,6 +35,25 @@ MAX_PARAMETERS = 2**28
 #: float32 weights, gradients and AdamW's exp_avg and exp_avg_sq.
 BYTES_PER_PARAMETER = 16
 _S5_ELEMENTS = 120
+
+
+class Sized(Protocol):
+    """What the estimates read of a TrainConfig (no import: config uses this module)."""
+
+    @property
+    def task(self) -> str: ...
+    @property
+    def p(self) -> int: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def d_model(self) -> int: ...
+    @property
+    def d_ff(self) -> int: ...
+    @property
+    def n_layers(self) -> int: ...
+    @property
+    def mlp_hidden(self) -> Sequence[int]: ...
 
 
 def vocab_size(task: str, p: int) -> int:
@@ -50,7 +68,7 @@ def example_count(task: str, p: int) -> int:
     return p * (p - 1) if task == "div" else p * p
 
 
-def parameter_count(config: TrainConfig) -> int:
+def parameter_count(config: Sized) -> int:
     """Parameters of one seed's model, exactly as grokspec.lab.models builds it."""
     vocab, d = vocab_size(config.task, config.p), config.d_model
     readout = vocab * d + vocab
@@ -72,7 +90,7 @@ def _size(count: int) -> str:
     return f"about {count / unit[1]:.1f} {unit[0]}"
 
 
-def size_problems(config: TrainConfig, seeds: int = 1) -> list[str]:
+def size_problems(config: Sized, seeds: int = 1) -> list[str]:
     """Why a run of `seeds` seeds is too big for its budgets (empty: it fits)."""
     out = []
     examples = example_count(config.task, config.p)
