@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from grokspec import __version__
+from grokspec.errors import GrokspecError
 
 EXIT_OK = 0
 EXIT_REPORTED_FAILURES = 1
@@ -30,6 +31,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except GrokspecError as error:  # a problem grokspec recognized, which the command did not catch itself
+            click.echo(f"error: {' '.join(str(error).split())}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         except Exception as error:
             if os.environ.get(DEBUG_ENV):
                 raise
