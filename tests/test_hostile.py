@@ -109,6 +109,26 @@ def test_the_corpus_is_large_and_covers_every_family():
     assert len(cases) >= 150
 
 
+def test_a_failed_group_is_retried_one_checkpoint_at_a_time(tmp_path, monkeypatch):
+    import grokspec.scan.compute as compute
+
+    write_good(tmp_path)
+    (tmp_path / f"{BAD}.safetensors").write_bytes(valid_bytes(".safetensors"))
+    real, calls = compute.compute_sources, []
+
+    def poisoned(sources, options):
+        calls.append(len(sources))
+        if any(isinstance(s, tuple) and BAD in s[0] for s in sources):
+            raise RuntimeError("the engine failed on this batch")
+        return real(sources, options)
+
+    monkeypatch.setattr(compute, "compute_sources", poisoned)
+    result = scan(tmp_path, cache_path=None)
+    text = _checked(result)
+    assert calls == [6, 2, 2, 2], "one batch of three checkpoints, then each alone"
+    assert result.failed_checkpoints == 1 and f"{BAD}.safetensors: unexpected RuntimeError" in text, text
+
+
 # --- the command line on a representative few ------------------------------------------------------
 
 
