@@ -104,6 +104,7 @@ def test_reproduce_refuses_bad_usage(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_reproduce_smoke_end_to_end_and_rebuild_from_metrics(tmp_path):
     result = CliRunner().invoke(
         main,
