@@ -26,7 +26,7 @@ __all__ = [
     "run_accuracy",
     "run_speed",
     "speed_markdown",
-    "test_matrix",
+    "spectrum_matrix",
 ]
 
 
@@ -63,7 +63,7 @@ SPECTRA: dict[str, Callable[[int, np.random.Generator], np.ndarray | None]] = {
 }
 
 
-def test_matrix(rows: int, cols: int, kind: str, seed: int = 0) -> np.ndarray:
+def spectrum_matrix(rows: int, cols: int, kind: str, seed: int = 0) -> np.ndarray:
     """A float32 matrix of the given spectrum kind (random orthogonal factors)."""
     rng = np.random.default_rng(seed)
     k = min(rows, cols)
@@ -114,7 +114,7 @@ def run_accuracy(
 
     out = []
     for kind in SPECTRA:
-        a = test_matrix(*size, kind)
+        a = spectrum_matrix(*size, kind)
         for power in powers:
             if progress:
                 progress(f"accuracy: {kind}, power {power:g}")
@@ -164,7 +164,7 @@ def run_speed(
     threads = threads or _core.default_threads()
     out = []
     for rows, cols in shapes:
-        a = test_matrix(rows, cols, "power law σ∝i^-0.75") if max(rows, cols) <= 4096 else _gaussian_like(rows, cols)
+        a = spectrum_matrix(rows, cols, "power law σ∝i^-0.75") if max(rows, cols) <= 4096 else _gaussian_like(rows, cols)
         if progress:
             progress(f"speed: {rows}x{cols} exact")
         start = time.perf_counter()
