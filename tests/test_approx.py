@@ -10,11 +10,11 @@ import math
 
 import numpy as np
 import pytest
-from reference import reference_entropy
 
 from grokspec import NonFiniteError, ShapeError, approx, spectral_entropy, spectral_stats
 from grokspec.approx import ApproxOptions, approx_entropy
 from grokspec.bench.approx import SPECTRA, spectrum_matrix
+from reference import reference_entropy
 
 ACCURACY = 2e-3  # the bar for |ΔH̃|
 
