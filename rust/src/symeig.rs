@@ -16,6 +16,9 @@ use crate::bulge_chasing::BandMatrix;
 use crate::error::Error;
 use crate::tridiagonal::tridiagonal_eigenvalues;
 
+/// The vector path of the hand-written kernels (`GROKSPEC_ISA`, see `simd`).
+pub use crate::simd::{Isa, isa};
+
 /// Tuning of the symmetric eigensolver.
 #[derive(Debug, Clone, Copy)]
 pub struct SymEigParams {
