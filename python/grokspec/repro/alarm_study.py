@@ -32,7 +32,7 @@ from grokspec.repro.runs import RunSet
 from grokspec.scan.alarm_quality import AlarmQuality, alarm_quality, tune, youden
 from grokspec.scan.calibrate import fit_power_law, power_law_points
 
-__all__ = ["alarm_study", "WEIGHT_SERIES", "plateau_candidates"]
+__all__ = ["WEIGHT_SERIES", "alarm_study", "plateau_candidates"]
 
 #: The weight-side series compared (attention in/out projections, readout).
 WEIGHT_SERIES = ("layers.0.self_attn.in_proj_weight", "layers.0.self_attn.out_proj.weight", "readout.weight")
@@ -116,8 +116,13 @@ def _run_alarms(rule: AlarmRule, runs: Runs) -> dict[str, Any]:
     _, scores = alarm_quality(rule, runs)
     return {
         s.run: {
-            "step": s.alarm_step, "test_acc": s.test_acc_at_alarm, "lead_onset": s.lead_onset,
-            "lead_grok": s.lead_grok, "onset": s.t_onset, "t_grok": s.t_grok, "outcome": s.outcome,
+            "step": s.alarm_step,
+            "test_acc": s.test_acc_at_alarm,
+            "lead_onset": s.lead_onset,
+            "lead_grok": s.lead_grok,
+            "onset": s.t_onset,
+            "t_grok": s.t_grok,
+            "outcome": s.outcome,
         }
         for s in scores
     }

@@ -74,11 +74,7 @@ def _plateau(runs: RunSet) -> dict[str, Any] | None:
     if key is None:
         return None
     events = _events(runs, key)
-    ratios = [
-        e["t_grok"] / e["train_acc_1_step"]
-        for e in events.values()
-        if e["t_grok"] is not None and e["train_acc_1_step"]
-    ]
+    ratios = [e["t_grok"] / e["train_acc_1_step"] for e in events.values() if e["t_grok"] is not None and e["train_acc_1_step"]]
     group = _group(events)
     group["grok_over_memorization"] = summary(ratios)
     group["runs_with_ratio_at_least_4"] = f"{sum(1 for r in ratios if r >= 4)}/{len(ratios)}"

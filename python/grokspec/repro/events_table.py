@@ -8,7 +8,7 @@ import pandas as pd
 
 from grokspec.events import REPRESENTATION_THRESHOLD, collapse_step, crossing_step, grok_step, onset_level, onset_step
 
-__all__ = ["run_events", "MEMORIZED"]
+__all__ = ["MEMORIZED", "run_events"]
 
 #: Train accuracy that counts as the training set memorized.
 MEMORIZED = 0.999

@@ -81,7 +81,9 @@ def _mlp_vs_transformer(plt: Any, runs: RunSet, report: dict[str, Any], out: Pat
     if not control:
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for (name, key), color in zip((("mlp", "control/mlp"), ("transformer", "comparison/transformer")), ("tab:purple", "tab:blue")):
+    for (name, key), color in zip(
+        (("mlp", "control/mlp"), ("transformer", "comparison/transformer")), ("tab:purple", "tab:blue")
+    ):
         for i, frame in enumerate(runs.frames(key).values()):
             left.plot(frame["step"], frame["repr_entropy"], color=color, alpha=0.6, lw=1, label=name if i == 0 else None)
             right.plot(frame["step"], frame["test_acc"], color=color, alpha=0.6, lw=1, label=name if i == 0 else None)
@@ -200,11 +202,18 @@ def _alarms(plt: Any, runs: RunSet, report: dict[str, Any], out: Path, figures: 
     left.set_ylabel("H̃ (blue), test accuracy (dotted)")
     left.set_title("plateau regime (scored seeds)", fontsize=10)
     _legend(left, fontsize=8)
-    colors = dict(zip(sorted({runs.experiments[k].group for k in runs.keys("control")}), ("tab:purple", "tab:gray", "tab:brown", "tab:olive")))
+    colors = dict(
+        zip(
+            sorted({runs.experiments[k].group for k in runs.keys("control")}),
+            ("tab:purple", "tab:gray", "tab:brown", "tab:olive"),
+        )
+    )
     for key in runs.keys("control"):
         group = runs.experiments[key].group
         for i, (seed, frame) in enumerate(runs.frames(key).items()):
-            right.plot(frame["step"], frame["repr_entropy"], color=colors[group], alpha=0.5, lw=1, label=group if i == 0 else None)
+            right.plot(
+                frame["step"], frame["repr_entropy"], color=colors[group], alpha=0.5, lw=1, label=group if i == 0 else None
+            )
             hit = alarms.get(f"{key}/seed_{seed}")
             if hit and hit["step"] is not None:
                 at = frame.loc[frame["step"] == hit["step"], "repr_entropy"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["f", "mean_ci", "value_range", "interval", "median_ci_text", "fraction"]
+__all__ = ["f", "fraction", "interval", "mean_ci", "median_ci_text", "value_range"]
 
 
 def f(value: Any, digits: int = 3) -> str:

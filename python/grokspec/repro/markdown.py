@@ -29,7 +29,7 @@ from grokspec.repro.sections import (
     weights,
 )
 
-__all__ = ["write_report", "render_markdown", "json_clean"]
+__all__ = ["json_clean", "render_markdown", "write_report"]
 
 _SECTIONS = (summary, threshold, phases, control, intervention, calibration, weights, plateau, alarms, differences)
 

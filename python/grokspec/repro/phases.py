@@ -13,7 +13,7 @@ from grokspec.repro.runs import RunSet
 from grokspec.repro.stats import summary
 from grokspec.scan.run_metrics import chance_of
 
-__all__ = ["two_phases", "control_comparison", "intervention"]
+__all__ = ["control_comparison", "intervention", "two_phases"]
 
 
 def _norm_run(task: str, seed: int, frame: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -25,8 +25,14 @@ def _norm_run(task: str, seed: int, frame: pd.DataFrame) -> tuple[dict[str, Any]
     corr = float(np.corrcoef(before["param_norm"], before["repr_entropy"])[0, 1]) if len(before) > 2 else None
     at_grok = float(frame.loc[frame["step"] == t_grok, "param_norm"].iloc[0]) if t_grok is not None else None
     record = {
-        "task": task, "seed": seed, "norm_start": float(n[0]), "norm_at_grok": at_grok, "norm_end": float(final),
-        "norm_settles_at": settled, "t_grok": t_grok, "corr": corr,
+        "task": task,
+        "seed": seed,
+        "norm_start": float(n[0]),
+        "norm_at_grok": at_grok,
+        "norm_end": float(final),
+        "norm_settles_at": settled,
+        "t_grok": t_grok,
+        "corr": corr,
     }
     return record, before
 

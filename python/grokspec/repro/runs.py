@@ -20,7 +20,7 @@ from grokspec.lab.rundir import RunDir
 from grokspec.repro.layout import Experiment, experiment_dir, read_setup
 from grokspec.scan.run_metrics import chance_of, trajectory_from_records
 
-__all__ = ["RunSet", "load_runs", "TABLE_METRICS"]
+__all__ = ["TABLE_METRICS", "RunSet", "load_runs"]
 
 #: The training-log metrics that go into the tidy table.
 TABLE_METRICS = ("train_acc", "test_acc", "train_loss", "test_loss", "param_norm", "repr_entropy")

@@ -14,7 +14,7 @@ from grokspec.repro.stats import summary
 from grokspec.scan.calibrate import calibrate_table, fit_power_law, power_law_points
 from grokspec.scan.trajectories import REPRESENTATION, run_trajectories
 
-__all__ = ["calibration_section", "weight_side", "LEAD_BINS"]
+__all__ = ["LEAD_BINS", "calibration_section", "weight_side"]
 
 #: How far ahead of T_grok a prediction was made (steps), for its error table.
 LEAD_BINS = ((0, 500), (500, 1000), (1000, 2000), (2000, 10**9))

@@ -27,7 +27,7 @@ import numpy as np
 from grokspec.alarms import AlarmRule, Trajectory, evaluate_rule
 from grokspec.events import GROK_LEVEL
 
-__all__ = ["RunScore", "AlarmQuality", "score_run", "alarm_quality", "tune", "auroc", "median_ci", "youden"]
+__all__ = ["AlarmQuality", "RunScore", "alarm_quality", "auroc", "median_ci", "score_run", "tune", "youden"]
 
 #: Outcomes of a rule on one run.
 BEFORE_ONSET, AFTER_ONSET, MISSED, FALSE_ALARM, QUIET = "before-onset", "after-onset", "missed", "false-alarm", "quiet"
@@ -92,7 +92,8 @@ def score_run(rule: AlarmRule, name: str, trajectory: Trajectory, *, grok_level:
     else:
         statistic = outcome.statistic
     alarm = outcome.alarm
-    if grokked:
+    if t_grok is not None:
+        # A run that grokked has reached the onset level by then at the latest.
         onset = t_onset if t_onset is not None else t_grok
         kind = MISSED if alarm is None else BEFORE_ONSET if alarm.step < onset else AFTER_ONSET
     else:

@@ -16,7 +16,7 @@ from typing import Any
 from grokspec.alarms import REPRESENTATION_SERIES, Trajectory
 from grokspec.lab.rundir import RunDir, is_run_dir
 
-__all__ = ["trajectory_from_records", "read_trajectory", "run_dirs_under", "chance_of"]
+__all__ = ["chance_of", "read_trajectory", "run_dirs_under", "trajectory_from_records"]
 
 #: Classes of S5 (permutations of five elements).
 _S5_CLASSES = 120

@@ -6,7 +6,7 @@ from typing import Any
 
 from grokspec.repro.formatting import f, median_ci_text
 
-__all__ = ["render", "headline"]
+__all__ = ["headline", "render"]
 
 _COLUMNS = (
     "| rule | tuned on | grokking runs | controls | alarm before onset | after onset | missed | false alarms "
@@ -16,9 +16,18 @@ _COLUMNS = (
 
 def _row(q: dict[str, Any]) -> str:
     cells = [
-        q["rule"], q["tuned_on"], str(q["grokking_runs"]), str(q["controls"]), str(q["before_onset"]), str(q["after_onset"]),
-        str(q["missed"]), f"{q['false_alarms']}/{q['controls']}", median_ci_text(q["median_lead_onset"], q["median_lead_onset_ci"]),
-        median_ci_text(q["median_lead_grok"], q["median_lead_grok_ci"]), f(q["median_test_acc_at_alarm"]), f(q["auroc"], 2),
+        q["rule"],
+        q["tuned_on"],
+        str(q["grokking_runs"]),
+        str(q["controls"]),
+        str(q["before_onset"]),
+        str(q["after_onset"]),
+        str(q["missed"]),
+        f"{q['false_alarms']}/{q['controls']}",
+        median_ci_text(q["median_lead_onset"], q["median_lead_onset_ci"]),
+        median_ci_text(q["median_lead_grok"], q["median_lead_grok_ci"]),
+        f(q["median_test_acc_at_alarm"]),
+        f(q["auroc"], 2),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -51,8 +60,10 @@ def headline(report: dict[str, Any]) -> str:
 
 def _false_alarm_lines(alarms: dict[str, Any]) -> list[str]:
     kinds = list(alarms["false_alarms_by_control"])
-    lines = ["| rule | " + " | ".join(f"{k} ({alarms['scored_controls'][k]})" for k in kinds) + " |",
-             "| " + " | ".join(["---"] * (len(kinds) + 1)) + " |"]
+    lines = [
+        "| rule | " + " | ".join(f"{k} ({alarms['scored_controls'][k]})" for k in kinds) + " |",
+        "| " + " | ".join(["---"] * (len(kinds) + 1)) + " |",
+    ]
     rules = [q["rule"] for q in alarms["alarm_quality"]]
     for rule in rules:
         lines.append(f"| {rule} | " + " | ".join(str(alarms["false_alarms_by_control"][k].get(rule, "—")) for k in kinds) + " |")
@@ -86,12 +97,14 @@ def render(report: dict[str, Any]) -> list[str]:
     pooled_j = alarms["pooled_j"]
     pooled_best = max(pooled_j, key=lambda r: pooled_j[r])
     lines += [
-        f"**The default rule** is chosen by {alarms['criterion']}: **{alarms['best_rule']}** (J = {f(j[alarms['best_rule']], 2)}). "
+        f"**The default rule** is chosen by {alarms['criterion']}: **{alarms['best_rule']}** "
+        f"(J = {f(j[alarms['best_rule']], 2)}). "
         + (
             f"Over all scored runs pooled the best J would be {pooled_best}'s ({f(pooled_j[pooled_best], 2)}; the default's "
             f"{f(pooled_j[alarms['best_rule']], 2)}): the companion regime, where onset follows memorization within a few "
             "evaluations, rewards a rule that fires at memorization — and the same rule fires in the controls that memorize."
-            if pooled_best != alarms["best_rule"] else ""
+            if pooled_best != alarms["best_rule"]
+            else ""
         ),
         "",
         headline(report),

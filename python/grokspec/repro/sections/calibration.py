@@ -12,7 +12,8 @@ __all__ = ["render"]
 def _law_sentence(law: dict[str, Any], p: dict[str, Any]) -> str:
     if not law:
         return "Too few runs grokked to fit the time-to-grok law."
-    text = f"The paper fits γ = {p['law_gamma']} with R² = {p['law_r2']}; ours is γ = {f(law['gamma'], 2)} with R² = {f(law['r2'], 2)}"
+    text = f"The paper fits γ = {p['law_gamma']} with R² = {p['law_r2']}; "
+    text += f"ours is γ = {f(law['gamma'], 2)} with R² = {f(law['r2'], 2)}"
     if abs(law["gamma"] - p["law_gamma"]) > 0.25 * p["law_gamma"]:
         text += ": the exponent does not reproduce at this scale"
     return text + (
@@ -30,7 +31,8 @@ def render(report: dict[str, Any]) -> list[str]:
         f"From {cal['runs']} companion runs: H* = {f(cal['h_star'])} (bootstrap 95% CI {interval(cal['h_star_ci'])}, "
         f"range {interval(cal['h_star_range'])}). ΔT = C1 (H̃ − H*)^γ fitted on the points after each run's entropy peak: "
         f"C1 = {f(law.get('c1'))}, γ = {f(law.get('gamma'), 2)}, R² = {f(law.get('r2'), 2)} (log space), leave-one-run-out "
-        f"mean absolute error {f(law.get('loo_mae_steps'), 0)} steps, 95% of residuals within ±{f(law.get('interval_steps'), 0)} steps.",
+        f"mean absolute error {f(law.get('loo_mae_steps'), 0)} steps, "
+        f"95% of residuals within ±{f(law.get('interval_steps'), 0)} steps.",
         "",
         _law_sentence(law, report["paper"]),
         "",

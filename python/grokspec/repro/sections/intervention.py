@@ -28,12 +28,16 @@ def render(report: dict[str, Any]) -> list[str]:
     for name, label in (("mixing", "mixing"), ("norm_matched", "norm-matched mixing")):
         i = inter[name]
         lines.append(
-            f"| {label} | {mean_ci(i['window_entropy'])} | {mean_ci(i['delay'], 0)} steps | {f(i['mann_whitney_p'], 4)} | {i['grokked']} |"
+            f"| {label} | {mean_ci(i['window_entropy'])} | {mean_ci(i['delay'], 0)} steps | "
+            f"{f(i['mann_whitney_p'], 4)} | {i['grokked']} |"
         )
     seeds = len(inter["mixing"]["delay_per_seed"])
     figure = report.get("figures", {}).get("intervention", "")
     return [
-        *lines, "", f"![intervention]({figure})", "",
+        *lines,
+        "",
+        f"![intervention]({figure})",
+        "",
         "Runs that did not grok within the budget count as grokking at the budget (a conservative, censored delay). "
         f"With {seeds} seeds the test has little power; the paper used 10 and 30.",
         "",

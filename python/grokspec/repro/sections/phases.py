@@ -14,7 +14,9 @@ def _sentence(phases: dict[str, Any], p: dict[str, Any]) -> str:
     if corr is None:
         return "Too few evaluations before T_grok to correlate the parameter norm with H̃."
     falling, total = (int(x) for x in phases["runs_with_falling_norm"].split("/"))
-    direction = "falls" if falling == total else "rises" if falling == 0 else f"falls in {falling} of {total} runs and rises in the rest"
+    direction = (
+        "falls" if falling == total else "rises" if falling == 0 else f"falls in {falling} of {total} runs and rises in the rest"
+    )
     text = (
         f"Before T_grok the parameter norm and H̃ correlate with r = {f(corr)} ({phases['points']} evaluations pooled; "
         f"per run {mean_ci(phases['per_run_corr'])}); the paper reports {p['corr_norm_entropy']}. "
@@ -28,13 +30,19 @@ def _sentence(phases: dict[str, Any], p: dict[str, Any]) -> str:
             "(weight decay 1.0 shrinks the N(0, 1)-initialized embeddings from the start). "
         )
     if (corr > 0) != (p["corr_norm_entropy"] > 0):
-        text += ("With norm and H̃ both falling, the" if falling == total else "The") + " correlation has the opposite sign to the paper's."
+        text += (
+            "With norm and H̃ both falling, the" if falling == total else "The"
+        ) + " correlation has the opposite sign to the paper's."
     return text
 
 
 def render(report: dict[str, Any]) -> list[str]:
     figure = report.get("figures", {}).get("norm_entropy", "")
     return [
-        "## 2. Two phases: parameter norm and entropy", "", _sentence(report["two_phases"], report["paper"]), "",
-        f"![norm and entropy]({figure})", "",
+        "## 2. Two phases: parameter norm and entropy",
+        "",
+        _sentence(report["two_phases"], report["paper"]),
+        "",
+        f"![norm and entropy]({figure})",
+        "",
     ]

@@ -20,11 +20,13 @@ def render(report: dict[str, Any]) -> list[str]:
         "## 7. The plateau regime",
         "",
         f"({config['task']}) mod {config['p']} at train fraction {config['train_fraction']}, batch {config['batch_size']}, "
-        f"{plateau['runs']} seeds (seeds {', '.join(map(str, plateau['tuning_seeds']))} tune the alarm rules and are not scored in section 8).",
+        f"{plateau['runs']} seeds "
+        f"(seeds {', '.join(map(str, plateau['tuning_seeds']))} tune the alarm rules and are not scored in section 8).",
         "",
         "| runs grokked | train accuracy 1.0 at | T_onset | T_grok | T_grok / memorization | H̃ at memorization | H̃ at T_grok |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| {plateau['grokked']}/{plateau['runs']} | {mean_ci(plateau['train_acc_1_step'], 0)} | {mean_ci(plateau['t_onset'], 0)} | "
+        f"| {plateau['grokked']}/{plateau['runs']} | {mean_ci(plateau['train_acc_1_step'], 0)} | "
+        f"{mean_ci(plateau['t_onset'], 0)} | "
         f"{mean_ci(plateau['t_grok'], 0)} | {mean_ci(ratio, 1)} (≥ 4 in {plateau['runs_with_ratio_at_least_4']}) | "
         f"{mean_ci(plateau['h_at_train_acc_1'])} | {mean_ci(plateau['h_at_grok'])} |",
         "",

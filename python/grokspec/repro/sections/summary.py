@@ -83,7 +83,8 @@ def render(report: dict[str, Any]) -> list[str]:
         *_control_rows(report),
         (
             "time-to-grok law ΔT = C1 (H̃ − H*)^γ",
-            f"C1 = {f(law.get('c1'))}, γ = {f(law.get('gamma'), 2)}, R² = {f(law.get('r2'), 2)}, ±{f(law.get('interval_steps'))} steps",
+            f"C1 = {f(law.get('c1'))}, γ = {f(law.get('gamma'), 2)}, R² = {f(law.get('r2'), 2)}, "
+            f"±{f(law.get('interval_steps'))} steps",
             f"C1 = {p['law_c1']:.3g}, γ = {p['law_gamma']}, R² = {p['law_r2']}, ±{p['law_interval']:,} steps",
         ),
     ]

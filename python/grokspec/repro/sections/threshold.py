@@ -38,8 +38,11 @@ def sentence(pooled: dict[str, Any], p: dict[str, Any]) -> str:
     text += (
         f"Against onset (test accuracy ≥ 0.1, where generalization becomes visible) the collapse came first in only "
         f"{before} of {total} runs, with a mean lead of {f(pooled['lead_onset_collapse']['mean'], 0)} steps: "
-        + ("in most runs the paper's warning is not early in the sense users need. " if before < total / 2 else
-           "it is an early warning in most runs. ")
+        + (
+            "in most runs the paper's warning is not early in the sense users need. "
+            if before < total / 2
+            else "it is an early warning in most runs. "
+        )
     )
     crossed, total = _counts(pooled["crossing_before_grok"])
     crossed_onset, _ = _counts(pooled["crossing_before_onset"])
@@ -64,9 +67,16 @@ def render(report: dict[str, Any]) -> list[str]:
     ]
     for task, t in th["per_task"].items():
         cells = [
-            task, f"{t['grokked']}/{t['runs']}", mean_ci(t["t_onset"], 0), mean_ci(t["t_grok"], 0), mean_ci(t["h_at_grok"]),
-            value_range(t["h_at_grok"]), f"{t['collapse_before_grok']} / {t['collapse_before_onset']}",
-            mean_ci(t["lead_collapse"], 0), mean_ci(t["lead_onset_collapse"], 0), mean_ci(t["lead_cross"], 0),
+            task,
+            f"{t['grokked']}/{t['runs']}",
+            mean_ci(t["t_onset"], 0),
+            mean_ci(t["t_grok"], 0),
+            mean_ci(t["h_at_grok"]),
+            value_range(t["h_at_grok"]),
+            f"{t['collapse_before_grok']} / {t['collapse_before_onset']}",
+            mean_ci(t["lead_collapse"], 0),
+            mean_ci(t["lead_onset_collapse"], 0),
+            mean_ci(t["lead_cross"], 0),
             mean_ci(t["lead_onset_cross"], 0),
         ]
         lines.append("| " + " | ".join(cells) + " |")
