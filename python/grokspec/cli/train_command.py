@@ -119,12 +119,13 @@ def print_training_summaries(summaries: list[RunSummary]) -> None:
     from rich.table import Table
 
     table = Table(title="training")
-    for column in ("run", "steps", "crossing (H̃<θ)", "T_grok", "H̃ at T_grok", "test acc", "seconds", "stopped"):
+    for column in ("run", "steps", "alarm (test acc)", "crossing (H̃<θ)", "T_grok", "H̃ at T_grok", "test acc", "seconds", "stopped"):
         table.add_column(column)
     for s in summaries:
         table.add_row(
             s.run_dir,
             str(s.steps),
+            "—" if s.alarm is None else f"{s.alarm.step} ({s.alarm.test_acc:.3f})",
             str(s.crossing_step),
             str(s.t_grok),
             "—" if s.entropy_at_grok is None else f"{s.entropy_at_grok:.3f}",
