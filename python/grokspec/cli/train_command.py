@@ -119,7 +119,17 @@ def print_training_summaries(summaries: list[RunSummary]) -> None:
     from rich.table import Table
 
     table = Table(title="training")
-    for column in ("run", "steps", "alarm (test acc)", "crossing (H̃<θ)", "T_grok", "H̃ at T_grok", "test acc", "seconds", "stopped"):
+    for column in (
+        "run",
+        "steps",
+        "alarm (test acc)",
+        "crossing (H̃<θ)",
+        "T_grok",
+        "H̃ at T_grok",
+        "test acc",
+        "seconds",
+        "stopped",
+    ):
         table.add_column(column)
     for s in summaries:
         table.add_row(
