@@ -3,6 +3,7 @@ synthetic trajectories whose right answers are known by construction."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -259,3 +260,19 @@ def test_importing_the_rules_imports_no_heavy_library():
     code = "import sys, grokspec.alarms; print(','.join(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_demo_says_how_early_the_alarm_came():
+    from grokspec.alarms import Alarm
+    from grokspec.cli.demo_command import alarm_sentence
+    from grokspec.lab.demo import DEMO_CONFIG
+    from grokspec.lab.train import RunSummary
+
+    assert DEMO_CONFIG.train_fraction == 0.3 and DEMO_CONFIG.alarm_rule == "plateau-fall", "the demo has a plateau to warn in"
+    alarm = Alarm(rule="plateau-fall", step=3200, test_acc=0.011, lead_onset=500, lead_grok=1100)
+    summary = RunSummary("run", 0, 4500, 4300, 2100, 0.58, 1.0, 1.0, 0.5, 90.0, "stop-after-grok", alarm)
+    text = alarm_sentence(summary)
+    assert "step 3,200" in text and "test accuracy then 0.011" in text
+    assert "500 steps before onset" in text and "1,100 steps before T_grok" in text
+    silent = dataclasses.replace(summary, alarm=None)
+    assert "did not fire" in alarm_sentence(silent)
