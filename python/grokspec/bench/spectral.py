@@ -15,12 +15,68 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 
 from grokspec.spectral import spectral_entropy
 
-__all__ = ["BenchCase", "BenchResult", "DEFAULT_CASES", "QUICK_CASES", "run_benchmark", "markdown_table", "settle"]
+__all__ = [
+    "DEFAULT_CASES",
+    "QUICK_CASES",
+    "BenchCase",
+    "BenchResult",
+    "cpu_model",
+    "kernel_isa",
+    "markdown_table",
+    "run_benchmark",
+    "settle",
+]
+
+_ISA_RANK = {"portable": 0, "avx2": 1, "avx512": 2}
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` line of /proc/cpuinfo (Linux), else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == name:
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's name: /proc/cpuinfo's "model name", else what platform knows."""
+    import platform
+
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def kernel_isa() -> str:
+    """The vector path of the engine's hand-written kernels.
+
+    The extension answers when it exposes ``isa()``; otherwise this applies the
+    dispatcher's rule (rust/src/simd.rs): the widest of avx512 (avx512f +
+    avx512vl), avx2 (avx2 + fma) and portable that the CPU's flags allow,
+    narrowed by ``GROKSPEC_ISA`` but never widened.
+    """
+    import os
+
+    from grokspec import _core
+
+    exposed = getattr(_core, "isa", None)
+    if callable(exposed):
+        return str(exposed())
+    flags = set((_cpuinfo_field("flags") or "").split())
+    best = "portable"
+    if {"avx2", "fma"} <= flags:
+        best = "avx512" if {"avx512f", "avx512vl"} <= flags else "avx2"
+    wanted = os.environ.get("GROKSPEC_ISA", best)
+    return wanted if _ISA_RANK.get(wanted, 99) <= _ISA_RANK[best] else best
 
 
 @dataclass(frozen=True)
@@ -100,12 +156,12 @@ def _contenders(threads: int) -> dict[str, Callable[[list[np.ndarray]], np.ndarr
         return run
 
     def torch_svdvals(m: np.ndarray) -> np.ndarray:
-        return torch.linalg.svdvals(torch.from_numpy(m)).numpy()
+        return np.asarray(torch.linalg.svdvals(torch.from_numpy(m)).numpy())
 
     def torch_eigvalsh_gram(m: np.ndarray) -> np.ndarray:
         w = torch.from_numpy(m)
         gram = w.T @ w if m.shape[0] >= m.shape[1] else w @ w.T
-        return torch.linalg.eigvalsh(gram).numpy()
+        return np.asarray(torch.linalg.eigvalsh(gram).numpy())
 
     return {
         "grokspec": lambda mats: np.asarray(spectral_entropy(mats, threads=threads)),
@@ -160,6 +216,11 @@ def _time(run: Callable[[], object], budget: float, max_runs: int) -> tuple[floa
     return statistics.median(times), len(times)
 
 
+def _append_run(out: list[np.ndarray], contender: Callable[[list[np.ndarray]], np.ndarray], mats: list[np.ndarray]) -> None:
+    """One timed run that keeps its result (the last one is checked for accuracy)."""
+    out.append(contender(mats))
+
+
 def run_benchmark(
     cases: list[BenchCase] | None = None,
     *,
@@ -184,7 +245,7 @@ def run_benchmark(
                 if progress:
                     progress(f"{case.name} {case.dtype}: {name}")
                 values: list[np.ndarray] = []
-                seconds, runs = _time(lambda: values.append(contender(mats)), budget, max_runs)
+                seconds, runs = _time(partial(_append_run, values, contender, mats), budget, max_runs)
                 error = float(np.nanmax(np.abs(values[-1] - reference)))
                 timings[name] = (seconds, runs, error)
             ours = timings["grokspec"][0]

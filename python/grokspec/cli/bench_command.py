@@ -44,7 +44,15 @@ def bench(
     import platform
 
     from grokspec import _core
-    from grokspec.bench.spectral import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark
+    from grokspec.bench.spectral import (
+        DEFAULT_CASES,
+        QUICK_CASES,
+        as_records,
+        cpu_model,
+        kernel_isa,
+        markdown_table,
+        run_benchmark,
+    )
     from grokspec.io_atomic import write_json
 
     threads = threads or _core.default_threads()
@@ -56,7 +64,7 @@ def bench(
         results = run_benchmark(QUICK_CASES if quick else DEFAULT_CASES, threads=threads, budget=budget, progress=update)
     finally:
         stop()
-    machine = f"{platform.processor() or platform.machine()}, {threads} threads, Python {platform.python_version()}"
+    machine = f"{cpu_model()}, kernels {kernel_isa()}, {threads} threads, Python {platform.python_version()}"
     if markdown:
         click.echo(f"Machine: {machine}\n")
         click.echo(markdown_table(results))
@@ -112,7 +120,9 @@ def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool
         speed = run_speed(shapes, threads=threads, progress=update)
     finally:
         stop()
-    machine = f"{platform.processor() or platform.machine()}, {threads} threads, Python {platform.python_version()}"
+    from grokspec.bench.spectral import cpu_model, kernel_isa
+
+    machine = f"{cpu_model()}, kernels {kernel_isa()}, {threads} threads, Python {platform.python_version()}"
     click.echo(f"Machine: {machine}\n\nAccuracy (normalized entropy, against the exact engine):\n")
     click.echo(accuracy_markdown(accuracy))
     click.echo("\nSpeed (power 2, normalize dim; one run each):\n")
