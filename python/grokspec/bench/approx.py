@@ -25,8 +25,8 @@ __all__ = [
     "accuracy_markdown",
     "run_accuracy",
     "run_speed",
-    "speed_markdown",
     "spectrum_matrix",
+    "speed_markdown",
 ]
 
 
@@ -73,7 +73,8 @@ def spectrum_matrix(rows: int, cols: int, kind: str, seed: int = 0) -> np.ndarra
         return gaussian
     u, _ = np.linalg.qr(rng.standard_normal((rows, k)))
     v, _ = np.linalg.qr(rng.standard_normal((cols, k)))
-    return ((u * np.sort(sigma)[::-1]) @ v.T).astype(np.float32)
+    matrix: np.ndarray = ((u * np.sort(sigma)[::-1]) @ v.T).astype(np.float32)
+    return matrix
 
 
 @dataclass(frozen=True)
