@@ -33,8 +33,9 @@ class ApproxOptions:
     #: the normalized entropy is below this, or ``max_probes`` are spent.
     target_error: float = 1e-3
     max_probes: int = 128
-    #: Lanczos steps per probe, at most.
-    lanczos_steps: int = 40
+    #: Lanczos steps per probe, at most (None: 40 for power 2; 80 for power 1,
+    #: whose √x converges slowly near 0: measured 3e-3 off at 40 steps, 3e-4 at 80).
+    lanczos_steps: int | None = None
     #: Lanczos stops once the probes' Gauss and Gauss–Radau values are this
     #: close on average, as a fraction of ``target_error`` (half the gap
     #: enters the error bar).
@@ -241,7 +242,7 @@ def _lanczos(g: Gram, start: np.ndarray, power: float, threshold: float, toleran
     Gauss–Radau values agree within `tolerance` (nats) on average."""
     k, probes = start.shape
     norms2 = np.einsum("ij,ij->j", start, start)
-    steps = min(options.lanczos_steps, k)
+    steps = min(options.lanczos_steps or (40 if power == 2.0 else 80), k)
     basis = np.zeros((steps + 1, k, probes))
     basis[0] = start / np.sqrt(np.where(norms2 > 0, norms2, 1.0))
     alpha = np.zeros((probes, steps))
