@@ -114,7 +114,7 @@ def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool
 
     update, stop = status_printer(quiet)
     try:
-        size, seeds = ((512, 512), 10) if quick else ((1024, 1024), 40)
+        size, seeds = ((512, 512), 10) if quick else ((1024, 1024), 20)
         accuracy = run_accuracy(size, seeds, threads=threads, progress=update)
         shapes = ((2048, 2048),) if quick else ((4096, 4096), (4096, 11008), (8192, 8192))
         speed = run_speed(shapes, threads=threads, progress=update)
