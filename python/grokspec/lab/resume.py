@@ -11,6 +11,7 @@ restarting over existing checkpoints."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +20,18 @@ import torch
 
 from grokspec.lab.data import SeedBatchedData
 from grokspec.lab.models import SeedBatchedModel
-from grokspec.lab.rundir import RunDir
+from grokspec.lab.rundir import EVALUATION_FIELDS, RunDir
 
-__all__ = ["ResumeError", "ResumePoint", "check_resume_state", "find_resume_point", "restore_resume_states", "resume_state"]
+__all__ = [
+    "MetricsRepair",
+    "ResumeError",
+    "ResumePoint",
+    "check_resume_state",
+    "find_resume_point",
+    "repair_metrics",
+    "restore_resume_states",
+    "resume_state",
+]
 
 
 def _optimizer_slices(model: SeedBatchedModel, optimizer: torch.optim.Optimizer, index: int) -> dict[str, Any]:
@@ -164,3 +174,33 @@ def find_resume_point(run_dirs: list[RunDir], model: SeedBatchedModel) -> Resume
         f"step {newest}. The checkpoints and metrics were left as they are: delete the run folder to start over, "
         "or choose a new --out"
     )
+
+
+@dataclass(frozen=True)
+class MetricsRepair:
+    """metrics.jsonl as a resumed run continues it."""
+
+    #: The evaluations up to the resume step (null measurements as NaN).
+    records: tuple[dict[str, Any], ...]
+    #: Damaged lines dropped, evaluations missing (for the log).
+    notes: tuple[str, ...]
+    #: Whether the file differs from `records` and must be rewritten.
+    changed: bool
+
+
+def repair_metrics(run_dir: RunDir, step: int, eval_every: int) -> MetricsRepair:
+    """The run's evaluations up to `step`: damaged lines dropped and
+    reported, evaluations it lacks reported (they cannot be recomputed)."""
+    reading = run_dir.read_metrics_checked(EVALUATION_FIELDS)
+    # null is how NaN is written; the event rules read NaN as a missing point.
+    nan_for_null = [{k: (math.nan if v is None and k in EVALUATION_FIELDS else v) for k, v in r.items()} for r in reading.records]
+    kept = tuple(r for r in nan_for_null if r["step"] <= step)
+    name, notes = run_dir.path.name, []
+    if reading.problems:
+        shown = "; ".join(reading.problems[:3]) + ("; …" if len(reading.problems) > 3 else "")
+        notes.append(f"{name}/metrics.jsonl: {len(reading.problems)} damaged line(s) dropped ({shown})")
+    missing = sorted(set(range(0, step + 1, eval_every)) - {r["step"] for r in kept})
+    if missing:
+        listed = ", ".join(map(str, missing[:5])) + (", …" if len(missing) > 5 else "")
+        notes.append(f"{name}/metrics.jsonl lacks {len(missing)} evaluation(s) (steps {listed}), which cannot be recomputed")
+    return MetricsRepair(kept, tuple(notes), bool(reading.problems) or len(kept) != len(reading.records))

@@ -15,7 +15,7 @@ The data and sampler live in :mod:`grokspec.lab.data`, the resume state in
 
 from __future__ import annotations
 
-import math
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,13 +33,13 @@ from grokspec.lab.budget import size_problems
 from grokspec.lab.config import TrainConfig
 from grokspec.lab.data import SeedBatchedData
 from grokspec.lab.models import build_model
-from grokspec.lab.resume import find_resume_point, restore_resume_states, resume_state
-from grokspec.lab.rundir import EVALUATION_FIELDS, RunDir
+from grokspec.lab.resume import find_resume_point, repair_metrics, restore_resume_states, resume_state
+from grokspec.lab.rundir import RunDir
 from grokspec.lab.seeding import deterministic, select_device
 from grokspec.lab.tasks import make_dataset
 from grokspec.spectral import spectral_entropy
 
-__all__ = ["RunSummary", "train", "train_seeds", "select_device", "build_model", "TrainingWriteError"]
+__all__ = ["RunSummary", "TrainingWriteError", "build_model", "select_device", "train", "train_seeds"]
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int, str], None]
@@ -170,23 +170,12 @@ class _Trainer:
         return True
 
     def _repaired_metrics(self, run_dir: RunDir, step: int) -> list[dict[str, Any]]:
-        """metrics.jsonl up to the resume step: damaged lines dropped and
-        reported, evaluations it lacks reported, the file rewritten if changed."""
-        reading = run_dir.read_metrics_checked(EVALUATION_FIELDS)
-        # null is how NaN is written; the event rules read NaN as a missing point.
-        kept = [{k: (math.nan if v is None and k in EVALUATION_FIELDS else v) for k, v in r.items()} for r in reading.records]
-        kept = [r for r in kept if r["step"] <= step]
-        name = run_dir.path.name
-        if reading.problems:
-            shown = "; ".join(reading.problems[:3]) + ("; …" if len(reading.problems) > 3 else "")
-            self.log(f"resume: {name}/metrics.jsonl: {len(reading.problems)} damaged line(s) dropped ({shown})")
-        missing = sorted(set(range(0, step + 1, self.base.eval_every)) - {r["step"] for r in kept})
-        if missing:
-            listed = ", ".join(map(str, missing[:5])) + (", …" if len(missing) > 5 else "")
-            self.log(f"resume: {name}/metrics.jsonl lacks {len(missing)} evaluation(s) (steps {listed}), which cannot be recomputed")
-        if reading.problems or len(kept) != len(reading.records):
-            self._writing(run_dir, lambda: run_dir.write_metrics(kept), run_dir.metrics_path)
-        return kept
+        repair = repair_metrics(run_dir, step, self.base.eval_every)
+        for note in repair.notes:
+            self.log(f"resume: {note}")
+        if repair.changed:
+            self._writing(run_dir, lambda: run_dir.write_metrics(list(repair.records)), run_dir.metrics_path)
+        return list(repair.records)
 
     # --- the loop
     def run(self) -> list[RunSummary]:
@@ -325,14 +314,15 @@ class _Trainer:
 
     def _write_metrics(self) -> None:
         for rd, records in zip(self.run_dirs, self.records):
-            self._writing(rd, lambda: rd.write_metrics(records), rd.metrics_path)
+            self._writing(rd, functools.partial(rd.write_metrics, records), rd.metrics_path)
 
     def _checkpoint(self) -> None:
         for index, rd in enumerate(self.run_dirs):
             weights = self.model.seed_state_dict(index)
-            self._writing(rd, lambda: rd.save_checkpoint(self.step, weights), rd.checkpoint_path(self.step))
+            self._writing(rd, functools.partial(rd.save_checkpoint, self.step, weights), rd.checkpoint_path(self.step))
             state = resume_state(self.step, self.model, self.optimizer, self.data, index)
-            self._writing(rd, lambda: rd.save_resume_state(state), rd.resume_path)
+            # The resume state after its checkpoint: a crash between them leaves the previous pair (lab.resume).
+            self._writing(rd, functools.partial(rd.save_resume_state, state), rd.resume_path)
 
     @staticmethod
     def _writing(run_dir: RunDir, write: Callable[[], object], path: Path) -> None:
