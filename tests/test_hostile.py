@@ -247,19 +247,7 @@ _TRUNCATE_WHILE_COMPUTING = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(
-    "extension",
-    [
-        pytest.param(
-            ".safetensors",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SIGBUS on a memory-mapped safetensors file truncated while read: the Rust engineer's fix (issue 10)",
-            ),
-        ),
-        ".pt",
-    ],
-)
+@pytest.mark.parametrize("extension", [".safetensors", ".pt"])
 def test_file_truncated_while_the_engine_reads_it_is_not_a_signal(tmp_path, extension):
     tensors = 6 if extension == ".safetensors" else 2  # a .pt's bytes are read before computing: any size shows it
     done = subprocess.run(
