@@ -1,41 +1,7 @@
-//! The engine's one error type, and its mapping onto grokspec's Python
-//! exception hierarchy (`GrokspecError` and its subclasses).
+//! The engine's one error type. Pure Rust: the binding layer (`python.rs`)
+//! maps each variant onto grokspec's Python exception hierarchy.
 
 use std::fmt;
-
-use pyo3::exceptions::{PyException, PyValueError};
-use pyo3::{PyErr, create_exception};
-
-create_exception!(
-    grokspec,
-    GrokspecError,
-    PyException,
-    "Base class of every error grokspec raises on purpose."
-);
-create_exception!(
-    grokspec,
-    ShapeError,
-    GrokspecError,
-    "An input has the wrong number of dimensions or an empty axis."
-);
-create_exception!(
-    grokspec,
-    DTypeError,
-    GrokspecError,
-    "An input has a dtype grokspec cannot analyse (integer, bool, complex, ...)."
-);
-create_exception!(
-    grokspec,
-    NonFiniteError,
-    GrokspecError,
-    "An input contains NaN or infinity."
-);
-create_exception!(
-    grokspec,
-    CheckpointError,
-    GrokspecError,
-    "A checkpoint file cannot be read (truncated, corrupt, or lying about its contents)."
-);
 
 /// Everything the engine can refuse or fail at. Each message names the
 /// offending input (its index in a batch, shape and dtype) so that the
@@ -92,17 +58,3 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<Error> for PyErr {
-    fn from(error: Error) -> Self {
-        let message = error.to_string();
-        match error {
-            Error::Shape(_) => ShapeError::new_err(message),
-            Error::DType(_) => DTypeError::new_err(message),
-            Error::NonFinite(_) => NonFiniteError::new_err(message),
-            Error::InvalidArgument(_) => PyValueError::new_err(message),
-            Error::Checkpoint(_) => CheckpointError::new_err(message),
-            Error::NoConvergence(_) | Error::Internal(_) => GrokspecError::new_err(message),
-        }
-    }
-}

@@ -12,6 +12,7 @@ use faer::prelude::ReborrowMut;
 use faer::{Mat, MatMut, MatRef};
 
 use crate::error::Error;
+use crate::safetensors::Dtype;
 use crate::simd::multiversion;
 
 /// A borrowed 2-D matrix: f32 or f64 with arbitrary (even negative)
@@ -41,7 +42,7 @@ impl MatrixView<'_> {
         match self {
             Self::F32(_) => f64::from(f32::EPSILON),
             Self::F64(_) => f64::EPSILON,
-            Self::Packed(m) => m.dtype.epsilon(),
+            Self::Packed(m) => m.epsilon,
         }
     }
 
@@ -50,49 +51,7 @@ impl MatrixView<'_> {
         match self {
             Self::F32(_) => "float32",
             Self::F64(_) => "float64",
-            Self::Packed(m) => m.dtype.name(),
-        }
-    }
-}
-
-/// The element types a packed matrix can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PackedDtype {
-    /// IEEE half precision.
-    F16,
-    /// bfloat16.
-    BF16,
-    /// IEEE single precision.
-    F32,
-    /// IEEE double precision.
-    F64,
-}
-
-impl PackedDtype {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            Self::F16 | Self::BF16 => 2,
-            Self::F32 => 4,
-            Self::F64 => 8,
-        }
-    }
-
-    fn epsilon(self) -> f64 {
-        match self {
-            Self::F16 => 2f64.powi(-10),
-            Self::BF16 => 2f64.powi(-7),
-            Self::F32 => f64::from(f32::EPSILON),
-            Self::F64 => f64::EPSILON,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::F16 => "float16",
-            Self::BF16 => "bfloat16",
-            Self::F32 => "float32",
-            Self::F64 => "float64",
+            Self::Packed(m) => m.dtype.numpy_name(),
         }
     }
 }
@@ -102,19 +61,23 @@ impl PackedDtype {
 #[derive(Debug, Clone, Copy)]
 pub struct PackedMatrix<'a> {
     bytes: &'a [u8],
-    dtype: PackedDtype,
+    /// One of the types `Dtype::epsilon` knows (checked by `new`).
+    dtype: Dtype,
+    epsilon: f64,
     rows: usize,
     cols: usize,
 }
 
 impl<'a> PackedMatrix<'a> {
-    /// Checks that `bytes` holds exactly `rows * cols` elements.
-    pub fn new(
-        bytes: &'a [u8],
-        dtype: PackedDtype,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Self, Error> {
+    /// Checks that `dtype` is F64, F32, F16 or BF16 (else a `DType` error)
+    /// and that `bytes` holds exactly `rows * cols` elements (else `Shape`).
+    pub fn new(bytes: &'a [u8], dtype: Dtype, rows: usize, cols: usize) -> Result<Self, Error> {
+        let Some(epsilon) = dtype.epsilon() else {
+            return Err(Error::DType(format!(
+                "expected a floating-point tensor (F64, F32, F16 or BF16), got {}",
+                dtype.name()
+            )));
+        };
         let expected = rows
             .checked_mul(cols)
             .and_then(|n| n.checked_mul(dtype.size()));
@@ -122,12 +85,13 @@ impl<'a> PackedMatrix<'a> {
             return Err(Error::Shape(format!(
                 "{} bytes cannot hold a {rows} x {cols} {} matrix",
                 bytes.len(),
-                dtype.name()
+                dtype.numpy_name()
             )));
         }
         Ok(Self {
             bytes,
             dtype,
+            epsilon,
             rows,
             cols,
         })
@@ -140,26 +104,26 @@ impl<'a> PackedMatrix<'a> {
         let start = (i * self.cols + from) * size;
         let bytes = &self.bytes[start..start + out.len() * size];
         match self.dtype {
-            PackedDtype::F64 => out
+            Dtype::F64 => out
                 .iter_mut()
                 .zip(bytes.chunks_exact(8))
                 .for_each(|(o, b)| {
                     *o = f64::from_le_bytes(b.try_into().expect("8 bytes"));
                 }),
-            PackedDtype::F32 => out
+            Dtype::F32 => out
                 .iter_mut()
                 .zip(bytes.chunks_exact(4))
                 .for_each(|(o, b)| {
                     *o = f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")));
                 }),
-            PackedDtype::F16 => out
+            Dtype::F16 => out
                 .iter_mut()
                 .zip(bytes.chunks_exact(2))
                 .for_each(|(o, b)| {
                     *o = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f64();
                 }),
             // bfloat16 is the top half of an f32.
-            PackedDtype::BF16 => out
+            Dtype::BF16 => out
                 .iter_mut()
                 .zip(bytes.chunks_exact(2))
                 .for_each(|(o, b)| {
@@ -167,6 +131,7 @@ impl<'a> PackedMatrix<'a> {
                         u32::from(u16::from_le_bytes([b[0], b[1]])) << 16,
                     ));
                 }),
+            other => unreachable!("PackedMatrix::new refuses {other:?}"),
         }
     }
 }
@@ -272,32 +237,40 @@ impl<'a> Prepared<'a> {
         self.subtract_means(start, dst);
     }
 
+    /// Each line of A (a row, or the part of a row that is a column of a
+    /// transposed block) is decoded straight into the block when the block
+    /// stores that line contiguously (the Gram route's blocks), else into a
+    /// scratch line that is then copied (the SVD's column-major matrix).
     fn write_rows_packed(&self, m: PackedMatrix<'_>, start: usize, mut dst: MatMut<'_, f64>) {
         let (rows, cols) = dst.shape();
         let scale = self.scale;
-        if !self.transposed {
-            // B = A, row-major: row i of the block is row start + i of A.
-            for i in 0..rows {
-                let out = dst
-                    .rb_mut()
-                    .row_mut(i)
-                    .try_as_row_major_mut()
-                    .expect("row-major block")
-                    .as_slice_mut();
-                m.decode(start + i, 0, out);
+        let mut scratch = Vec::new();
+        let mut write_line = |mut line: faer::ColMut<'_, f64>, a_row: usize, from: usize| match line
+            .rb_mut()
+            .try_as_col_major_mut()
+        {
+            Some(out) => {
+                let out = out.as_slice_mut();
+                m.decode(a_row, from, out);
                 out.iter_mut().for_each(|v| *v *= scale);
+            }
+            None => {
+                scratch.resize(line.nrows(), 0.0);
+                m.decode(a_row, from, &mut scratch);
+                for (k, v) in scratch.iter().enumerate() {
+                    line[k] = v * scale;
+                }
+            }
+        };
+        if !self.transposed {
+            // B = A: row i of the block is row start + i of A.
+            for i in 0..rows {
+                write_line(dst.rb_mut().row_mut(i).transpose_mut(), start + i, 0);
             }
         } else {
             // B = A^T: column j of the block is row j of A, elements start.. .
             for j in 0..cols {
-                let out = dst
-                    .rb_mut()
-                    .col_mut(j)
-                    .try_as_col_major_mut()
-                    .expect("column-major block")
-                    .as_slice_mut();
-                m.decode(j, start, out);
-                out.iter_mut().for_each(|v| *v *= scale);
+                write_line(dst.rb_mut().col_mut(j), j, start);
             }
         }
     }

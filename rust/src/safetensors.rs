@@ -17,7 +17,8 @@ use crate::error::Error;
 /// Headers larger than this are refused (the format's own limit is 100 MB).
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
-/// The element types of the format.
+/// The element types of the format: one table that serves both the header
+/// parser and the engine's packed matrices (`matrix::PackedMatrix`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
     /// IEEE double.
@@ -26,52 +27,104 @@ pub enum Dtype {
     F32,
     /// IEEE half.
     F16,
-    /// bfloat16.
+    /// bfloat16 (the top half of an IEEE single).
     BF16,
-    /// Any non-float type (integers, bool, float8): its size in bytes.
-    Other(&'static str, usize),
+    /// 8-bit float, 4 exponent bits.
+    F8E4M3,
+    /// 8-bit float, 5 exponent bits.
+    F8E5M2,
+    /// Signed 64-bit integer.
+    I64,
+    /// Unsigned 64-bit integer.
+    U64,
+    /// Signed 32-bit integer.
+    I32,
+    /// Unsigned 32-bit integer.
+    U32,
+    /// Signed 16-bit integer.
+    I16,
+    /// Unsigned 16-bit integer.
+    U16,
+    /// Signed 8-bit integer.
+    I8,
+    /// Unsigned 8-bit integer.
+    U8,
+    /// Boolean, one byte.
+    Bool,
 }
 
+/// Each dtype with its name in the file and its size in bytes.
+const DTYPES: [(Dtype, &str, usize); 15] = [
+    (Dtype::F64, "F64", 8),
+    (Dtype::F32, "F32", 4),
+    (Dtype::F16, "F16", 2),
+    (Dtype::BF16, "BF16", 2),
+    (Dtype::F8E4M3, "F8_E4M3", 1),
+    (Dtype::F8E5M2, "F8_E5M2", 1),
+    (Dtype::I64, "I64", 8),
+    (Dtype::U64, "U64", 8),
+    (Dtype::I32, "I32", 4),
+    (Dtype::U32, "U32", 4),
+    (Dtype::I16, "I16", 2),
+    (Dtype::U16, "U16", 2),
+    (Dtype::I8, "I8", 1),
+    (Dtype::U8, "U8", 1),
+    (Dtype::Bool, "BOOL", 1),
+];
+
 impl Dtype {
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "F64" => Self::F64,
-            "F32" => Self::F32,
-            "F16" => Self::F16,
-            "BF16" => Self::BF16,
-            "I64" => Self::Other("I64", 8),
-            "U64" => Self::Other("U64", 8),
-            "I32" => Self::Other("I32", 4),
-            "U32" => Self::Other("U32", 4),
-            "I16" => Self::Other("I16", 2),
-            "U16" => Self::Other("U16", 2),
-            "I8" => Self::Other("I8", 1),
-            "U8" => Self::Other("U8", 1),
-            "BOOL" => Self::Other("BOOL", 1),
-            "F8_E4M3" => Self::Other("F8_E4M3", 1),
-            "F8_E5M2" => Self::Other("F8_E5M2", 1),
-            _ => return None,
-        })
+    /// The dtype written `name` in a header, if the format has one.
+    pub fn parse(name: &str) -> Option<Self> {
+        DTYPES.iter().find(|e| e.1 == name).map(|e| e.0)
+    }
+
+    fn entry(self) -> (Dtype, &'static str, usize) {
+        *DTYPES
+            .iter()
+            .find(|e| e.0 == self)
+            .expect("every dtype is in the table")
     }
 
     /// Bytes per element.
     pub fn size(self) -> usize {
-        match self {
-            Self::F64 => 8,
-            Self::F32 => 4,
-            Self::F16 | Self::BF16 => 2,
-            Self::Other(_, size) => size,
-        }
+        self.entry().2
     }
 
     /// The name as written in the file.
     pub fn name(self) -> &'static str {
+        self.entry().1
+    }
+
+    /// The machine epsilon of the floating-point types the engine decodes
+    /// (F64, F32, F16, BF16); None for every other type.
+    pub fn epsilon(self) -> Option<f64> {
         match self {
-            Self::F64 => "F64",
-            Self::F32 => "F32",
-            Self::F16 => "F16",
-            Self::BF16 => "BF16",
-            Self::Other(name, _) => name,
+            Self::F64 => Some(f64::EPSILON),
+            Self::F32 => Some(f64::from(f32::EPSILON)),
+            Self::F16 => Some(2f64.powi(-10)),
+            Self::BF16 => Some(2f64.powi(-7)),
+            _ => None,
+        }
+    }
+
+    /// The numpy name of the type, for messages.
+    pub fn numpy_name(self) -> &'static str {
+        match self {
+            Self::F64 => "float64",
+            Self::F32 => "float32",
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+            Self::F8E4M3 => "float8_e4m3",
+            Self::F8E5M2 => "float8_e5m2",
+            Self::I64 => "int64",
+            Self::U64 => "uint64",
+            Self::I32 => "int32",
+            Self::U32 => "uint32",
+            Self::I16 => "int16",
+            Self::U16 => "uint16",
+            Self::I8 => "int8",
+            Self::U8 => "uint8",
+            Self::Bool => "bool",
         }
     }
 }
@@ -106,11 +159,54 @@ fn corrupt(message: impl Into<String>) -> Error {
     Error::Checkpoint(message.into())
 }
 
+/// Names and JSON values echoed in messages are cut to this many characters,
+/// so that a hostile header cannot make an error message megabytes long.
+const ECHO_CHARS: usize = 80;
+
+/// `text` quoted, cut to `ECHO_CHARS`.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        Some((cut, _)) => format!("{:?}...", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// A JSON value as JSON, cut to `ECHO_CHARS`.
+fn json(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(ECHO_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+/// The header length `N` stored in a file's first 8 bytes, checked against
+/// the file's size `file_len` before anything is allocated for it: more
+/// than the format's 100 MB limit, or a header that would end past the end
+/// of the file, is a `Checkpoint` error. The messages never echo the field
+/// itself: in a file that is not safetensors at all, those 8 bytes are an
+/// arbitrary number that would only confuse.
+pub fn header_length(length_field: [u8; 8], file_len: u64) -> Result<usize, Error> {
+    let header_len = u64::from_le_bytes(length_field);
+    if header_len > MAX_HEADER_BYTES {
+        return Err(corrupt(
+            "not a safetensors file: its header length field is beyond the format's 100 MB limit",
+        ));
+    }
+    if header_len + 8 > file_len {
+        return Err(corrupt(format!(
+            "truncated, or not a safetensors file: its header would end past the end of the file ({file_len} bytes)"
+        )));
+    }
+    // At most 100 MB: fits any usize of 32 bits or more.
+    usize::try_from(header_len).map_err(|_| corrupt("header too large for this platform"))
+}
+
 /// Parses and validates the header of a safetensors file whose bytes start
 /// with `prefix` (at least the first 8 + N bytes) and whose total size is
 /// `file_len`.
 pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Header, Error> {
-    let length_bytes: [u8; 8] =
+    let length_field: [u8; 8] =
         prefix
             .get(..8)
             .and_then(|b| b.try_into().ok())
@@ -119,28 +215,17 @@ pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Header, Error> {
                     "file of {file_len} bytes is too short for a safetensors header"
                 ))
             })?;
-    let header_len = u64::from_le_bytes(length_bytes);
-    if header_len > MAX_HEADER_BYTES {
-        return Err(corrupt(format!(
-            "header claims {header_len} bytes (more than the format's 100 MB limit)"
-        )));
-    }
-    if 8 + header_len > file_len {
-        return Err(corrupt(format!(
-            "header claims {header_len} bytes but the file has only {} after the length (truncated?)",
-            file_len.saturating_sub(8)
-        )));
-    }
-    let header_len = header_len as usize;
-    let json = prefix
+    let header_len = header_length(length_field, file_len)?;
+    let json_bytes = prefix
         .get(8..8 + header_len)
         .ok_or_else(|| corrupt("header bytes were not all read"))?;
-    let value: Value = serde_json::from_slice(json)
+    let value: Value = serde_json::from_slice(json_bytes)
         .map_err(|e| corrupt(format!("header is not valid JSON: {e}")))?;
     let object = value
         .as_object()
         .ok_or_else(|| corrupt("header is not a JSON object"))?;
-    let data_len = (file_len - 8 - header_len as u64) as usize;
+    let data_len = usize::try_from(file_len - 8 - header_len as u64)
+        .map_err(|_| corrupt("file too large for this platform"))?;
     let mut tensors = Vec::with_capacity(object.len());
     let mut metadata = BTreeMap::new();
     for (name, entry) in object {
@@ -149,9 +234,9 @@ pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Header, Error> {
                 .as_object()
                 .ok_or_else(|| corrupt("__metadata__ is not an object"))?;
             for (k, v) in map {
-                let text = v
-                    .as_str()
-                    .ok_or_else(|| corrupt(format!("__metadata__[{k:?}] is not a string")))?;
+                let text = v.as_str().ok_or_else(|| {
+                    corrupt(format!("__metadata__[{}] is not a string", quoted(k)))
+                })?;
                 metadata.insert(k.clone(), text.to_owned());
             }
             continue;
@@ -163,8 +248,9 @@ pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Header, Error> {
     for pair in by_start.windows(2) {
         if pair[1].start < pair[0].end {
             return Err(corrupt(format!(
-                "tensors {:?} and {:?} overlap in the file",
-                pair[0].name, pair[1].name
+                "tensors {} and {} overlap in the file",
+                quoted(&pair[0].name),
+                quoted(&pair[1].name)
             )));
         }
     }
@@ -176,53 +262,59 @@ pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Header, Error> {
 }
 
 fn parse_entry(name: &str, entry: &Value, data_len: usize) -> Result<TensorInfo, Error> {
+    let tensor = quoted(name);
     let field = |key: &str| {
         entry
             .get(key)
-            .ok_or_else(|| corrupt(format!("tensor {name:?} has no {key:?}")))
+            .ok_or_else(|| corrupt(format!("tensor {tensor} has no {key:?}")))
     };
-    let dtype_name = field("dtype")?
-        .as_str()
-        .ok_or_else(|| corrupt(format!("tensor {name:?}: dtype is not a string")))?;
-    let dtype = Dtype::parse(dtype_name)
-        .ok_or_else(|| corrupt(format!("tensor {name:?}: unknown dtype {dtype_name:?}")))?;
-    let shape_value = field("shape")?
+    let dtype_value = field("dtype")?;
+    let dtype = dtype_value.as_str().and_then(Dtype::parse).ok_or_else(|| {
+        corrupt(format!(
+            "tensor {tensor}: unknown dtype {}",
+            json(dtype_value)
+        ))
+    })?;
+    let shape_value = field("shape")?;
+    let dims = shape_value
         .as_array()
-        .ok_or_else(|| corrupt(format!("tensor {name:?}: shape is not a list")))?;
-    let mut shape = Vec::with_capacity(shape_value.len());
-    for dim in shape_value {
-        let dim = dim.as_u64().ok_or_else(|| {
-            corrupt(format!(
-                "tensor {name:?}: shape {shape_value:?} is not a list of sizes"
-            ))
-        })?;
-        shape.push(
-            usize::try_from(dim)
-                .map_err(|_| corrupt(format!("tensor {name:?}: dimension {dim} is too large")))?,
-        );
+        .ok_or_else(|| corrupt(format!("tensor {tensor}: shape is not a list")))?;
+    let mut shape = Vec::with_capacity(dims.len());
+    for dim in dims {
+        let dim = dim
+            .as_u64()
+            .and_then(|d| usize::try_from(d).ok())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "tensor {tensor}: shape {} is not a list of sizes",
+                    json(shape_value)
+                ))
+            })?;
+        shape.push(dim);
     }
-    let offsets = field("data_offsets")?
-        .as_array()
-        .ok_or_else(|| corrupt(format!("tensor {name:?}: data_offsets is not a list")))?;
-    let (start, end) = match offsets.as_slice() {
-        [s, e] => (s.as_u64(), e.as_u64()),
+    let offsets = field("data_offsets")?;
+    let (start, end) = match offsets.as_array().map(Vec::as_slice) {
+        Some([s, e]) => (s.as_u64(), e.as_u64()),
         _ => (None, None),
     };
     let (Some(start), Some(end)) = (start, end) else {
         return Err(corrupt(format!(
-            "tensor {name:?}: data_offsets must be two byte offsets, got {offsets:?}"
+            "tensor {tensor}: data_offsets must be two byte offsets, got {}",
+            json(offsets)
         )));
     };
     if start > end || end > data_len as u64 {
         return Err(corrupt(format!(
-            "tensor {name:?}: bytes [{start}, {end}) lie outside the {data_len} bytes of data (truncated or lying header)"
+            "tensor {tensor}: its data_offsets lie outside the {data_len} bytes of data (truncated or lying header)"
         )));
     }
+    // Both offsets are now within the data, hence within usize.
+    let (start, end) = (start as usize, end as usize);
     let elements = shape.iter().try_fold(1_usize, |acc, &d| acc.checked_mul(d));
     let expected = elements.and_then(|n| n.checked_mul(dtype.size()));
-    if expected != Some((end - start) as usize) {
+    if expected != Some(end - start) {
         return Err(corrupt(format!(
-            "tensor {name:?}: {} of shape {shape:?} needs {} bytes, the header gives {}",
+            "tensor {tensor}: {} of shape {shape:?} needs {} bytes, its data_offsets give {}",
             dtype.name(),
             expected.map_or("more than usize".to_owned(), |e| e.to_string()),
             end - start
@@ -232,8 +324,8 @@ fn parse_entry(name: &str, entry: &Value, data_len: usize) -> Result<TensorInfo,
         name: name.to_owned(),
         dtype,
         shape,
-        start: start as usize,
-        end: end as usize,
+        start,
+        end,
     })
 }
 
@@ -324,6 +416,118 @@ mod tests {
         short[0] = 200;
         assert!(matches!(parse(&short), Err(Error::Checkpoint(m)) if m.contains("truncated")));
         assert!(matches!(parse(&[1, 2, 3]), Err(Error::Checkpoint(_))));
+    }
+
+    #[test]
+    fn absurd_header_lengths_are_refused_without_echoing_them() {
+        // The first 8 bytes of a zip archive (a torch .pt file) and of a text file.
+        for field in [*b"PK\x03\x04\x14\x00\x00\x00", *b"# hello\n", [0xFF; 8]] {
+            let mut bytes = field.to_vec();
+            bytes.extend_from_slice(&[b' '; 64]);
+            let number = u64::from_le_bytes(field).to_string();
+            match parse(&bytes) {
+                Err(Error::Checkpoint(m)) => {
+                    assert!(m.contains("not a safetensors file"), "{m}");
+                    assert!(!m.contains(&number), "{m}");
+                }
+                other => panic!("expected a checkpoint error, got {other:?}"),
+            }
+        }
+        // Just above the 100 MB limit, in a file that is large enough.
+        let field = (MAX_HEADER_BYTES + 1).to_le_bytes();
+        assert!(matches!(
+            header_length(field, u64::MAX),
+            Err(Error::Checkpoint(m)) if m.contains("100 MB")
+        ));
+        assert_eq!(header_length(16u64.to_le_bytes(), 24).unwrap(), 16);
+        assert!(header_length(17u64.to_le_bytes(), 24).is_err());
+    }
+
+    /// A xorshift generator: the fuzz tests are deterministic.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        /// A number a hostile header might hold: small, near a power of two,
+        /// huge, negative, fractional, or not a number at all.
+        fn number(&mut self, small: u64) -> String {
+            match self.below(8) {
+                0 => (1u64 << self.below(64)).to_string(),
+                1 => u64::MAX.to_string(),
+                2 => format!("-{}", self.below(10)),
+                3 => format!("{}.5", self.below(small + 1)),
+                4 => "1e400".to_owned(),
+                5 => "\"7\"".to_owned(),
+                _ => self.below(small + 1).to_string(),
+            }
+        }
+    }
+
+    #[test]
+    fn random_headers_never_panic_and_what_passes_is_consistent() {
+        let names = [
+            "F64", "F32", "F16", "BF16", "I8", "BOOL", "F8_E5M2", "Q4", "",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut accepted = 0;
+        for _ in 0..30_000 {
+            let data_len = rng.below(80) as usize;
+            let mut entries = Vec::new();
+            for t in 0..rng.below(4) {
+                let dtype = names[rng.below(names.len() as u64) as usize];
+                let shape: Vec<String> = (0..rng.below(4)).map(|_| rng.number(6)).collect();
+                let offsets: Vec<String> = (0..if rng.below(10) == 0 { 3 } else { 2 })
+                    .map(|_| rng.number(data_len as u64 + 4))
+                    .collect();
+                let mut fields = vec![
+                    format!("\"dtype\":\"{dtype}\""),
+                    format!("\"shape\":[{}]", shape.join(",")),
+                    format!("\"data_offsets\":[{}]", offsets.join(",")),
+                ];
+                if rng.below(20) == 0 {
+                    fields.remove(rng.below(3) as usize);
+                }
+                entries.push(format!("\"t{t}\":{{{}}}", fields.join(",")));
+            }
+            if rng.below(4) == 0 {
+                entries.push(format!("\"__metadata__\":{{\"step\":{}}}", rng.number(9)));
+            }
+            let header = format!("{{{}}}", entries.join(","));
+            let mut bytes = file(&header, data_len);
+            // Sometimes a lying length field, or a cut file.
+            match rng.below(10) {
+                0 => bytes[..8].copy_from_slice(&rng.next().to_le_bytes()),
+                1 => bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize),
+                _ => {}
+            }
+            let Ok(parsed) = parse(&bytes) else { continue };
+            accepted += 1;
+            let data = bytes.len() - parsed.data_start;
+            let mut ranges: Vec<(usize, usize)> = Vec::new();
+            for t in &parsed.tensors {
+                let count: usize = t.shape.iter().product();
+                assert!(t.start <= t.end && t.end <= data, "{header}");
+                assert_eq!(count * t.dtype.size(), t.end - t.start, "{header}");
+                assert!(t.dtype.epsilon().is_some() || t.dtype.size() <= 8);
+                if t.end > t.start {
+                    ranges.push((t.start, t.end));
+                }
+            }
+            ranges.sort_unstable();
+            assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0), "{header}");
+        }
+        // The generator must also produce valid headers, or it tests nothing.
+        assert!(accepted > 1000, "only {accepted} headers were accepted");
     }
 
     #[test]
