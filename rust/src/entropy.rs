@@ -3,6 +3,7 @@
 //! the spectrum is known only up to an absolute error.
 
 use crate::error::Error;
+use crate::matrix::exact_scale;
 
 /// What `K` the entropy is divided by (`ln K`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +81,22 @@ pub fn rank_threshold(sigma_max: f64, rows: usize, cols: usize, epsilon: f64) ->
 
 /// The statistics of the descending singular values `sigma` of a
 /// `rows x cols` matrix whose element type has machine epsilon `epsilon`.
+///
+/// Any finite magnitudes: the values are first brought near 1 by an exact
+/// power of two (`matrix::exact_scale`), so that their squares neither
+/// overflow (singular values of 1e200) nor underflow (1e-300) — the entropy
+/// and the ranks depend only on their ratios. `sigma_max` and
+/// `frobenius_norm` are in the units of `sigma`; the norm is infinite only
+/// when the true value exceeds f64::MAX.
 pub fn stats(sigma: &[f64], rows: usize, cols: usize, epsilon: f64, spec: EntropySpec) -> Stats {
     let sigma_max = sigma.first().copied().unwrap_or(0.0);
-    let squares: f64 = sigma.iter().map(|s| s * s).sum();
-    let threshold = rank_threshold(sigma_max, rows, cols, epsilon);
-    let numerical_rank = sigma.iter().filter(|&&s| s > threshold).count();
-    let nats = entropy_nats(sigma, spec.power);
+    let unit = exact_scale(sigma_max);
+    let scaled: Vec<f64> = sigma.iter().map(|s| s * unit).collect();
+    let scaled_max = sigma_max * unit;
+    let squares: f64 = scaled.iter().map(|s| s * s).sum();
+    let threshold = rank_threshold(scaled_max, rows, cols, epsilon);
+    let numerical_rank = scaled.iter().filter(|&&s| s > threshold).count();
+    let nats = entropy_nats(&scaled, spec.power);
     let k = match spec.normalize {
         Normalize::Dim => Some(sigma.len()),
         Normalize::Cols => Some(cols),
@@ -100,9 +111,9 @@ pub fn stats(sigma: &[f64], rows: usize, cols: usize, epsilon: f64, spec: Entrop
     };
     Stats {
         sigma_max,
-        frobenius_norm: squares.sqrt(),
-        stable_rank: if sigma_max > 0.0 {
-            squares / (sigma_max * sigma_max)
+        frobenius_norm: squares.sqrt() / unit,
+        stable_rank: if scaled_max > 0.0 {
+            squares / (scaled_max * scaled_max)
         } else {
             f64::NAN
         },
@@ -113,16 +124,19 @@ pub fn stats(sigma: &[f64], rows: usize, cols: usize, epsilon: f64, spec: Entrop
 }
 
 /// `H = -sum p_i ln p_i` in nats with `p_i = sigma_i^power / sum_j sigma_j^power`;
-/// NaN when every weight is zero.
+/// NaN when every weight is zero. Scale-invariant, and computed so at any
+/// finite magnitude (see `stats`).
 pub fn entropy_nats(sigma: &[f64], power: f64) -> f64 {
-    let weights: Vec<f64> = sigma.iter().map(|&s| weight(s, power)).collect();
+    let unit = exact_scale(sigma.iter().fold(0.0, |m: f64, &s| m.max(s)));
+    let weights: Vec<f64> = sigma.iter().map(|&s| weight(s * unit, power)).collect();
     let total: f64 = weights.iter().sum();
     if total <= 0.0 || total.is_nan() {
         return f64::NAN;
     }
     // Filter on p, not w: a tiny weight can be positive while w / total
-    // underflows to 0, and 0 * ln 0 would be NaN.
-    -weights
+    // underflows to 0, and 0 * ln 0 would be NaN. (0 - sum, not -sum: a
+    // single nonzero weight gives +0, not -0.)
+    0.0 - weights
         .iter()
         .map(|&w| w / total)
         .filter(|&p| p > 0.0)

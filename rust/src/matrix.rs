@@ -175,23 +175,48 @@ impl<'a> Prepared<'a> {
                 view.dtype_name()
             )));
         }
-        // A power of two, so that scaling is exact.
-        let scale = if summary.max_abs > 0.0 {
-            2f64.powi(-summary.max_abs.log2().ceil() as i32)
-        } else {
-            1.0
-        };
-        let means = summary
-            .column_sums
-            .iter()
-            .map(|s| s / rows as f64)
-            .collect();
-        Ok(Self {
+        let mut prepared = Self {
             view,
             transposed: rows < cols,
-            scale,
-            means,
-        })
+            scale: exact_scale(summary.max_abs),
+            means: Vec::new(),
+        };
+        if center {
+            // The means of the scaled data: scaling a sum by a power of two is
+            // exact. A sum that overflowed (entries near f64::MAX) is taken
+            // again over the scaled data, where it cannot.
+            let scale = prepared.scale;
+            let mut sums: Vec<f64> = summary.column_sums.iter().map(|s| s * scale).collect();
+            if sums.iter().any(|s| !s.is_finite()) {
+                sums = prepared.scaled_column_sums();
+            }
+            prepared.means = sums.into_iter().map(|s| s / rows as f64).collect();
+        }
+        Ok(prepared)
+    }
+
+    /// The sums of the user's columns of `scale * A`, from a pass over the
+    /// scaled data (only for sums that overflow in the input's units).
+    fn scaled_column_sums(&self) -> Vec<f64> {
+        let (rows, cols) = self.tall_shape();
+        let mut sums = vec![0.0; self.view.shape().1];
+        let block = rows.min(256);
+        let mut buffer = Mat::<f64>::zeros(block, cols);
+        let mut start = 0;
+        while start < rows {
+            let len = block.min(rows - start);
+            let mut rows_block = buffer.as_mut().subrows_mut(0, len);
+            self.write_rows(start, rows_block.rb_mut());
+            for j in 0..cols {
+                for i in 0..len {
+                    // B = A^T: row i of B is the user's column start + i.
+                    let column = if self.transposed { start + i } else { j };
+                    sums[column] += rows_block[(i, j)];
+                }
+            }
+            start += len;
+        }
+        sums
     }
 
     /// `(rows, cols)` of the tall orientation `B` (rows >= cols).
@@ -276,7 +301,7 @@ impl<'a> Prepared<'a> {
     }
 
     /// Centring: subtract the user's column means (B's row means when
-    /// B = A^T, else its column means), scaled like the data.
+    /// B = A^T, else its column means), already scaled like the data.
     fn subtract_means(&self, start: usize, mut dst: MatMut<'_, f64>) {
         if self.means.is_empty() {
             return;
@@ -289,7 +314,7 @@ impl<'a> Prepared<'a> {
                 } else {
                     self.means[j]
                 };
-                dst[(i, j)] -= mean * self.scale;
+                dst[(i, j)] -= mean;
             }
         }
     }
@@ -338,6 +363,25 @@ impl<'a> Prepared<'a> {
         self.write_rows(0, out.as_mut());
         out
     }
+}
+
+/// The power of two `2^-e` that brings `max_abs` into (1/2, 1], so that
+/// neither the squares of the Gram route nor the SVD's intermediate sums of
+/// squares can overflow or underflow. Multiplying by a power of two only
+/// changes exponents, so scaling (and unscaling) is exact.
+///
+/// The factor itself is kept a normal number (`-e` in -1022..=1023): data
+/// whose largest magnitude is denormal (down to 2^-1074) comes up to at least
+/// 2^-51, and data near f64::MAX comes down to at most 4; either is still far
+/// from overflow and underflow. 1 for zero (or non-finite) data.
+pub fn exact_scale(max_abs: f64) -> f64 {
+    if !(max_abs > 0.0 && max_abs.is_finite()) {
+        return 1.0;
+    }
+    let e = max_abs.log2().ceil() as i32;
+    let exponent = (-e).clamp(f64::MIN_EXP - 1, f64::MAX_EXP - 1);
+    // The bits of 2^exponent for a normal exponent: the biased exponent alone.
+    f64::from_bits(((exponent + 1023) as u64) << 52)
 }
 
 /// What one pass over an input tells about it.

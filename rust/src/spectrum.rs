@@ -74,10 +74,23 @@ pub enum Target {
 }
 
 /// The singular values of one matrix and how they were obtained.
+///
+/// They are computed for `scale * A`, with `scale` the power of two that
+/// brings the largest entry of `A` near 1 (`matrix::exact_scale`), and only
+/// then unscaled (exactly). Since `sigma_max <= ||A||_F <= sqrt(rows * cols)
+/// max |a_ij|`, an unscaled value can exceed f64::MAX (and become infinite)
+/// only for entries within a factor `sqrt(rows * cols)` of f64::MAX; and a
+/// singular value far below the largest of a denormal input rounds in the
+/// denormal range. The statistics are computed from the scaled values, so
+/// neither case touches the entropy or the ranks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spectrum {
     /// Descending, `min(rows, cols)` of them, in the input's units.
     pub sigma: Vec<f64>,
+    /// The same singular values of `scale * A`.
+    pub scaled_sigma: Vec<f64>,
+    /// The power of two the input was multiplied by.
+    pub scale: f64,
     /// `Svd` or `Gram` (never `Auto`).
     pub method: Method,
     /// `(rows, cols)` of the input.
@@ -89,7 +102,11 @@ pub struct Spectrum {
 impl Spectrum {
     /// Section 1's statistics of this spectrum.
     pub fn stats(&self, spec: EntropySpec) -> Stats {
-        entropy::stats(&self.sigma, self.shape.0, self.shape.1, self.epsilon, spec)
+        let (rows, cols) = self.shape;
+        let mut stats = entropy::stats(&self.scaled_sigma, rows, cols, self.epsilon, spec);
+        stats.sigma_max /= self.scale;
+        stats.frobenius_norm /= self.scale;
+        stats
     }
 }
 
@@ -187,13 +204,13 @@ impl GramTridiagonal<'_> {
     }
 }
 
-fn finish(prepared: &Prepared<'_>, sigma_scaled: Vec<f64>, method: Method) -> Spectrum {
+fn finish(prepared: &Prepared<'_>, scaled_sigma: Vec<f64>, method: Method) -> Spectrum {
     let view = prepared.view();
+    let scale = prepared.scale();
     Spectrum {
-        sigma: sigma_scaled
-            .into_iter()
-            .map(|s| s / prepared.scale())
-            .collect(),
+        sigma: scaled_sigma.iter().map(|s| s / scale).collect(),
+        scaled_sigma,
+        scale,
         method,
         shape: view.shape(),
         epsilon: view.epsilon(),
@@ -551,5 +568,223 @@ mod tests {
                 }
             }
         }
+    }
+    /// `a` times the power of two that brings its largest entry into
+    /// [1/2, 1), applied in exact steps of at most 2^±64 (independent of the
+    /// engine's own `exact_scale`): the matrix a float64 reference works on.
+    fn scaled_into_unit_range(a: &Mat<f64>) -> Mat<f64> {
+        let max = a
+            .col_iter()
+            .flat_map(|c| c.iter().map(|v| v.abs()).collect::<Vec<_>>())
+            .fold(0.0, f64::max);
+        let mut exponent = 0i32;
+        let mut m = max;
+        while m >= 1.0 {
+            m /= 2.0;
+            exponent -= 1;
+        }
+        while m < 0.5 {
+            m *= 2.0;
+            exponent += 1;
+        }
+        let mut out = a.clone();
+        while exponent != 0 {
+            let step = exponent.clamp(-64, 64);
+            let factor = 2f64.powi(step);
+            out = Mat::from_fn(out.nrows(), out.ncols(), |i, j| out[(i, j)] * factor);
+            exponent -= step;
+        }
+        out
+    }
+
+    /// The normalized entropy (`normalize = "dim"`) of singular values near 1.
+    fn reference_entropy(sigma: &[f64], power: f64) -> f64 {
+        let w: Vec<f64> = sigma.iter().map(|s| s.powf(power)).collect();
+        let total: f64 = w.iter().sum();
+        let h: f64 = w
+            .iter()
+            .map(|x| x / total)
+            .filter(|&p| p > 0.0)
+            .map(|p| -p * p.ln())
+            .sum();
+        h / (sigma.len() as f64).ln()
+    }
+
+    fn entropy_of(view: MatrixView<'_>, method: Method, power: f64) -> Result<f64, Error> {
+        let spec = EntropySpec::new(power, Normalize::Dim).unwrap();
+        let target = Target::Entropy {
+            spec,
+            need_rank: false,
+        };
+        Ok(spectrum(view, method, false, target, Par::Seq)?
+            .stats(spec)
+            .entropy)
+    }
+
+    #[test]
+    fn the_reported_extreme_scale_cases_are_right_by_every_method() {
+        let m =
+            |rows: [[f64; 2]; 2], scale: f64| Mat::<f64>::from_fn(2, 2, |i, j| rows[i][j] * scale);
+        let h_31_12 = 0.550_047_759_582_757_2; // [[3,1],[1,2]]: p = (0.8727, 0.1273)
+        let h_diag_12 = 0.721_928_094_887_362_3; // diag(1, 2): p = (0.2, 0.8)
+        let cases = [
+            (m([[1.0, 1.0], [1.0, -1.0]], 1e200), 1.0),
+            (m([[3.0, 1.0], [1.0, 2.0]], 1e160), h_31_12),
+            (m([[1.0, 0.0], [0.0, 2.0]], 1e-300), h_diag_12),
+            // Denormal entries: 1e-310 rounds to ~44 bits, 3 and 2 times the
+            // smallest denormal are exact.
+            (m([[3.0, 1.0], [1.0, 2.0]], 1e-310), h_31_12),
+            (m([[3.0, 1.0], [1.0, 2.0]], f64::from_bits(1)), h_31_12),
+            (m([[1.0, 0.0], [0.0, 2.0]], f64::from_bits(1)), h_diag_12),
+        ];
+        for (a, want) in &cases {
+            for method in [Method::Svd, Method::Gram, Method::Auto] {
+                let got = entropy_of(MatrixView::F64(a.as_ref()), method, 2.0)
+                    .unwrap_or_else(|e| panic!("{method:?} on {a:?}: {e}"));
+                assert!(
+                    (got - want).abs() <= 1e-9,
+                    "{method:?} on {a:?}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_and_mixed_scales_match_a_float64_reference_on_the_scaled_matrix() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let base = Mat::<f64>::from_fn(40, 24, |_, _| rng.random::<f64>() * 2.0 - 1.0);
+        let scaled = |factor: f64| Mat::<f64>::from_fn(40, 24, |i, j| base[(i, j)] * factor);
+        let mut mixed = scaled(1.0);
+        for j in 0..24 {
+            mixed[(0, j)] *= 1e200;
+        }
+        let mut mixed_tiny = scaled(1e-300);
+        for i in 0..40 {
+            mixed_tiny[(i, 3)] *= 1e-15; // a denormal column
+        }
+        let inputs = [
+            ("1e300", scaled(1e300)),
+            ("1e306", scaled(1e306)),
+            ("1e-300", scaled(1e-300)),
+            ("1e-310 (denormal)", scaled(1e-310)),
+            ("1e-320 (denormal)", scaled(1e-320)),
+            ("1e150", scaled(1e150)),
+            ("mixed 1e200 row", mixed),
+            ("mixed denormal column", mixed_tiny),
+        ];
+        for (name, a) in &inputs {
+            let reference = scaled_into_unit_range(a);
+            let want_sigma = oracle_sigma(&reference);
+            for power in [1.0, 2.0] {
+                let want = reference_entropy(&want_sigma, power);
+                for method in [Method::Svd, Method::Gram, Method::Auto] {
+                    let got = entropy_of(MatrixView::F64(a.as_ref()), method, power).unwrap();
+                    assert!(
+                        (got - want).abs() <= 1e-6,
+                        "{name}, {method:?}, power {power}: {got} vs {want}"
+                    );
+                }
+            }
+            // The singular values come back in the input's units.
+            let got = spectrum(
+                MatrixView::F64(a.as_ref()),
+                Method::Svd,
+                false,
+                Target::SingularValues,
+                Par::Seq,
+            )
+            .unwrap();
+            let ratio = got.sigma[0] / want_sigma[0];
+            let factor = a[(0, 0)] / reference[(0, 0)];
+            assert!(
+                (ratio / factor - 1.0).abs() < 1e-12,
+                "{name}: sigma_max {} vs {}",
+                got.sigma[0],
+                want_sigma[0] * factor
+            );
+            let stats = got.stats(EntropySpec::new(2.0, Normalize::Dim).unwrap());
+            assert!(
+                stats.sigma_max.is_finite() && stats.sigma_max > 0.0,
+                "{name}"
+            );
+            assert!(
+                stats.frobenius_norm.is_finite() && stats.frobenius_norm >= stats.sigma_max,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn float32_extremes_and_denormals() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let base = Mat::<f64>::from_fn(30, 20, |_, _| rng.random::<f64>() * 2.0 - 1.0);
+        for factor in [3e38_f64, 1e-40] {
+            let a = Mat::<f32>::from_fn(30, 20, |i, j| (base[(i, j)] * factor) as f32);
+            let exact = Mat::<f64>::from_fn(30, 20, |i, j| f64::from(a[(i, j)]));
+            let want = reference_entropy(&oracle_sigma(&scaled_into_unit_range(&exact)), 2.0);
+            for method in [Method::Svd, Method::Gram, Method::Auto] {
+                let got = entropy_of(MatrixView::F32(a.as_ref()), method, 2.0).unwrap();
+                assert!(
+                    (got - want).abs() <= 1e-6,
+                    "{factor:e} {method:?}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn singular_values_beyond_f64_are_infinite_but_the_statistics_hold() {
+        // sigma = 3e308 > f64::MAX: the only way an unscaled value can overflow.
+        let a = Mat::<f64>::from_fn(2, 2, |_, _| 1.5e308);
+        let spec = EntropySpec::new(2.0, Normalize::Dim).unwrap();
+        for method in [Method::Svd, Method::Gram] {
+            let got = spectrum(
+                MatrixView::F64(a.as_ref()),
+                method,
+                false,
+                Target::SingularValues,
+                Par::Seq,
+            )
+            .unwrap();
+            assert_eq!(got.sigma[0], f64::INFINITY);
+            let stats = got.stats(spec);
+            assert_eq!(stats.entropy, 0.0);
+            assert!((stats.stable_rank - 1.0).abs() < 1e-12);
+            assert_eq!(stats.numerical_rank, 1);
+        }
+    }
+
+    #[test]
+    fn centring_survives_column_sums_that_overflow() {
+        // 3000 rows of ~1e307: every column sum overflows in the input's units.
+        let mut rng = StdRng::seed_from_u64(12);
+        let base = Mat::<f64>::from_fn(3000, 6, |_, j| 1.0 + j as f64 + 0.5 * rng.random::<f64>());
+        let huge = Mat::<f64>::from_fn(3000, 6, |i, j| base[(i, j)] * 1e307);
+        let spec = EntropySpec::new(2.0, Normalize::Dim).unwrap();
+        let target = Target::Entropy {
+            spec,
+            need_rank: false,
+        };
+        let entropy = |a: &Mat<f64>| {
+            spectrum(
+                MatrixView::F64(a.as_ref()),
+                Method::Svd,
+                true,
+                target,
+                Par::Seq,
+            )
+            .unwrap()
+            .stats(spec)
+            .entropy
+        };
+        let reference = scaled_into_unit_range(&huge);
+        let means: Vec<f64> = (0..6)
+            .map(|j| (0..3000).map(|i| reference[(i, j)]).sum::<f64>() / 3000.0)
+            .collect();
+        let centred = Mat::<f64>::from_fn(3000, 6, |i, j| reference[(i, j)] - means[j]);
+        let want = reference_entropy(&oracle_sigma(&centred), 2.0);
+        let got = entropy(&huge);
+        assert!((got - want).abs() <= 1e-9, "{got} vs {want}");
+        assert!((entropy(&base) - want).abs() <= 1e-9);
     }
 }
