@@ -38,8 +38,9 @@ class ApproxOptions:
     lanczos_steps: int | None = None
     #: Lanczos stops once the probes' Gauss and Gauss–Radau values are this
     #: close on average, as a fraction of ``target_error`` (half the gap
-    #: enters the error bar).
-    quadrature_share: float = 0.5
+    #: enters the error bar). 1.0 rather than 0.5 saved 2 of 14 steps at
+    #: 8192² (a Lanczos step is a narrow, memory-bound product: 0.17 s there).
+    quadrature_share: float = 1.0
     #: Quantile of the interval (two-sided coverage).
     coverage: float = 0.95
     seed: int = 0
