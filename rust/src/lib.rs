@@ -34,7 +34,7 @@ mod extension {
     use crate::batch;
     use crate::matrix::MatrixView;
     use crate::python::{
-        CheckpointError, DTypeError, GrokspecError, Input, ItemErrors, NonFiniteError, ShapeError,
+        CheckpointError, DTypeError, GrokspecError, ItemErrors, NonFiniteError, ShapeError,
         SingularValueList, SpectralOptions, borrow_inputs, run_items, spectral_columns,
         split_errors,
     };
@@ -55,7 +55,7 @@ mod extension {
     ) -> PyResult<(SingularValueList<'py>, ItemErrors)> {
         let method = Method::parse(method)?;
         let inputs = borrow_inputs(&arrays)?;
-        let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
+        let views = inputs.views();
         let shapes: Vec<(usize, usize)> = views.iter().map(MatrixView::shape).collect();
         let results = run_items(py, &shapes, threads, |chunk, par| {
             let chunk_views: Vec<MatrixView<'_>> = chunk.iter().map(|&i| views[i]).collect();
@@ -91,7 +91,7 @@ mod extension {
     ) -> PyResult<(Bound<'py, PyDict>, ItemErrors)> {
         let options = SpectralOptions::parse(power, normalize, center, method, need_rank, threads)?;
         let inputs = borrow_inputs(&arrays)?;
-        let views: Vec<MatrixView<'_>> = inputs.iter().map(Input::view).collect();
+        let views = inputs.views();
         let shapes: Vec<(usize, usize)> = views.iter().map(MatrixView::shape).collect();
         let results = run_items(py, &shapes, options.threads, |chunk, par| {
             let chunk_views: Vec<MatrixView<'_>> = chunk.iter().map(|&i| views[i]).collect();
