@@ -73,9 +73,22 @@ fn main() {
     let nf = n as f64;
     // Flop counts: Gram n^3 (lower half of 2 n^3); stage 1 (4/3) n^3 (dsytrd_sy2sb);
     // stage 2 ~ 6 b n^2; QL ~ 30 n^2 (root-free, ~1.5 sweeps per eigenvalue).
-    let flops = [nf.powi(3), 4.0 / 3.0 * nf.powi(3), 6.0 * b as f64 * nf * nf, 30.0 * nf * nf];
-    let names = ["gram (f64)", "stage 1 (band)", "stage 2 (bulge)", "tridiagonal QL"];
-    println!("n = {n}, bandwidth {b}, {threads} threads, kernels: {}, {repeats} repeats", isa().name());
+    let flops = [
+        nf.powi(3),
+        4.0 / 3.0 * nf.powi(3),
+        6.0 * b as f64 * nf * nf,
+        30.0 * nf * nf,
+    ];
+    let names = [
+        "gram (f64)",
+        "stage 1 (band)",
+        "stage 2 (bulge)",
+        "tridiagonal QL",
+    ];
+    println!(
+        "n = {n}, bandwidth {b}, {threads} threads, kernels: {}, {repeats} repeats",
+        isa().name()
+    );
     for ((name, ts), f) in names.iter().zip(times).zip(flops) {
         if ts.is_empty() {
             continue;

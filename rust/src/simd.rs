@@ -73,7 +73,11 @@ pub fn isa() -> Isa {
             _ => best,
         };
         // Never more than the CPU has: that would be undefined behaviour.
-        if rank(wanted) <= rank(best) { wanted } else { best }
+        if rank(wanted) <= rank(best) {
+            wanted
+        } else {
+            best
+        }
     })
 }
 
