@@ -529,18 +529,12 @@ def _scaled(scale: float) -> np.ndarray:
     return np.random.default_rng(3).standard_normal((40, 24)) * scale
 
 
-ENGINE_FIX = "engine numerics at extreme scales: the Rust engineer's fix (issue 10)"
-
-
-_ENGINE_XFAIL = pytest.mark.xfail(strict=True, reason=ENGINE_FIX)
-
-
 @pytest.mark.parametrize(
     "scale",
     [
-        pytest.param(1e300, marks=_ENGINE_XFAIL),
-        pytest.param(1e-300, marks=_ENGINE_XFAIL),
-        pytest.param(1e-310, marks=_ENGINE_XFAIL),  # denormal entries
+        1e300,
+        1e-300,
+        1e-310,  # denormal entries
         1e150,
         1e-150,
         1.0,
@@ -574,7 +568,6 @@ def _stack_seconds(count: int) -> float:
     return best
 
 
-@pytest.mark.xfail(strict=True, reason="quadratic time of a 3-D stack of many small matrices: the Rust engineer's fix (issue 10)")
 @pytest.mark.timeout(60)
 def test_a_stack_of_many_small_matrices_takes_linear_time():
     small, large = _stack_seconds(8_000), _stack_seconds(32_000)
@@ -582,7 +575,6 @@ def test_a_stack_of_many_small_matrices_takes_linear_time():
     assert large < 8 * small + 0.05, f"{small:.3f} s for 8,000 and {large:.3f} s for 32,000 2x2 matrices"
 
 
-@_ENGINE_XFAIL
 def test_scan_of_extreme_scale_weights(tmp_path):
     from safetensors.torch import save_file
 
@@ -617,10 +609,6 @@ def test_numpy_scalar_powers_are_accepted():
         grokspec.spectral_entropy(matrix, power=np.bool_(True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grokspec.gpu routes meta tensors to the device path; the clear error needs gpu._is_device_tensor to skip 'meta'",
-)
 def test_a_meta_tensor_is_refused_clearly():
     with pytest.raises(ValueError, match="meta"):
         grokspec.spectral_entropy(torch.empty(5, 4, device="meta"))

@@ -81,7 +81,8 @@ def _is_device_tensor(x: object) -> bool:
     # Checked by name so that this module never imports torch for numpy input.
     if not (type(x).__module__.startswith("torch") and hasattr(x, "device")):
         return False
-    return str(getattr(x.device, "type", "cpu")) != "cpu"
+    # A meta tensor has no data anywhere: the host path refuses it clearly.
+    return str(getattr(x.device, "type", "cpu")) not in ("cpu", "meta")
 
 
 def _as_matrices(x: Any) -> tuple[list[torch.Tensor], bool]:
