@@ -1,6 +1,6 @@
 """grokspec against torch.linalg, numpy and scipy on the cases of `grokspec bench`.
 
-    pytest benches/bench_spectral.py --benchmark-group-by=group
+pytest benches/bench_spectral.py --benchmark-group-by=group
 """
 
 from __future__ import annotations

@@ -14,9 +14,7 @@ def reference_singular_values(x: np.ndarray, *, center: bool = False) -> np.ndar
     return scipy.linalg.svdvals(a)
 
 
-def reference_entropy(
-    x: np.ndarray, *, power: float = 2.0, normalize: str = "dim", center: bool = False
-) -> float:
+def reference_entropy(x: np.ndarray, *, power: float = 2.0, normalize: str = "dim", center: bool = False) -> float:
     """SPEC §1's definition, written out in numpy on LAPACK singular values."""
     m, n = x.shape
     sigma = reference_singular_values(x, center=center)

@@ -6,15 +6,21 @@ import json
 
 from click.testing import CliRunner
 
-from grokspec.bench.spectral import QUICK_CASES, markdown_table, run_benchmark
 from grokspec.bench.scan import run_scan_speed_benchmark
+from grokspec.bench.spectral import QUICK_CASES, markdown_table, run_benchmark
 from grokspec.cli import main
 
 
 def test_every_contender_is_timed_and_checked_against_lapack():
     results = run_benchmark(QUICK_CASES[:2], budget=0.0, max_runs=1)
     contenders = {r.contender for r in results}
-    assert contenders == {"grokspec", "torch.linalg.svdvals", "torch.linalg.eigvalsh(WᵀW)", "numpy.linalg.svd", "scipy.linalg.svdvals"}
+    assert contenders == {
+        "grokspec",
+        "torch.linalg.svdvals",
+        "torch.linalg.eigvalsh(WᵀW)",
+        "numpy.linalg.svd",
+        "scipy.linalg.svdvals",
+    }
     for r in results:
         assert r.seconds > 0 and r.runs >= 1
         assert r.entropy_error < 1e-5, r  # float32 contenders land near 1e-8

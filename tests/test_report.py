@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from configs import TINY
 
-from grokspec.scan.calibrate import calibrate_table, fit_power_law
+from configs import TINY
 from grokspec.cli import main
-from grokspec.lab.config import TrainConfig
 from grokspec.events import collapse_step, crossing_step, detect_events, grok_step
+from grokspec.lab.config import TrainConfig
+from grokspec.lab.train import train
+from grokspec.scan.calibrate import calibrate_table, fit_power_law
 from grokspec.scan.report import predict
 from grokspec.scan.scan import ScanOptions, scan
-from grokspec.lab.train import train
 
 NAN = float("nan")
 
@@ -26,7 +26,7 @@ NAN = float("nan")
 def test_crossing_is_a_fall_through_the_threshold():
     steps = [0, 100, 200, 300, 400, 500]
     assert crossing_step(steps, [0.58, 0.80, 0.75, 0.60, 0.62, 0.55], 0.61) == 300, "the low start is not a crossing"
-    assert crossing_step(steps + [600], [0.58, 0.80, 0.75, 0.60, 0.62, 0.55, 0.5], 0.61, persist=2) == 500
+    assert crossing_step([*steps, 600], [0.58, 0.80, 0.75, 0.60, 0.62, 0.55, 0.5], 0.61, persist=2) == 500
     assert crossing_step(steps, [0.58, 0.80, 0.75, 0.60, 0.62, 0.55], 0.61, persist=2) is None, "not yet persisted"
     assert crossing_step(steps, [0.9, 0.8, 0.7, 0.7, 0.7, 0.7], 0.61) is None
     assert crossing_step(steps, [0.5, 0.4, 0.45, 0.3, 0.2, 0.1], 0.61) == 0, "never above: crossed from the start"
@@ -84,8 +84,20 @@ def synthetic_table(runs: dict[str, tuple[int, float]], c1=30000.0, gamma=1.5) -
             else:
                 v = h_star - 0.01 * (t - t_grok) / 100
             v = min(v, 0.85)
-            rows.append({"run": run, "checkpoint": "metrics.jsonl", "step": t, "step_source": "log", "tensor": "", "rows": None,
-                         "cols": None, "dtype": "", "metric": "repr_entropy", "value": v})
+            rows.append(
+                {
+                    "run": run,
+                    "checkpoint": "metrics.jsonl",
+                    "step": t,
+                    "step_source": "log",
+                    "tensor": "",
+                    "rows": None,
+                    "cols": None,
+                    "dtype": "",
+                    "metric": "repr_entropy",
+                    "value": v,
+                }
+            )
             rows.append({**rows[-1], "metric": "test_acc", "value": 1.0 if t >= t_grok else 0.01})
     return pd.DataFrame(rows)
 
@@ -241,8 +253,11 @@ def test_report_json_has_onset_and_the_default_alarm(tmp_path):
     assert (early["onset"], early["t_grok"]) == (3000, 3500)
     # 0.04 below the lagged plateau from 2700 (> 3000 − 0.025·2 evaluations), persisted at 2800; the dip at 1600 is ignored.
     assert early["alarm"] == {
-        "rule": "plateau-fall (> 0.04 below the plateau, lag 8, 2 evals)", "step": 2800, "test_acc": 0.01,
-        "lead_onset": 200, "lead_grok": 700,
+        "rule": "plateau-fall (> 0.04 below the plateau, lag 8, 2 evals)",
+        "step": 2800,
+        "test_acc": 0.01,
+        "lead_onset": 200,
+        "lead_grok": 700,
     }
     assert runs["never"]["alarm"] is None and runs["never"]["onset"] == 3000
     summary = CliRunner().invoke(main, ["scan", str(tmp_path), "--no-representation", "--no-cache", "--quiet"])

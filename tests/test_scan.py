@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from grokspec import _core, spectral_stats
-from grokspec.scan.cache import ScanCache
-from grokspec.scan.formats import matrix_shape
 from grokspec.cli import main
 from grokspec.errors import CheckpointError, GrokspecError
+from grokspec.scan.cache import ScanCache
+from grokspec.scan.formats import matrix_shape
 from grokspec.scan.scan import ScanInputError, ScanOptions, scan
 
 WEIGHT_COLUMNS = ["step", "tensor", "rows", "cols", "metric", "value"]
@@ -58,7 +58,10 @@ def write_format(kind: str, directory: Path, step: int) -> None:
     elif kind in ("state_dict", "model_state_dict", "module"):
         torch.save({kind: sd, "global_step": step}, directory / f"ckpt_{kind}_{step}.pth")
     elif kind == "nanda":
-        torch.save({"model": sd, "optimizer": {"lr": 1e-3}, "train_losses": [1.0, 0.5], "epoch": step}, directory / f"run_epoch_{step}.pth")
+        torch.save(
+            {"model": sd, "optimizer": {"lr": 1e-3}, "train_losses": [1.0, 0.5], "epoch": step},
+            directory / f"run_epoch_{step}.pth",
+        )
     elif kind == "huggingface":
         checkpoint = directory / f"checkpoint-{step}"
         checkpoint.mkdir()
@@ -98,10 +101,21 @@ def test_every_format_gives_the_same_rows_equal_to_the_engine(tmp_path, kind):
                 continue
             stats = spectral_stats(tensor.reshape(shape))
             for metric in ("entropy", "sigma_max", "frobenius_norm", "stable_rank", "effective_rank", "numerical_rank"):
-                expected.append({"step": step, "tensor": name, "rows": shape[0], "cols": shape[1], "metric": metric, "value": float(getattr(stats, metric))})
+                expected.append(
+                    {
+                        "step": step,
+                        "tensor": name,
+                        "rows": shape[0],
+                        "cols": shape[1],
+                        "metric": metric,
+                        "value": float(getattr(stats, metric)),
+                    }
+                )
     want = pd.DataFrame(expected).sort_values(["step", "tensor", "metric"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(rows, want, check_dtype=False, rtol=1e-12, atol=1e-12)
-    assert set(rows["tensor"]) == {"encoder.layer.weight", "attn.qkv", "conv.weight", "embed"}, "1-D and integer tensors are skipped"
+    assert set(rows["tensor"]) == {"encoder.layer.weight", "attn.qkv", "conv.weight", "embed"}, (
+        "1-D and integer tensors are skipped"
+    )
 
 
 def test_bf16_and_f16_read_by_the_engine_match_torch(tmp_path):
@@ -343,7 +357,7 @@ def test_fuzzed_safetensors_headers_are_read_or_refused_never_crash(tmp_path, bo
     path = tmp_path / "fuzz.safetensors"
     path.write_bytes(length.to_bytes(8, "little") + body)
     try:
-        tensors, metadata = _core.safetensors_header(str(path))
+        tensors, _ = _core.safetensors_header(str(path))
     except CheckpointError:
         return
     for name, dtype, shape in tensors:
@@ -353,11 +367,13 @@ def test_fuzzed_safetensors_headers_are_read_or_refused_never_crash(tmp_path, bo
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_fuzzed_json_headers_with_valid_framing(tmp_path, data):
-    entry = st.fixed_dictionaries({
-        "dtype": st.sampled_from(["F32", "F16", "BF16", "F64", "I64", "Q4", ""]),
-        "shape": st.lists(st.integers(-2, 40), max_size=4),
-        "data_offsets": st.lists(st.integers(-5, 10_000), min_size=0, max_size=3),
-    })
+    entry = st.fixed_dictionaries(
+        {
+            "dtype": st.sampled_from(["F32", "F16", "BF16", "F64", "I64", "Q4", ""]),
+            "shape": st.lists(st.integers(-2, 40), max_size=4),
+            "data_offsets": st.lists(st.integers(-5, 10_000), min_size=0, max_size=3),
+        }
+    )
     header = data.draw(st.dictionaries(st.text(max_size=8), entry, max_size=4))
     payload = data.draw(st.binary(max_size=512))
     blob = json.dumps(header).encode()
@@ -398,7 +414,7 @@ def test_fuzzed_consistent_headers_compute_or_fail_cleanly(tmp_path, data):
     columns, errors = _core.safetensors_spectral(items)
     assert len(columns["entropy"]) == len(items)
     failed = {index for index, _ in errors}
-    for index, error in errors:
+    for _, error in errors:
         assert isinstance(error, GrokspecError), error
     for index in set(range(len(items))) - failed:
         value = columns["entropy"][index]
@@ -413,7 +429,18 @@ def test_outputs_in_every_format_and_the_report(tmp_path):
         result = runner.invoke(main, ["scan", str(tmp_path), "--format", fmt, "--out", str(tmp_path / fmt)])
         assert result.exit_code == 0, result.output
         table = reader(tmp_path / fmt / f"spectra.{fmt}")
-        assert list(table.columns) == ["run", "checkpoint", "step", "step_source", "tensor", "rows", "cols", "dtype", "metric", "value"]
+        assert list(table.columns) == [
+            "run",
+            "checkpoint",
+            "step",
+            "step_source",
+            "tensor",
+            "rows",
+            "cols",
+            "dtype",
+            "metric",
+            "value",
+        ]
         assert len(table) == 3 * 4 * 6
         assert (tmp_path / fmt / "trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "csv" / "report.json").read_text())

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from reference import reference_entropy, reference_singular_values, with_singular_values
 
 import grokspec
 from grokspec import (
@@ -19,6 +18,7 @@ from grokspec import (
     spectral_entropy,
     spectral_stats,
 )
+from reference import reference_entropy, reference_singular_values, with_singular_values
 
 # The accuracy bar of SPEC §2 for every exact method, on the normalized H̃.
 ENTROPY_TOL = 1e-6
@@ -310,7 +310,7 @@ def test_errors_share_one_root():
 def test_a_panic_in_the_engine_becomes_a_grokspec_error():
     from grokspec import _core
 
-    with pytest.raises(GrokspecError, match="internal error.*deliberate test panic"):
+    with pytest.raises(GrokspecError, match=r"internal error.*deliberate test panic"):
         _core._panic_inside_engine()
     # The engine still works afterwards.
     assert spectral_entropy(np.eye(3)) == pytest.approx(1.0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference import reference_entropy, reference_singular_values
 
 from grokspec import DTypeError, ShapeError, singular_values, spectral_entropy
+from reference import reference_entropy, reference_singular_values
 
 ENTROPY_TOL = 1e-6
 

@@ -13,12 +13,10 @@ from safetensors import safe_open
 from torch import nn
 
 from configs import TINY
-
 from grokspec.lab.config import ConfigMismatch, TrainConfig
-from grokspec.lab.models import GrokMLP, GrokTransformer
+from grokspec.lab.models import GrokMLP, GrokTransformer, build_model
 from grokspec.lab.rundir import RunDir
 from grokspec.lab.tasks import make_dataset, split_indices
-from grokspec.lab.models import build_model
 from grokspec.lab.train import TrainingWriteError, train, train_seeds
 
 # A model small enough to train a few hundred steps in seconds.
@@ -154,7 +152,16 @@ def test_training_learns_and_writes_the_run_dir(tmp_path):
     assert records[-1]["train_acc"] > records[0]["train_acc"] + 0.5, "the model must learn its training set"
     assert records[-1]["train_loss"] < records[0]["train_loss"] / 2
     for r in records:
-        assert set(r) >= {"step", "train_loss", "train_acc", "test_loss", "test_acc", "param_norm", "repr_entropy", "intervention"}
+        assert set(r) >= {
+            "step",
+            "train_loss",
+            "train_acc",
+            "test_loss",
+            "test_acc",
+            "param_norm",
+            "repr_entropy",
+            "intervention",
+        }
         assert 0.0 <= r["repr_entropy"] <= 1.0 and r["intervention"] is False
     steps = [s for s, _ in RunDir(tmp_path / "run").list_checkpoints()]
     assert steps == [0, 50, 100, 150, 200]
@@ -167,7 +174,7 @@ def test_checkpoints_round_trip_bit_for_bit(tmp_path):
     run = RunDir(tmp_path / "run")
     with safe_open(run.checkpoint_path(200), "pt") as handle:
         assert handle.metadata() == {"step": "200", "format": "grokspec/1"}
-        assert all(handle.get_tensor(k).dtype == torch.float32 for k in handle.keys())
+        assert all(handle.get_tensor(k).dtype == torch.float32 for k in handle.keys())  # noqa: SIM118 (safe_open has no __iter__)
     fresh = build_model(TINY, 11, [TINY.seed])
     fresh.load_seed_state_dict(0, run.load_checkpoint(200))
     for name, tensor in run.load_checkpoint(200).items():

@@ -45,13 +45,15 @@ def main() -> None:
         short = _seconds(config, seeds, 10)
         long = _seconds(config, seeds, args.steps)
         per_seed_step = (long - short) / ((args.steps - 10) * seeds)
-        rows.append({
-            "seeds": seeds,
-            "seconds_short": round(short, 3),
-            "seconds_long": round(long, 3),
-            "ms_per_seed_step": round(per_seed_step * 1e3, 4),
-            "seed_runs_of_3000_steps_per_minute": round(60.0 / (per_seed_step * 3000), 2),
-        })
+        rows.append(
+            {
+                "seeds": seeds,
+                "seconds_short": round(short, 3),
+                "seconds_long": round(long, 3),
+                "ms_per_seed_step": round(per_seed_step * 1e3, 4),
+                "seed_runs_of_3000_steps_per_minute": round(60.0 / (per_seed_step * 3000), 2),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     device = str(torch.device("cuda") if args.device in ("auto", "cuda") and torch.cuda.is_available() else args.device)
     result = {

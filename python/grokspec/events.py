@@ -77,9 +77,7 @@ def _clean(steps: Sequence[float], values: Sequence[float | None]) -> list[tuple
     return points
 
 
-def crossing_step(
-    steps: Sequence[float], values: Sequence[float | None], threshold: float, *, persist: int = 1
-) -> int | None:
+def crossing_step(steps: Sequence[float], values: Sequence[float | None], threshold: float, *, persist: int = 1) -> int | None:
     """The first step at which the series falls below `threshold` and stays
     there for `persist` evaluations (see the module notes)."""
     if persist < 1:

@@ -87,7 +87,8 @@ def _tensor_to_numpy(x: Any) -> np.ndarray:
         tensor = tensor.to(torch.float32)
     if tensor.device.type != "cpu":
         tensor = tensor.cpu()
-    return tensor.numpy()
+    array: np.ndarray = tensor.numpy()
+    return array
 
 
 def _as_float_array(x: Any) -> np.ndarray:
@@ -158,9 +159,7 @@ def _raise_first(errors: list[tuple[int, BaseException]]) -> None:
         raise errors[0][1]
 
 
-def singular_values(
-    x: Any, *, method: Method = "auto", threads: int | None = None
-) -> np.ndarray | list[np.ndarray]:
+def singular_values(x: Any, *, method: Method = "auto", threads: int | None = None) -> np.ndarray | list[np.ndarray]:
     """Singular values of a matrix, descending, as float64.
 
     ``method="auto"`` uses the Gram route for float32-or-narrower inputs when

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def run_scan_speed_benchmark(checkpoints: int = 100, threads: int | None = None,
             st_dir, pt_dir = _write_checkpoints(Path(tmp), checkpoints)
             options = ScanOptions(representation=False, threads=threads)
 
-            def best_of(run) -> tuple[float, Any]:
+            def best_of(run: Callable[[], Any]) -> tuple[float, Any]:
                 times, value = [], None
                 settle()
                 for _ in range(repeats):
@@ -120,7 +121,8 @@ from grokspec.scan.scan import ScanOptions, scan
 start = time.perf_counter()
 result = scan(sys.argv[1], ScanOptions(threads=int(sys.argv[2])), cache_path=None)
 seconds = time.perf_counter() - start
-print(json.dumps({{"peak_rss_bytes": {_PEAK}, "seconds": seconds, "rows": len(result.table), "failed": result.failed_checkpoints}}))
+summary = {{"peak_rss_bytes": {_PEAK}, "seconds": seconds, "rows": len(result.table)}}
+print(json.dumps({{**summary, "failed": result.failed_checkpoints}}))
 """
 
 _BASELINE_PROBE = f"""
@@ -164,8 +166,12 @@ def run_sharded_memory_benchmark(shard_bytes: int = 700_000_000, shards: int = 2
             header, _ = _core.safetensors_header(str(root / name))
             weight_map.update({t[0]: name for t in header})
         (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-        baseline = json.loads(subprocess.run([sys.executable, "-c", _BASELINE_PROBE], capture_output=True, text=True, check=True).stdout)
-        probe = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, tmp, str(threads)], capture_output=True, text=True, check=True)
+        baseline = json.loads(
+            subprocess.run([sys.executable, "-c", _BASELINE_PROBE], capture_output=True, text=True, check=True).stdout
+        )
+        probe = subprocess.run(
+            [sys.executable, "-c", _MEMORY_PROBE, tmp, str(threads)], capture_output=True, text=True, check=True
+        )
         measured = json.loads(probe.stdout)
     largest = max(sizes)
     return {

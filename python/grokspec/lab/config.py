@@ -147,7 +147,9 @@ class TrainConfig:
     # --- the intervention (representation mixing)
     mixing_start: int | None = _help("first step of representation mixing (None = no intervention)", None)
     mixing_end: int | None = _help("step at which mixing ends (exclusive)", None)
-    mixing_fraction: float = _help("fraction of each batch whose z is replaced by another example's (1.0 makes z useless and collapses it)", 0.5)
+    mixing_fraction: float = _help(
+        "fraction of each batch whose z is replaced by another example's (1.0 makes z useless and collapses it)", 0.5
+    )
     norm_reference: str | None = _help("run dir whose param-norm trajectory mixing runs are rescaled to", None)
     # --- where it runs
     device: str = _help("auto (cuda, else mps, else cpu), cpu, cuda, cuda:1, mps", "auto")

@@ -20,6 +20,7 @@ initializes the corresponding layers, each seed from its own generator.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -85,7 +86,8 @@ class SeedBatchedModel(nn.Module):
         self._names.append(name)
 
     def _param(self, name: str) -> torch.Tensor:
-        return getattr(self, name.replace(".", "__"))
+        parameter: torch.Tensor = getattr(self, name.replace(".", "__"))
+        return parameter
 
     def parameter_names(self) -> list[str]:
         return list(self._names)
@@ -202,7 +204,9 @@ class GrokTransformer(SeedBatchedModel):
         for layer in range(self.n_layers):
             p = f"layers.{layer}."
             # Post-LayerNorm, as nn.TransformerEncoderLayer(norm_first=False).
-            h = _layer_norm(h + self._attention(h, p + "self_attn."), self._param(p + "norm1.weight"), self._param(p + "norm1.bias"))
+            h = _layer_norm(
+                h + self._attention(h, p + "self_attn."), self._param(p + "norm1.weight"), self._param(p + "norm1.bias")
+            )
             hidden = self.activation(_linear(h, self._param(p + "linear1.weight"), self._param(p + "linear1.bias")))
             ff = _linear(hidden, self._param(p + "linear2.weight"), self._param(p + "linear2.bias"))
             h = _layer_norm(h + ff, self._param(p + "norm2.weight"), self._param(p + "norm2.bias"))
@@ -227,7 +231,7 @@ class GrokMLP(SeedBatchedModel):
         self._add("token_embedding.weight", [torch.randn(vocab_size, embed_dim, generator=g) for g in gens])
         widths = [2 * embed_dim, *hidden, d_repr]
         self.n_hidden = len(widths) - 1
-        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
             layer = [_linear_init(fan_out, fan_in, g) for g in gens]
             self._add(f"hidden.{i}.weight", [w for w, _ in layer])
             self._add(f"hidden.{i}.bias", [b for _, b in layer])

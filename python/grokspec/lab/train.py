@@ -72,9 +72,7 @@ class RunSummary:
     alarm: Alarm | None = None
 
 
-def train(
-    config: TrainConfig, run_dir: str | Path, *, log: Log | None = None, progress: Progress | None = None
-) -> RunSummary:
+def train(config: TrainConfig, run_dir: str | Path, *, log: Log | None = None, progress: Progress | None = None) -> RunSummary:
     """Trains (or resumes) one run into `run_dir`."""
     trainer = _Trainer(config, [config.seed], [RunDir(Path(run_dir))], log=log, progress=progress)
     return trainer.run()[0]
@@ -224,7 +222,7 @@ class _Trainer:
         per_seed = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(dim=1)
         self.optimizer.zero_grad(set_to_none=True)
         # Summing over seeds keeps each seed's gradient its own.
-        per_seed.sum().backward()
+        per_seed.sum().backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         if mixing and self.reference_norms is not None:
             targets = torch.tensor([float(np.interp(self.step + 1, s, n)) for s, n in self.reference_norms])
@@ -275,7 +273,8 @@ class _Trainer:
                 if alarm is not None:
                     # After grokking the fall is no longer a warning; say so rather than predict.
                     outlook = (
-                        f"after grokking at step {grok}" if grok is not None and grok < self.step
+                        f"after grokking at step {grok}"
+                        if grok is not None and grok < self.step
                         else "generalization typically follows within a few thousand steps (docs/ALARMS.md)"
                     )
                     self.log(
@@ -355,7 +354,11 @@ class _Trainer:
                 reasons.append("stop-after-grok")
             elif config.stop_after_alarm is not None and alarm is not None and self.step >= alarm.step + config.stop_after_alarm:
                 reasons.append("stop-after-alarm")
-            elif config.stop_after_crossing is not None and crossing is not None and self.step >= crossing + config.stop_after_crossing:
+            elif (
+                config.stop_after_crossing is not None
+                and crossing is not None
+                and self.step >= crossing + config.stop_after_crossing
+            ):
                 reasons.append("stop-after-crossing")
             else:
                 return ""

@@ -51,7 +51,7 @@ def fit_power_law(gaps: np.ndarray, delays: np.ndarray) -> dict[str, float] | No
         "gamma": float(gamma),
         "r2": float(r2),
         "interval_steps": float(np.percentile(residual_steps, 95)),
-        "n_points": int(len(x)),
+        "n_points": len(x),
     }
 
 
@@ -61,7 +61,7 @@ def power_law_points(values: pd.Series, t_grok: int, h_star: float) -> tuple[np.
     before = values[values.index < t_grok]
     if before.empty:
         return np.empty(0), np.empty(0)
-    after_peak = before.loc[before.idxmax():].iloc[1:]
+    after_peak = before.loc[before.idxmax() :].iloc[1:]
     gaps = after_peak.values - h_star
     delays = t_grok - after_peak.index.values.astype(float)
     keep = gaps > 0
@@ -115,7 +115,7 @@ def calibrate_table(
             "h_star": h_star,
             "h_star_ci": ci,
             "h_star_range": [float(h_values.min()), float(h_values.max())],
-            "n_runs": int(len(h_values)),
+            "n_runs": len(h_values),
             "per_run": {run: h for run, (h, _, _) in runs.items()},
             "power_law": law,
         }
@@ -129,7 +129,9 @@ def calibrate_table(
     }
 
 
-def calibrate(run_paths: list[Path], options: ScanOptions | None = None, *, bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+def calibrate(
+    run_paths: list[Path], options: ScanOptions | None = None, *, bootstrap: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """Scans each path (using its scan cache) and calibrates on all their runs."""
     options = options or ScanOptions()
     tables = []
@@ -140,7 +142,9 @@ def calibrate(run_paths: list[Path], options: ScanOptions | None = None, *, boot
         table["run"] = [f"{path}/{r}" if len(run_paths) > 1 else r for r in table["run"]]
         tables.append(table)
     combined = pd.concat(tables, ignore_index=True)
-    calibration = calibrate_table(combined, grok_metric=options.grok_metric, level=options.grok_level, bootstrap=bootstrap, seed=seed)
+    calibration = calibrate_table(
+        combined, grok_metric=options.grok_metric, level=options.grok_level, bootstrap=bootstrap, seed=seed
+    )
     if not calibration["runs"]:
         raise ValueError("none of the runs grokked, so there is nothing to calibrate on")
     return calibration

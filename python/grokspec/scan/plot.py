@@ -38,7 +38,7 @@ def plot_trajectories(table: pd.DataFrame, report: ScanReport, path: Path, *, ma
     cols = min(4, count)
     rows = math.ceil(count / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
-    for ax in axes.flat[len(runs):]:
+    for ax in axes.flat[len(runs) :]:
         ax.axis("off")
     for ax, run in zip(axes.flat, runs):
         _panel(ax, table, run)
@@ -52,7 +52,15 @@ def plot_trajectories(table: pd.DataFrame, report: ScanReport, path: Path, *, ma
                 labels.append(label)
     fig.tight_layout()
     if handles:
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 3 * cols), fontsize=8, frameon=False)
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(labels), 3 * cols),
+            fontsize=8,
+            frameon=False,
+        )
     with atomic_path(path) as temporary:
         # "tight" grows the canvas to hold the legend below the panels.
         fig.savefig(temporary, dpi=110, format="png", bbox_inches="tight")
@@ -65,8 +73,14 @@ def _panel(ax: Any, table: pd.DataFrame, run: RunReport) -> None:
     weights = [name for name in series if name != REPRESENTATION]
     for i, name in enumerate(weights):
         values = series[name]
-        ax.plot(values.index, values.values, color="tab:gray", alpha=max(0.08, 0.6 / math.sqrt(len(weights))), lw=0.8,
-                label="weight matrices" if i == 0 else None)
+        ax.plot(
+            values.index,
+            values.values,
+            color="tab:gray",
+            alpha=max(0.08, 0.6 / math.sqrt(len(weights))),
+            lw=0.8,
+            label="weight matrices" if i == 0 else None,
+        )
     if REPRESENTATION in series:
         values = series[REPRESENTATION]
         ax.plot(values.index, values.values, color="tab:blue", lw=2.0, label="representation H̃")

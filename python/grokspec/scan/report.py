@@ -123,7 +123,8 @@ class ScanReport:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of report.json (non-finite numbers become null)."""
-        return _finite(asdict(self))
+        encoded: dict[str, Any] = _finite(asdict(self))
+        return encoded
 
     def run(self, name: str) -> RunReport:
         return next(r for r in self.runs if r.run == name)
@@ -198,13 +199,15 @@ def _series_report(
     calibrated = (calibration or {}).get("series", {}).get(name)
     prediction = None
     if calibrated and calibrated.get("power_law") and events.t_grok is None and len(values):
-        prediction = predict(int(values.index[-1]), float(values.values[-1]), calibrated["power_law"], float(calibrated["h_star"]))
+        prediction = predict(
+            int(values.index[-1]), float(values.values[-1]), calibrated["power_law"], float(calibrated["h_star"])
+        )
     return SeriesReport(
         series=name,
         metric=REPRESENTATION_METRIC if name == REPRESENTATION else "entropy",
         threshold=threshold,
         threshold_source=source,
-        points=int(len(values)),
+        points=len(values),
         first=_finite_or_none(float(values.values[0])) if len(values) else None,
         last=_finite_or_none(float(values.values[-1])) if len(values) else None,
         min=_finite_or_none(float(values.min())) if len(values) else None,
@@ -242,9 +245,7 @@ def _primary(series: list[SeriesReport]) -> SeriesReport | None:
     return min(crossed, key=lambda s: s.events.crossing or 0, default=None)
 
 
-def _run_report(
-    table: pd.DataFrame, run: RunSpec, options: ScanOptions, calibration: dict[str, Any] | None
-) -> RunReport:
+def _run_report(table: pd.DataFrame, run: RunSpec, options: ScanOptions, calibration: dict[str, Any] | None) -> RunReport:
     checkpoint_rows = table[(table["run"] == run.name) & (table["step_source"] != "log")]
     trajectories = run_trajectories(table, run.name, grok_metric=options.grok_metric, grok_level=options.grok_level)
     series = [_series_report(n, v, trajectories, options, calibration) for n, v in trajectories.series.items()]
