@@ -20,6 +20,7 @@ docs/DISTRIBUTED.md for running it on a real cluster.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 from grokspec.scan.dispatch import Columns, Errors, compute_local, merge_columns
@@ -48,10 +49,12 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     try:
+        # Ray's own INFO/WARNING lines would print under a --quiet scan.
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, **quiet)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = address or "a local cluster"
         raise ValueError(f"cannot connect to Ray at {where}: {str(error).splitlines()[0] if str(error) else error}") from error
