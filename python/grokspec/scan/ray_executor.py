@@ -50,11 +50,10 @@ def connect(address: str | None) -> None:
         return
     try:
         # Ray's own INFO/WARNING lines would print under a --quiet scan.
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
-            ray.init(address=address, **quiet)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         else:
-            ray.init(include_dashboard=False, **quiet)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = address or "a local cluster"
         raise ValueError(f"cannot connect to Ray at {where}: {str(error).splitlines()[0] if str(error) else error}") from error
