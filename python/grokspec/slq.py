@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grokspec.intervals import regression_estimate
+
 __all__ = ["ApproxOptions", "Deflation", "Estimate", "Gram", "estimate"]
 
 
@@ -282,41 +284,6 @@ def _apply(
     return gauss, radau
 
 
-def _t_quantile(coverage: float, dof: int) -> float:
-    """Student's t quantile for a two-sided `coverage` (Cornish–Fisher
-    expansion around the normal quantile; within 1e-3 for dof >= 3)."""
-    from statistics import NormalDist
-
-    z = NormalDist().inv_cdf(0.5 + coverage / 2)
-    if dof <= 0:
-        return math.inf
-    v = float(dof)
-    return (
-        z
-        + (z**3 + z) / (4 * v)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
-    )
-
-
-def _regression(values: np.ndarray, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
-    """Control-variate estimate of E[values] (the intercept of a least-squares
-    fit on centred controls whose expectations are zero) and the half-width
-    of its interval."""
-    n = values.shape[0]
-    usable = [c for c in controls if np.ptp(c) > 1e-12 * max(np.abs(c).max(), 1e-300)]
-    x = np.column_stack([np.ones(n), *usable]) if n > len(usable) + 2 else np.ones((n, 1))
-    coefficients, *_ = np.linalg.lstsq(x, values, rcond=None)
-    residual = values - x @ coefficients
-    dof = n - x.shape[1]
-    if dof <= 0:
-        return float(values.mean()), math.inf
-    variance = float(residual @ residual) / dof
-    inverse = np.linalg.pinv(x.T @ x)
-    return float(coefficients[0]), _t_quantile(coverage, dof) * math.sqrt(max(variance * inverse[0, 0], 0.0))
-
-
 def _probe_count(k: int, options: ApproxOptions) -> int:
     if options.probes is not None:
         if options.probes < 4:
@@ -355,7 +322,7 @@ def _power2(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: 
     low = np.where(positive, theta * np.log(safe), 0.0)  # Jensen
     high = np.where(positive, theta * np.log(np.maximum(m2, theta**2) / safe), 0.0)  # 2-node Radau
     mid, half = (q.gauss[0] + q.radau[0]) / 2, np.abs(q.radau[0] - q.gauss[0]) / 2
-    tail, spread = _regression(mid, controls, coverage)
+    tail, spread = regression_estimate(mid, controls, coverage)
     total = float((low + high).sum()) / 2 + tail
     return -total, float((high - low).sum()) / 2 + spread + float(half.mean())
 
@@ -373,7 +340,7 @@ def _power1(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: 
     parts = []
     for i, (g_part, r_part) in enumerate(((one_gauss, one_radau), (two_gauss, two_radau))):
         mid = (q.gauss[i] + q.radau[i]) / 2
-        tail, _ = _regression(mid, controls, coverage)
+        tail, _ = regression_estimate(mid, controls, coverage)
         parts.append(
             (float((g_part + r_part).sum()) / 2 + tail, float(np.abs(g_part - r_part).sum()) / 2, mid, q.radau[i] - q.gauss[i])
         )
@@ -381,7 +348,7 @@ def _power1(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: 
     if not f1 > 0:
         return math.nan, math.nan
     grad1, grad2 = 1 / f1 + f2 / f1**2, -1 / f1
-    _, spread = _regression(grad1 * mid1 + grad2 * mid2, controls, coverage)
+    _, spread = regression_estimate(grad1 * mid1 + grad2 * mid2, controls, coverage)
     fixed = abs(grad1) * (f1_fixed + float(np.abs(width1).mean()) / 2) + abs(grad2) * (
         f2_fixed + float(np.abs(width2).mean()) / 2
     )
@@ -391,7 +358,7 @@ def _power1(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: 
 def _rank(d: Deflation, q: _Quadrature, threshold: float, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
     """#{λ/S > threshold}: the deflated Ritz values above it plus the probes'
     estimate of tr(P·1[G/S > threshold]·P) from their Gauss measures."""
-    tail, spread = _regression(q.above, controls, coverage)
+    tail, spread = regression_estimate(q.above, controls, coverage)
     return float(np.count_nonzero(d.values > threshold)) + tail, spread
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from grokspec.scan.discovery import CheckpointRef
-from grokspec.scan.dispatch import compute_sources, weight_metrics
+from grokspec.scan.dispatch import weight_metrics
+from grokspec.scan.executors import compute_sources
 from grokspec.scan.failures import describe_failure
 from grokspec.scan.formats import Checkpoint, Source, matrix_shape
 from grokspec.scan.guards import display_name

@@ -1,9 +1,10 @@
 """Where a scan group's matrices are computed: the exact engine batch, the
 approximation (``--approx``), locally or on a Ray cluster (``--ray``).
 
-:func:`compute_sources` takes the engine inputs of a group (safetensors
+:func:`compute_local` takes the engine inputs of a group (safetensors
 tensor references read through a memory map, or matrices in memory) and
-returns the engine's columns in their order; with ``approx`` the columns
+returns the engine's columns in their order (:mod:`grokspec.scan.executors`
+chooses between it and the Ray cluster); with ``approx`` the columns
 also hold ``entropy_error`` and :func:`weight_metrics` adds it to the rows.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 from grokspec.scan.formats import Source, compute_batch
 from grokspec.scan.options import ScanOptions
 
-__all__ = ["APPROX_METRICS", "compute_local", "compute_sources", "merge_columns", "read_matrix", "weight_metrics"]
+__all__ = ["APPROX_METRICS", "compute_local", "merge_columns", "read_matrix", "weight_metrics"]
 
 #: The per-matrix rows that only an approximate scan records.
 APPROX_METRICS = ("entropy_error",)
@@ -32,15 +33,6 @@ Errors = list[tuple[int, BaseException]]
 def weight_metrics(options: ScanOptions) -> tuple[str, ...]:
     """The metric rows each matrix gets (SPEC §1, plus the error bar of --approx)."""
     return _WEIGHT_METRICS + (APPROX_METRICS if options.approx else ())
-
-
-def compute_sources(sources: list[Source], options: ScanOptions) -> tuple[Columns, Errors]:
-    """The columns and errors of a group's matrices, wherever the options say."""
-    if options.executor == "ray":
-        from grokspec.scan.ray_executor import compute_on_ray
-
-        return compute_on_ray(sources, options)
-    return compute_local(sources, options)
 
 
 def compute_local(sources: list[Source], options: ScanOptions) -> tuple[Columns, Errors]:
