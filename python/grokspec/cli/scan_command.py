@@ -130,7 +130,11 @@ def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
     show_default=True,
     help="Evaluations the value must stay below the threshold.",
 )
-@click.option("--trust-pickle", is_flag=True, help="Allow pickles that need more than weights-only loading (runs their code!).")
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Load pickles with their original classes (runs their code!); by default they are read as inert data.",
+)
 @click.option("--no-representation", is_flag=True, help="Skip the forward pass that computes H̃ for grokspec runs.")
 @click.option("--no-cache", is_flag=True, help="Recompute everything (do not read or write cache.sqlite).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Engine threads (default: all cores).")
