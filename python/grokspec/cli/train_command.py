@@ -143,7 +143,8 @@ def print_training_summaries(summaries: list[RunSummary]) -> None:
             f"{s.wall_seconds:.0f}",
             s.stopped,
         )
-    Console().print(table)
+    # Off a terminal rich assumes 80 columns, too narrow for this table.
+    (Console() if sys.stdout.isatty() else Console(width=160)).print(table)
 
 
 @main.command(name="train")
