@@ -14,6 +14,7 @@ __all__ = [
     "singular_values_batch",
     "spectral_batch",
     "default_threads",
+    "isa",
     "safetensors_header",
     "safetensors_spectral",
     "_panic_inside_engine",
@@ -45,6 +46,7 @@ def spectral_batch(
     threads: int | None = None,
 ) -> tuple[dict[str, object], list[tuple[int, BaseException]]]: ...
 def default_threads() -> int: ...
+def isa() -> str: ...
 def safetensors_header(path: str) -> tuple[list[tuple[str, str, list[int]]], dict[str, str]]: ...
 def safetensors_spectral(
     tensors: Sequence[tuple[str, str, int, int]],

@@ -169,6 +169,13 @@ mod extension {
         Ok(batch::default_threads()?)
     }
 
+    /// The vector path of the hand-written kernels in use: "avx512", "avx2" or
+    /// "portable" (the CPU's best, narrowed by `GROKSPEC_ISA`).
+    #[pyfunction]
+    fn isa() -> &'static str {
+        crate::simd::isa().name()
+    }
+
     /// Panics inside the engine's batch runner, to prove in tests that a Rust
     /// panic reaches Python as a `GrokspecError`, never as a crash.
     #[pyfunction]
@@ -204,6 +211,7 @@ mod extension {
         m.add_function(wrap_pyfunction!(singular_values_batch, m)?)?;
         m.add_function(wrap_pyfunction!(spectral_batch, m)?)?;
         m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+        m.add_function(wrap_pyfunction!(isa, m)?)?;
         m.add_function(wrap_pyfunction!(safetensors_header, m)?)?;
         m.add_function(wrap_pyfunction!(safetensors_spectral, m)?)?;
         m.add_function(wrap_pyfunction!(_panic_inside_engine, m)?)?;

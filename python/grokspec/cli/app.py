@@ -7,6 +7,7 @@ report it — never a bare traceback (``GROKSPEC_DEBUG=1`` shows it)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -23,8 +24,39 @@ EXIT_INTERNAL_ERROR = 3
 DEBUG_ENV = "GROKSPEC_DEBUG"
 
 
+#: Each command and the module that defines it. A module is imported when its
+#: command runs (or the help lists them): importing every command's
+#: dependencies would cost every invocation of any one of them.
+COMMAND_MODULES = {
+    "alarms": "alarms_command",
+    "bench": "bench_command",
+    "calibrate": "scan_command",
+    "demo": "demo_command",
+    "reproduce": "reproduce_command",
+    "scan": "scan_command",
+    "train": "train_command",
+}
+
+
 class _Group(click.Group):
-    """Turns an exception no command expected into one line and exit 3."""
+    """Loads commands on demand; turns an exception no command expected into
+    one line and exit 3."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMAND_MODULES:
+            try:
+                importlib.import_module(f"grokspec.cli.{COMMAND_MODULES[name]}")  # registers itself on `main`
+            except ModuleNotFoundError as error:
+                click.echo(
+                    f"error: grokspec {name} needs {error.name}, which is not installed; "
+                    "install the extras with: pip install 'grokspec[all]'",
+                    err=True,
+                )
+                sys.exit(EXIT_BAD_INPUT)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from grokspec.alarms import (
     REPRESENTATION_SERIES,
@@ -31,6 +30,7 @@ from grokspec.alarms import (
 from grokspec.repro.runs import RunSet
 from grokspec.scan.alarm_quality import AlarmQuality, alarm_quality, tune, youden
 from grokspec.scan.calibrate import fit_power_law, power_law_points
+from grokspec.scan.table import StepSeries
 
 __all__ = ["WEIGHT_SERIES", "alarm_study", "plateau_candidates"]
 
@@ -51,13 +51,19 @@ def plateau_candidates(series: str, drops: Sequence[float]) -> list[AlarmRule]:
     return out
 
 
+def _finite_series(steps: Sequence[int], values: np.ndarray) -> StepSeries:
+    """The points of a trajectory that hold a value."""
+    keep = ~np.isnan(values)
+    return StepSeries(np.asarray(steps, dtype=np.int64)[keep], np.asarray(values, dtype=float)[keep])
+
+
 def _predictor_candidates(tuning: Runs) -> list[AlarmRule]:
     """The law ΔT = C1 (H̃ − H*)^γ fitted on the tuning runs that grokked, and horizons to tune."""
     groks = [(t, g) for _, t in tuning if (g := t.t_grok()) is not None]
     if not groks:
         return []
-    series = [pd.Series(t.values(REPRESENTATION_SERIES), index=list(t.steps)).dropna() for t, _ in groks]
-    h_star = float(np.mean([s[s.index <= g].iloc[-1] for s, (_, g) in zip(series, groks)]))
+    series = [_finite_series(t.steps, t.values(REPRESENTATION_SERIES)) for t, _ in groks]
+    h_star = float(np.mean([s.before(g).values[-1] for s, (_, g) in zip(series, groks)]))
     points = [power_law_points(s, g, h_star) for s, (_, g) in zip(series, groks)]
     law = fit_power_law(np.concatenate([p[0] for p in points]), np.concatenate([p[1] for p in points]))
     if law is None:

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from grokspec.repro.alarm_study import alarm_study
 from grokspec.repro.events_table import run_events
 from grokspec.repro.paper import PAPER
@@ -108,7 +106,7 @@ def analyse(out: str | Path, *, log: Log | None = None) -> dict[str, Any]:
     log = log or (lambda message: None)
     runs = load_runs(Path(out))
     companion = [k for k in runs.keys("grokking") if runs.experiments[k].group == "companion"]
-    table: pd.DataFrame = runs.table(companion)
+    table = runs.table(companion)
     log("  events, leads and the plateau regime")
     report: dict[str, Any] = {
         "paper": PAPER,

@@ -12,7 +12,7 @@ from grokspec.events import REPRESENTATION_THRESHOLD
 from grokspec.io_atomic import atomic_path
 from grokspec.repro.events_table import run_events
 from grokspec.repro.runs import RunSet, load_runs
-from grokspec.scan.trajectories import series_table
+from grokspec.scan.trajectories import accuracy_series, series_table
 
 __all__ = ["make_figures"]
 
@@ -152,19 +152,18 @@ def _time_to_grok(plt: Any, runs: RunSet, report: dict[str, Any], out: Path, fig
 def _weights(plt: Any, runs: RunSet, out: Path, figures: dict[str, str]) -> None:
     """The weight side, averaged over runs on a grid aligned to T_grok."""
     table = runs.table(_companion(runs))
-    if table.empty:
+    if not len(table):
         return
     eval_every = int(runs.experiments["transformer/add"].config_dict["eval_every"])
     aligned: dict[str, list[pd.Series]] = {}
-    for run in table["run"].unique():
-        acc = table[(table["run"] == run) & (table["metric"] == "test_acc")].sort_values("step")
-        hit = acc[acc["value"] >= 0.99]
-        if hit.empty:
+    for run in table.runs():
+        accuracy = accuracy_series(table, run, "test_acc")
+        if accuracy is None or not (accuracy.values >= 0.99).any():
             continue
-        t_grok = int(hit["step"].iloc[0])
-        for name, series in series_table(table, str(run)).items():
+        t_grok = int(accuracy.steps[accuracy.values >= 0.99][0])
+        for name, series in series_table(table, run).items():
             key = name if name == "representation" or "." not in name else name.split(".")[-2]
-            offsets = np.asarray(series.index, dtype=float) - t_grok
+            offsets = series.steps.astype(float) - t_grok
             grid = np.arange(np.ceil(offsets.min() / eval_every) * eval_every, offsets.max() + 1, eval_every)
             aligned.setdefault(key, []).append(pd.Series(np.interp(grid, offsets, series.values), index=grid))
     fig, ax = plt.subplots(figsize=(7.5, 4))

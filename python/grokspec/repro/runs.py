@@ -19,6 +19,7 @@ from grokspec.alarms import Trajectory
 from grokspec.lab.rundir import RunDir
 from grokspec.repro.layout import Experiment, experiment_dir, read_setup
 from grokspec.scan.run_metrics import chance_of, trajectory_from_records
+from grokspec.scan.table import Row, ScanTable
 
 __all__ = ["TABLE_METRICS", "RunSet", "load_runs"]
 
@@ -49,17 +50,22 @@ class RunSet:
     def keys(self, role: str) -> list[str]:
         return [k for k, e in self.experiments.items() if e.role == role and k in self.records]
 
-    def table(self, keys: list[str]) -> pd.DataFrame:
+    def table(self, keys: list[str]) -> ScanTable:
         """The tidy table of the runs of `keys` (run names ``<key>/seed_<n>``)."""
-        rows: list[tuple[str, int, str, str, str, float]] = []
+        rows: list[Row] = []
         for key in keys:
             for seed, records in self.records.get(key, {}).items():
                 run = f"{key}/seed_{seed}"
                 for r in records:
                     step = int(r["step"])
-                    rows += [(run, step, "log", "", m, float(r[m])) for m in TABLE_METRICS if r.get(m) is not None]
-                    rows += [(run, step, "log", t, "entropy", float(v)) for t, v in (r.get("weight_entropy") or {}).items()]
-        return pd.DataFrame(rows, columns=["run", "step", "step_source", "tensor", "metric", "value"])
+                    rows += [_log_row(run, step, "", m, r[m]) for m in TABLE_METRICS if r.get(m) is not None]
+                    rows += [_log_row(run, step, t, "entropy", v) for t, v in (r.get("weight_entropy") or {}).items()]
+        return ScanTable(rows)
+
+
+def _log_row(run: str, step: int, tensor: str, metric: str, value: Any) -> Row:
+    """A training-log value as a row of the tidy table."""
+    return Row(run, "metrics.jsonl", step, "log", tensor, None, None, "", metric, float(value))
 
 
 def load_runs(out: Path) -> RunSet:

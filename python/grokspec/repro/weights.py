@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from grokspec.events import collapse_step
 from grokspec.repro.stats import summary
 from grokspec.scan.calibrate import calibrate_table, fit_power_law, power_law_points
+from grokspec.scan.table import ScanTable
 from grokspec.scan.trajectories import REPRESENTATION, run_trajectories
 
 __all__ = ["LEAD_BINS", "calibration_section", "weight_side"]
@@ -20,12 +20,12 @@ __all__ = ["LEAD_BINS", "calibration_section", "weight_side"]
 LEAD_BINS = ((0, 500), (500, 1000), (1000, 2000), (2000, 10**9))
 
 
-def _prediction_usefulness(table: pd.DataFrame, h_star: float) -> dict[str, Any]:
+def _prediction_usefulness(table: ScanTable, h_star: float) -> dict[str, Any]:
     """Leave-one-run-out: fit the law on the other runs, predict this run's
     T_grok from each of its points after the peak, and bin the absolute
     error by how far ahead of T_grok the prediction was made."""
     runs = {}
-    for run in table["run"].unique():
+    for run in table.runs():
         trajectories = run_trajectories(table, str(run))
         series = trajectories.series.get(REPRESENTATION)
         if trajectories.t_grok is not None and series is not None:
@@ -45,9 +45,9 @@ def _prediction_usefulness(table: pd.DataFrame, h_star: float) -> dict[str, Any]
     return {key: {"points": len(v), "median_abs_error": float(np.median(v)) if v else None} for key, v in errors.items()}
 
 
-def calibration_section(table: pd.DataFrame) -> dict[str, Any]:
+def calibration_section(table: ScanTable) -> dict[str, Any]:
     """H* and the law for H̃ (and every series, for the weight side)."""
-    calibration = calibrate_table(table) if not table.empty else {"runs": [], "series": {}}
+    calibration = calibrate_table(table) if len(table) else {"runs": [], "series": {}}
     rep = calibration["series"].get(REPRESENTATION, {})
     return {
         "h_star": rep.get("h_star"),
@@ -64,16 +64,16 @@ def _new_entry() -> dict[str, Any]:
     return {"runs": 0, "grokked": 0, "collapsed_before_grok": 0, "leads": [], "first": [], "at_grok": []}
 
 
-def weight_side(table: pd.DataFrame, calibrated: dict[str, Any]) -> dict[str, Any]:
+def weight_side(table: ScanTable, calibrated: dict[str, Any]) -> dict[str, Any]:
     """Each weight matrix's entropy series across runs: how often it
     collapses (the paper's rule) before T_grok, and with what lead."""
     out: dict[str, dict[str, Any]] = {}
     representation_leads = []
-    for run in table["run"].unique():
+    for run in table.runs():
         trajectories = run_trajectories(table, str(run))
         t_grok = trajectories.t_grok
         for name, series in trajectories.series.items():
-            collapse = collapse_step(list(series.index), list(series.values))
+            collapse = collapse_step(series.steps.tolist(), series.values.tolist())
             lead = t_grok - collapse if collapse is not None and t_grok is not None else None
             if name == REPRESENTATION:
                 representation_leads.append(lead)
@@ -84,7 +84,7 @@ def weight_side(table: pd.DataFrame, calibrated: dict[str, Any]) -> dict[str, An
             if t_grok is None:
                 continue
             entry["grokked"] += 1
-            at = series[series.index <= t_grok]
+            at = series.before(t_grok)
             entry["at_grok"].append(float(at.values[-1]) if len(at) else None)
             if lead is not None and lead > 0:
                 entry["collapsed_before_grok"] += 1

@@ -20,17 +20,20 @@ law to predict T_grok.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from grokspec import __version__
 from grokspec.events import GROK_LEVEL
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.report import CALIBRATION_FORMAT
 from grokspec.scan.scan import default_output_dir, scan
+from grokspec.scan.table import Row, ScanTable, StepSeries
 from grokspec.scan.trajectories import REPRESENTATION, run_trajectories
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["calibrate", "calibrate_table", "fit_power_law", "power_law_points"]
 
@@ -55,27 +58,34 @@ def fit_power_law(gaps: np.ndarray, delays: np.ndarray) -> dict[str, float] | No
     }
 
 
-def power_law_points(values: pd.Series, t_grok: int, h_star: float) -> tuple[np.ndarray, np.ndarray]:
+def power_law_points(values: StepSeries, t_grok: int, h_star: float) -> tuple[np.ndarray, np.ndarray]:
     """(v − H*, T_grok − t) for the points after the series' peak before
     T_grok (the peak itself ends the plateau, it is not yet the fall)."""
-    before = values[values.index < t_grok]
-    if before.empty:
+    before = values.before(t_grok, inclusive=False)
+    if not len(before):
         return np.empty(0), np.empty(0)
-    after_peak = before.loc[before.idxmax() :].iloc[1:]
-    gaps = after_peak.values - h_star
-    delays = t_grok - after_peak.index.values.astype(float)
+    after_peak = int(np.nanargmax(before.values)) + 1
+    gaps = before.values[after_peak:] - h_star
+    delays = t_grok - before.steps[after_peak:].astype(float)
     keep = gaps > 0
     return gaps[keep].astype(float), delays[keep]
 
 
 def calibrate_table(
-    table: pd.DataFrame, *, grok_metric: str | None = None, level: float = GROK_LEVEL, bootstrap: int = 2000, seed: int = 0
+    table: ScanTable | pd.DataFrame,
+    *,
+    grok_metric: str | None = None,
+    level: float = GROK_LEVEL,
+    bootstrap: int = 2000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The calibration from a scan table holding several runs."""
+    if not isinstance(table, ScanTable):
+        table = ScanTable.from_frame(table)
     rng = np.random.default_rng(seed)
-    per_series: dict[str, dict[str, tuple[float, pd.Series, int]]] = {}
+    per_series: dict[str, dict[str, tuple[float, StepSeries, int]]] = {}
     runs_used, runs_not_grokked = [], []
-    for run in table["run"].unique():
+    for run in table.runs():
         trajectories = run_trajectories(table, str(run), grok_metric=grok_metric, grok_level=level)
         t_grok = trajectories.t_grok
         if t_grok is None:
@@ -83,8 +93,8 @@ def calibrate_table(
             continue
         runs_used.append(str(run))
         for name, values in trajectories.series.items():
-            at = values[values.index <= t_grok]
-            if not at.empty:
+            at = values.before(t_grok)
+            if len(at):
                 per_series.setdefault(name, {})[str(run)] = (float(at.values[-1]), values, t_grok)
     series_out = {}
     for name, runs in per_series.items():
@@ -134,14 +144,12 @@ def calibrate(
 ) -> dict[str, Any]:
     """Scans each path (using its scan cache) and calibrates on all their runs."""
     options = options or ScanOptions()
-    tables = []
+    rows: list[Row] = []
     for path in run_paths:
         path = Path(path)
         result = scan(path, options, cache_path=default_output_dir(path) / "cache.sqlite")
-        table = result.table.copy()
-        table["run"] = [f"{path}/{r}" if len(run_paths) > 1 else r for r in table["run"]]
-        tables.append(table)
-    combined = pd.concat(tables, ignore_index=True)
+        rows.extend(row._replace(run=f"{path}/{row.run}") if len(run_paths) > 1 else row for row in result.rows)
+    combined = ScanTable(rows)
     calibration = calibrate_table(
         combined, grok_metric=options.grok_metric, level=options.grok_level, bootstrap=bootstrap, seed=seed
     )

@@ -76,13 +76,13 @@ def _write_table(result: ScanResult, path: Path, table_format: str) -> None:
     if table_format == "csv":
         # Every name in the table is printable already; the error handler is a last guard.
         with atomic_open(path, "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
-            result.table.to_csv(handle, index=False)
+            result.rows.write_csv(handle)
     elif table_format == "parquet":
         with atomic_path(path) as temporary:
             result.table.to_parquet(temporary, index=False)
     else:
         with atomic_open(path, "w", encoding="utf-8") as handle:
-            json.dump(json.loads(result.table.to_json(orient="records")), handle)
+            json.dump(result.rows.records(), handle)
 
 
 def write_scan_outputs(result: ScanResult, out_dir: Path, table_format: str = "csv") -> dict[str, Path]:
@@ -100,7 +100,7 @@ def write_scan_outputs(result: ScanResult, out_dir: Path, table_format: str = "c
         current = out_dir / "trajectories.png"
         try:
             if has_trajectory(result.report):
-                paths["plot"] = plot_trajectories(result.table, result.report, current)
+                paths["plot"] = plot_trajectories(result.rows, result.report, current)
             else:
                 # A single checkpoint has no trajectory: drawing it would cost most of
                 # a cached rescan (matplotlib) and a stale plot would mislead.

@@ -13,11 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from grokspec.io_atomic import atomic_path
 from grokspec.scan.report import RunReport, ScanReport
-from grokspec.scan.trajectories import REPRESENTATION, series_table
+from grokspec.scan.table import ScanTable
+from grokspec.scan.trajectories import REPRESENTATION, accuracy_series, series_table
 
 __all__ = ["has_trajectory", "plot_trajectories"]
 
@@ -27,7 +26,7 @@ def has_trajectory(report: ScanReport) -> bool:
     return any(series.points >= 2 for run in report.runs for series in run.series)
 
 
-def plot_trajectories(table: pd.DataFrame, report: ScanReport, path: Path, *, max_runs: int = 48) -> Path:
+def plot_trajectories(table: ScanTable, report: ScanReport, path: Path, *, max_runs: int = 48) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,13 +67,13 @@ def plot_trajectories(table: pd.DataFrame, report: ScanReport, path: Path, *, ma
     return path
 
 
-def _panel(ax: Any, table: pd.DataFrame, run: RunReport) -> None:
+def _panel(ax: Any, table: ScanTable, run: RunReport) -> None:
     series = series_table(table, run.run)
     weights = [name for name in series if name != REPRESENTATION]
     for i, name in enumerate(weights):
         values = series[name]
         ax.plot(
-            values.index,
+            values.steps,
             values.values,
             color="tab:gray",
             alpha=max(0.08, 0.6 / math.sqrt(len(weights))),
@@ -83,7 +82,7 @@ def _panel(ax: Any, table: pd.DataFrame, run: RunReport) -> None:
         )
     if REPRESENTATION in series:
         values = series[REPRESENTATION]
-        ax.plot(values.index, values.values, color="tab:blue", lw=2.0, label="representation H̃")
+        ax.plot(values.steps, values.values, color="tab:blue", lw=2.0, label="representation H̃")
     if run.threshold is not None:
         ax.axhline(run.threshold, color="tab:red", ls="--", lw=1, label=f"threshold ({run.threshold_source})")
     if run.crossing is not None:
@@ -96,15 +95,14 @@ def _panel(ax: Any, table: pd.DataFrame, run: RunReport) -> None:
         ax.axvline(run.t_grok, color="tab:green", lw=1.2, label="T_grok")
     metric = run.grok_metric
     if metric:
-        acc = table[(table["run"] == run.run) & (table["tensor"] == "") & (table["metric"] == metric)]
-        acc = acc.dropna(subset=["value"]).drop_duplicates("step").sort_values("step")
-        if not acc.empty:
+        acc = accuracy_series(table, run.run, metric)
+        if acc is not None:
             twin = ax.twinx()
             twin.set_ylim(-0.02, 1.02)
             twin.tick_params(labelsize=7)
             twin.set_ylabel(metric, fontsize=8)
             # Drawn on the twin axis, listed in the main legend.
-            (line,) = twin.plot(acc["step"], acc["value"], color="black", ls=":", lw=1)
+            (line,) = twin.plot(acc.steps, acc.values, color="black", ls=":", lw=1)
             ax.plot([], [], color="black", ls=":", lw=1, label=metric)
             del line
     title = run.run if len(run.run) <= 40 else "…" + run.run[-39:]

@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from grokspec import __version__
 from grokspec.alarms import Alarm, Trajectory, default_rule, first_alarm
 from grokspec.events import REPRESENTATION_THRESHOLD, Events, detect_events
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.roles import SkippedFile
-from grokspec.scan.trajectories import REPRESENTATION, REPRESENTATION_METRIC, RunTrajectories, run_trajectories
+from grokspec.scan.table import Row, ScanTable, StepSeries
+from grokspec.scan.trajectories import (
+    REPRESENTATION,
+    REPRESENTATION_METRIC,
+    RunTrajectories,
+    accuracy_series,
+    run_trajectories,
+)
 
 if TYPE_CHECKING:
     from grokspec.scan.discovery import RunSpec
@@ -183,15 +189,15 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _series_report(
-    name: str, values: pd.Series, trajectories: RunTrajectories, options: ScanOptions, calibration: dict[str, Any] | None
+    name: str, values: StepSeries, trajectories: RunTrajectories, options: ScanOptions, calibration: dict[str, Any] | None
 ) -> SeriesReport:
     threshold, source = _threshold(name, options, calibration)
     accuracy = trajectories.accuracy
     events = detect_events(
-        list(values.index),
-        list(values.values),
-        None if accuracy is None else list(accuracy.values),
-        accuracy_steps=None if accuracy is None else list(accuracy.index),
+        values.steps.tolist(),
+        values.values.tolist(),
+        None if accuracy is None else accuracy.values.tolist(),
+        accuracy_steps=None if accuracy is None else accuracy.steps.tolist(),
         threshold=threshold,
         persist=options.persist,
         level=options.grok_level,
@@ -200,7 +206,7 @@ def _series_report(
     prediction = None
     if calibrated and calibrated.get("power_law") and events.t_grok is None and len(values):
         prediction = predict(
-            int(values.index[-1]), float(values.values[-1]), calibrated["power_law"], float(calibrated["h_star"])
+            int(values.steps[-1]), float(values.values[-1]), calibrated["power_law"], float(calibrated["h_star"])
         )
     return SeriesReport(
         series=name,
@@ -210,28 +216,28 @@ def _series_report(
         points=len(values),
         first=_finite_or_none(float(values.values[0])) if len(values) else None,
         last=_finite_or_none(float(values.values[-1])) if len(values) else None,
-        min=_finite_or_none(float(values.min())) if len(values) else None,
+        min=_finite_or_none(float(values.values.min())) if len(values) else None,
         events=events,
         prediction=prediction,
     )
 
 
-def _alarm(table: pd.DataFrame, run: str, trajectories: RunTrajectories, options: ScanOptions) -> Alarm | None:
+def _alarm(table: ScanTable, run: str, trajectories: RunTrajectories, options: ScanOptions) -> Alarm | None:
     """The default alarm on H̃, where the run has H̃, test and train accuracy
     (the default rule arms once the training set is memorized)."""
     entropy = trajectories.series.get(REPRESENTATION)
-    train = table[(table["run"] == run) & (table["tensor"] == "") & (table["metric"] == "train_acc")]
-    if entropy is None or trajectories.accuracy is None or train.empty:
+    train_acc = accuracy_series(table, run, "train_acc")
+    if entropy is None or trajectories.accuracy is None or train_acc is None:
         return None
-    train_acc = train.dropna(subset=["value"]).drop_duplicates("step").set_index("step")["value"].astype(float)
     # The training log's evaluations only: checkpoint steps in between would
     # change the cadence the rule counts in.
-    steps = [t for t in entropy.index if t in train_acc.index]
+    logged = set(train_acc.steps.tolist())
+    steps = [t for t in entropy.steps.tolist() if t in logged]
     trajectory = Trajectory(
-        steps=tuple(int(t) for t in steps),
-        train_acc=tuple(float(v) for v in train_acc.reindex(steps).values),
-        test_acc=tuple(float(v) for v in trajectories.accuracy.reindex(steps).values),
-        series={"representation": tuple(float(v) for v in entropy.loc[steps].values)},
+        steps=tuple(steps),
+        train_acc=tuple(train_acc.at(steps).tolist()),
+        test_acc=tuple(trajectories.accuracy.at(steps).tolist()),
+        series={"representation": tuple(entropy.at(steps).tolist())},
     )
     return first_alarm(default_rule(), trajectory, grok_level=options.grok_level)
 
@@ -245,8 +251,12 @@ def _primary(series: list[SeriesReport]) -> SeriesReport | None:
     return min(crossed, key=lambda s: s.events.crossing or 0, default=None)
 
 
-def _run_report(table: pd.DataFrame, run: RunSpec, options: ScanOptions, calibration: dict[str, Any] | None) -> RunReport:
-    checkpoint_rows = table[(table["run"] == run.name) & (table["step_source"] != "log")]
+def _run_report(table: ScanTable, run: RunSpec, options: ScanOptions, calibration: dict[str, Any] | None) -> RunReport:
+    checkpoint_rows = [r for r in table.of_run(run.name) if r.step_source != "log"]
+    first_rows: dict[str, Row] = {}  # the first row of each checkpoint
+    for r in checkpoint_rows:
+        first_rows.setdefault(r.checkpoint, r)
+    checkpoint_steps = [r.step for r in checkpoint_rows]
     trajectories = run_trajectories(table, run.name, grok_metric=options.grok_metric, grok_level=options.grok_level)
     series = [_series_report(n, v, trajectories, options, calibration) for n, v in trajectories.series.items()]
     primary = _primary(series)
@@ -255,14 +265,14 @@ def _run_report(table: pd.DataFrame, run: RunSpec, options: ScanOptions, calibra
         headline = primary.events
     else:
         headline = Events(None, None, None, t_grok, None, None, "grokked" if t_grok is not None else "not-crossed")
-    sources = checkpoint_rows.drop_duplicates("checkpoint")["step_source"].value_counts().to_dict()
+    sources = Counter(r.step_source for r in first_rows.values()).most_common()
     weights = [s for s in series if s.series != REPRESENTATION]
     return RunReport(
         run=run.name,
         kind=run.kind,
-        checkpoints=int(checkpoint_rows["checkpoint"].nunique()),
-        steps=(int(checkpoint_rows["step"].min()), int(checkpoint_rows["step"].max())) if not checkpoint_rows.empty else None,
-        step_sources={str(k): int(v) for k, v in sources.items()},
+        checkpoints=len(first_rows),
+        steps=(min(checkpoint_steps), max(checkpoint_steps)) if checkpoint_steps else None,
+        step_sources={str(k): int(v) for k, v in sources},
         grok_metric=trajectories.accuracy_metric,
         primary_series=primary.series if primary else None,
         threshold=primary.threshold if primary else None,
@@ -285,7 +295,7 @@ def _run_report(table: pd.DataFrame, run: RunSpec, options: ScanOptions, calibra
 
 
 def build_report(
-    table: pd.DataFrame,
+    table: ScanTable,
     runs: list[RunSpec],
     options: ScanOptions,
     calibration: dict[str, Any] | None,

@@ -23,10 +23,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from grokspec.errors import GrokspecError
 from grokspec.scan.cache import ScanCache, checkpoint_key
@@ -43,11 +42,13 @@ from grokspec.scan.representation import LazyProbe
 from grokspec.scan.roles import SkippedFile
 from grokspec.scan.steps import resolve_steps
 from grokspec.scan.subsample import subsample
+from grokspec.scan.table import COLUMNS, ScanTable
 from grokspec.spectral import MAX_THREADS
 
-__all__ = ["COLUMNS", "WEIGHT_METRICS", "ScanInputError", "ScanOptions", "ScanResult", "default_output_dir", "scan"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-COLUMNS = ["run", "checkpoint", "step", "step_source", "tensor", "rows", "cols", "dtype", "metric", "value"]
+__all__ = ["COLUMNS", "WEIGHT_METRICS", "ScanInputError", "ScanOptions", "ScanResult", "default_output_dir", "scan"]
 
 Progress = Callable[[int, int, str], None]
 Identity = tuple[tuple[int, int, int, int], ...]
@@ -59,13 +60,19 @@ class ScanInputError(GrokspecError):
 
 @dataclass
 class ScanResult:
-    #: The tidy long table (COLUMNS).
-    table: pd.DataFrame
+    #: The tidy long table (COLUMNS) as typed rows.
+    rows: ScanTable
     #: Section 1's events per run and series.
     report: ScanReport
     warnings: list[str] = field(default_factory=list)
     #: Checkpoints that could not be read.
     failed_checkpoints: int = 0
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """The tidy long table as a pandas DataFrame (built, and pandas
+        imported, on first use)."""
+        return self.rows.to_frame()
 
 
 def default_output_dir(directory: Path) -> Path:
@@ -131,7 +138,7 @@ def scan(
             rows.extend(metrics_file_rows(Path(options.metrics_file), [r.name for r in runs]))
         except ValueError as error:
             raise ScanInputError(str(error)) from error
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = ScanTable.from_records(rows)
     report = build_report(table, runs, options, calibration, warnings, failed, skipped)
     return ScanResult(table, report, warnings, failed)
 

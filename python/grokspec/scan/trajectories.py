@@ -4,18 +4,26 @@ Report, calibrate, plot and the reproduction all read a run through
 :class:`RunTrajectories`: its entropy series by name (``representation`` for
 H̃, one per weight tensor), the accuracy series that defines grokking, and
 the derived T_grok and T_onset (SPEC §1) — computed here and nowhere else.
+Everything here is plain Python and numpy over :class:`ScanTable` rows
+(no pandas: a cached rescan must not pay for importing it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
-
 from grokspec.events import GROK_LEVEL, grok_step, onset_level, onset_step
+from grokspec.scan.table import Row, ScanTable, StepSeries
 
-__all__ = ["RunTrajectories", "run_trajectories", "series_table", "REPRESENTATION", "REPRESENTATION_METRIC", "GROK_METRICS"]
+__all__ = [
+    "RunTrajectories",
+    "accuracy_series",
+    "run_trajectories",
+    "series_table",
+    "REPRESENTATION",
+    "REPRESENTATION_METRIC",
+    "GROK_METRICS",
+]
 
 #: The name of the representation-entropy series.
 REPRESENTATION = "representation"
@@ -30,11 +38,11 @@ class RunTrajectories:
     """Everything a report needs from one run's rows of the table."""
 
     run: str
-    #: Entropy series by name, each indexed by step (ascending).
-    series: dict[str, pd.Series]
+    #: Entropy series by name: H̃ first, then the weight tensors by name.
+    series: dict[str, StepSeries]
     #: The accuracy metric that defines grokking, and its series.
     accuracy_metric: str | None
-    accuracy: pd.Series | None
+    accuracy: StepSeries | None
     #: First step with accuracy >= the grokking level.
     t_grok: int | None
     #: First step with accuracy >= the onset level (generalization visible).
@@ -46,47 +54,50 @@ class RunTrajectories:
         """The accuracy at the last evaluation at or before `step`."""
         if self.accuracy is None:
             return None
-        before = self.accuracy[self.accuracy.index <= step]
-        return None if before.empty else float(before.values[-1])
+        before = self.accuracy.before(step)
+        return float(before.values[-1]) if len(before) else None
 
 
-def series_table(table: pd.DataFrame, run: str) -> dict[str, pd.Series]:
-    """A run's entropy series, each a Series indexed by step: 'representation'
-    and one per weight tensor (metric 'entropy')."""
-    mine = table[(table["run"] == run) & table["value"].notna()]
-    out: dict[str, pd.Series] = {}
-    rep = mine[(mine["tensor"] == "") & (mine["metric"] == REPRESENTATION_METRIC)]
-    if not rep.empty:
+def _run_level(table: ScanTable, run: str, metric: str) -> list[Row]:
+    """A run's rows of one run-level metric (no tensor) that hold a value."""
+    return [r for r in table.of_run(run) if r.tensor == "" and r.metric == metric and r.has_value]
+
+
+def series_table(table: ScanTable, run: str) -> dict[str, StepSeries]:
+    """A run's entropy series: 'representation' (H̃) and one per weight
+    tensor (metric 'entropy'), the tensors in name order."""
+    out: dict[str, StepSeries] = {}
+    representation = _run_level(table, run, REPRESENTATION_METRIC)
+    if representation:
         # The training log and the checkpoint forward passes agree where both
         # exist; the log is denser, so it wins on shared steps.
-        rep = rep.assign(priority=(rep["step_source"] != "log").astype(int)).sort_values(["step", "priority"])
-        out[REPRESENTATION] = rep.drop_duplicates("step").set_index("step")["value"].astype(float)
-    weights = mine[(mine["tensor"] != "") & (mine["metric"] == "entropy")]
-    # One sort and one de-duplication for every tensor at once, then plain
-    # slicing: per-tensor pandas operations cost ~1 ms each, which a
-    # checkpoint with thousands of tensors turns into seconds.
-    weights = weights.drop_duplicates(["tensor", "step"]).sort_values(["tensor", "step"], kind="stable")
-    tensors = weights["tensor"].to_numpy()
-    steps = weights["step"].to_numpy()
-    values = weights["value"].to_numpy(dtype=float)
-    bounds = np.flatnonzero(tensors[1:] != tensors[:-1]) + 1
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(tensors)]):
-        if stop > start:
-            out[str(tensors[start])] = pd.Series(values[start:stop], index=pd.Index(steps[start:stop], name="step"), name="value")
+        ordered = sorted(representation, key=lambda r: r.step_source != "log")
+        out[REPRESENTATION] = StepSeries.from_pairs((r.step, r.value or 0.0) for r in ordered)
+    by_tensor: dict[str, list[tuple[int, float]]] = {}
+    for r in table.of_run(run):
+        if r.tensor and r.metric == "entropy" and r.has_value:
+            by_tensor.setdefault(r.tensor, []).append((r.step, r.value or 0.0))
+    for tensor in sorted(by_tensor):
+        out[tensor] = StepSeries.from_pairs(by_tensor[tensor])
     return out
 
 
-def _accuracy(table: pd.DataFrame, run: str, preferred: str | None) -> tuple[str | None, pd.Series | None]:
-    mine = table[(table["run"] == run) & (table["tensor"] == "") & table["value"].notna()]
+def accuracy_series(table: ScanTable, run: str, metric: str) -> StepSeries | None:
+    """A run-level metric of `run` by step (the first row of a step wins), or None."""
+    rows = _run_level(table, run, metric)
+    return StepSeries.from_pairs((r.step, r.value or 0.0) for r in rows) if rows else None
+
+
+def _accuracy(table: ScanTable, run: str, preferred: str | None) -> tuple[str | None, StepSeries | None]:
     for metric in [preferred] if preferred else list(GROK_METRICS):
-        rows = mine[mine["metric"] == metric]
-        if not rows.empty:
-            return metric, rows.drop_duplicates("step").set_index("step")["value"].astype(float).sort_index()
+        series = accuracy_series(table, run, metric)
+        if series is not None:
+            return metric, series
     return None, None
 
 
 def run_trajectories(
-    table: pd.DataFrame,
+    table: ScanTable,
     run: str,
     *,
     grok_metric: str | None = None,
@@ -97,8 +108,8 @@ def run_trajectories(
     guessing (1/p for the modular tasks), when known; it sets the onset level."""
     metric, accuracy = _accuracy(table, run, grok_metric)
     level = onset_level(chance)
-    steps = [] if accuracy is None else list(accuracy.index)
-    values = [] if accuracy is None else list(accuracy.values)
+    steps = [] if accuracy is None else accuracy.steps.tolist()
+    values = [] if accuracy is None else accuracy.values.tolist()
     return RunTrajectories(
         run=run,
         series=series_table(table, run),
