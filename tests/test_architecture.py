@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "python" / "grokspec"
 
 #: Layers from the bottom up; a module may import only from its own layer or below.
 LAYERS = [
-    {"_core", "errors", "events", "io_atomic", "spectral", "approx", "slq", "intervals", "gpu", "alarms"},
+    {"_core", "errors", "events", "io_atomic", "spectral", "approx", "slq", "intervals", "gpu", "alarms", "batching"},
     {"lab"},
     {"scan", "monitor", "integrations"},
     {"repro", "bench"},

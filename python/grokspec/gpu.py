@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from grokspec.batching import split_batch
 from grokspec.errors import DTypeError, NonFiniteError, ShapeError
 
 if TYPE_CHECKING:
@@ -88,22 +89,7 @@ def _is_device_tensor(x: object) -> bool:
 def _as_matrices(x: Any) -> tuple[list[torch.Tensor], bool]:
     """A tensor, a 3-D stack or a sequence as a list of 2-D tensors, and
     whether it was a batch (the same rules as the host path)."""
-    if isinstance(x, (list, tuple)):
-        if not x:
-            raise ShapeError("expected at least one matrix, got an empty sequence")
-        items = [_checked_dtype(t) for t in x]
-        for i, t in enumerate(items):
-            if t.ndim != 2:
-                raise ShapeError(f"matrix {i} of {len(items)}: expected a 2-D matrix, got shape {tuple(t.shape)}")
-        return items, True
-    tensor = _checked_dtype(x)
-    if tensor.ndim == 2:
-        return [tensor], False
-    if tensor.ndim == 3:
-        if tensor.shape[0] == 0:
-            raise ShapeError(f"expected at least one matrix, got shape {tuple(tensor.shape)}")
-        return list(tensor.unbind(0)), True
-    raise ShapeError(f"expected a 2-D matrix or a 3-D stack of matrices, got shape {tuple(tensor.shape)}")
+    return split_batch(x, _checked_dtype, lambda t: list(t.unbind(0)))
 
 
 def _checked_dtype(x: Any) -> torch.Tensor:

@@ -20,6 +20,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from grokspec import _core
+from grokspec.batching import split_batch
 from grokspec.errors import DTypeError, ShapeError
 from grokspec.events import REPRESENTATION_THRESHOLD
 from grokspec.gpu import is_device_input
@@ -114,22 +115,7 @@ def _as_float_array(x: Any) -> np.ndarray:
 
 def _as_matrices(x: Any) -> tuple[list[np.ndarray], bool]:
     """Normalizes input into a list of 2-D arrays and whether it was a batch."""
-    if isinstance(x, (list, tuple)):
-        if not x:
-            raise ShapeError("expected at least one matrix, got an empty sequence")
-        matrices = [_as_float_array(item) for item in x]
-        for i, m in enumerate(matrices):
-            if m.ndim != 2:
-                raise ShapeError(f"matrix {i} of {len(matrices)}: expected a 2-D matrix, got shape {m.shape}")
-        return matrices, True
-    array = _as_float_array(x)
-    if array.ndim == 2:
-        return [array], False
-    if array.ndim == 3:
-        if array.shape[0] == 0:
-            raise ShapeError(f"expected at least one matrix, got shape {array.shape}")
-        return list(array), True
-    raise ShapeError(f"expected a 2-D matrix or a 3-D stack of matrices, got shape {array.shape}")
+    return split_batch(x, _as_float_array, list)
 
 
 #: The most threads one call may ask for (far more than any machine's cores;
