@@ -43,3 +43,19 @@ def test_bench_command_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["threads"] >= 1 and len(data["results"]) == 5 * len(QUICK_CASES)
     assert "| case |" in result.output
+
+
+def test_bench_can_force_the_portable_path_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    code = (
+        "from grokspec.cli import main; "
+        f"main(['bench', '--quick', '--isa', 'portable', '--budget', '0', '--quiet', '--json', {str(out)!r}])"
+    )
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
+    data = json.loads(out.read_text())
+    assert "kernels portable (forced; torch's MKL limited to SSE4_2" in data["machine"]
+    grokspec_rows = [r for r in data["results"] if r["contender"] == "grokspec"]
+    assert grokspec_rows and all(r["entropy_error"] <= 1e-6 for r in grokspec_rows)

@@ -29,6 +29,14 @@ from grokspec.cli.console import status_printer
     is_flag=True,
     help="Instead: the approximate entropy's accuracy over seeds and its speed against the exact engine (docs/APPROX.md).",
 )
+@click.option(
+    "--isa",
+    type=click.Choice(["native", "avx2", "portable"]),
+    default="native",
+    show_default=True,
+    help="Force the engine's kernel path (GROKSPEC_ISA) and limit MKL (torch) to the same ISA, "
+    "to measure an AVX2 or a portable machine's paths here.",
+)
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def bench(
     quick: bool,
@@ -38,11 +46,13 @@ def bench(
     markdown: bool,
     scan_bench: bool,
     approx_bench: bool,
+    isa: str,
     quiet: bool,
 ) -> None:
     """Side-by-side benchmark against torch.linalg, numpy and scipy on this machine."""
     import platform
 
+    limits = _force_isa(isa)
     from grokspec import _core
     from grokspec.bench.spectral import (
         DEFAULT_CASES,
@@ -57,14 +67,14 @@ def bench(
 
     threads = threads or _core.default_threads()
     if approx_bench:
-        _approx_bench(quick, threads, json_path, quiet)
+        _approx_bench(quick, threads, json_path, quiet, limits)
         return
     update, stop = status_printer(quiet)
     try:
         results = run_benchmark(QUICK_CASES if quick else DEFAULT_CASES, threads=threads, budget=budget, progress=update)
     finally:
         stop()
-    machine = f"{cpu_model()}, kernels {kernel_isa()}, {threads} threads, Python {platform.python_version()}"
+    machine = f"{cpu_model()}, kernels {kernel_isa()}{limits}, {threads} threads, Python {platform.python_version()}"
     if markdown:
         click.echo(f"Machine: {machine}\n")
         click.echo(markdown_table(results))
@@ -105,7 +115,32 @@ def bench(
         write_json(json_path, {"machine": machine, "threads": threads, "results": as_records(results), "scan": scan_results})
 
 
-def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool) -> None:
+#: MKL's name for the widest ISA it may use (MKL_ENABLE_INSTRUCTIONS).
+_MKL_ISA = {"avx2": "AVX2", "portable": "SSE4_2"}
+
+
+def _force_isa(isa: str) -> str:
+    """Sets the environment that narrows the engine's kernels and MKL to `isa`,
+    before either reads it (the engine picks its path once per process, MKL
+    when torch loads). Returns what to add to the machine line."""
+    import os
+    import sys
+
+    if isa == "native":
+        return ""
+    if "torch" in sys.modules:
+        raise click.UsageError("--isa must be set before torch is loaded; run grokspec bench in a fresh process")
+    os.environ["GROKSPEC_ISA"] = isa
+    os.environ["MKL_ENABLE_INSTRUCTIONS"] = _MKL_ISA[isa]
+    from grokspec import _core
+
+    if _core.isa() != isa:
+        raise click.UsageError(f"this CPU cannot run the {isa} path (the engine chose {_core.isa()})")
+    # faer's GEMM (the Gram product) picks its own micro-kernels and has no switch.
+    return f" (forced; torch's MKL limited to {_MKL_ISA[isa]}; faer GEMM native)"
+
+
+def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool, limits: str) -> None:
     """``grokspec bench --approx``: both tables as Markdown (they go to docs/APPROX.md)."""
     import platform
 
@@ -122,7 +157,7 @@ def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool
         stop()
     from grokspec.bench.spectral import cpu_model, kernel_isa
 
-    machine = f"{cpu_model()}, kernels {kernel_isa()}, {threads} threads, Python {platform.python_version()}"
+    machine = f"{cpu_model()}, kernels {kernel_isa()}{limits}, {threads} threads, Python {platform.python_version()}"
     click.echo(f"Machine: {machine}\n\nAccuracy (normalized entropy, against the exact engine):\n")
     click.echo(accuracy_markdown(accuracy))
     click.echo("\nSpeed (power 2, normalize dim; one run each):\n")
