@@ -279,3 +279,24 @@ def test_config_types_are_checked_before_values(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps([1]))
     with pytest.raises(ValueError, match=r"config\.json is not a grokspec config: a JSON list"):
         TrainConfig.load(tmp_path / "config.json")
+
+
+def test_weight_entropy_logging_is_a_flag_and_matches_the_checkpoints(tmp_path):
+    from safetensors.numpy import load_file
+
+    from grokspec import spectral_entropy
+
+    logged = tmp_path / "logged"
+    result = CliRunner().invoke(main, ["train", "--out", str(logged), *_tiny_options(), "--log-weight-entropies", "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (logged / "metrics.jsonl").read_text().splitlines()]
+    last = records[-1]
+    weights = load_file(str(sorted((logged / "checkpoints").glob("step_*.safetensors"))[-1]))
+    matrices = {n: w.reshape(w.shape[0], -1) for n, w in weights.items() if w.ndim >= 2 and min(w.shape[0], w[0].size) >= 2}
+    assert set(last["weight_entropy"]) == set(matrices)
+    for name, w in matrices.items():
+        assert last["weight_entropy"][name] == pytest.approx(float(spectral_entropy(w.astype("float64"))), abs=1e-6)
+    plain = tmp_path / "plain"
+    result = CliRunner().invoke(main, ["train", "--out", str(plain), *_tiny_options(), "--no-log-weight-entropies", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert all("weight_entropy" not in json.loads(line) for line in (plain / "metrics.jsonl").read_text().splitlines())

@@ -62,7 +62,11 @@ def _config_options(command: Callable[..., None]) -> Callable[..., None]:
         hint = hints[field.name]
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         name = "--" + field.name.replace("_", "-")
-        if field.name == "mlp_hidden":
+        if base is bool:  # a flag pair, as users expect (--x / --no-x), not "--x true"
+            option = click.option(
+                f"{name}/--no-{name[2:]}", field.name, default=None, help=field.metadata["help"] + f"  [default: {field.default}]"
+            )
+        elif field.name == "mlp_hidden":
             option = click.option(
                 name, field.name, default=None, help=field.metadata["help"] + f"  [default: {','.join(map(str, field.default))}]"
             )
