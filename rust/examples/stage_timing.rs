@@ -3,14 +3,15 @@
 //!
 //! Prints the vector path of grokspec's own kernels (`GROKSPEC_ISA` forces
 //! one) and, per stage, the median wall time and the rate against the stage's
-//! flop count, for docs/PERFORMANCE.md. `ONLY=1` runs stage 1 alone (for a
-//! profiler).
+//! flop count, for docs/PERFORMANCE.md, and stage 1's parts. `ONLY=1` runs
+//! stage 1 alone (for a profiler); `THREADS=t` sets the thread count (default:
+//! all cores; 1 runs everything single-threaded).
 
 use std::time::Instant;
 
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, Par};
-use grokspec_core::band_reduction::reduce_to_band;
+use grokspec_core::band_reduction::{profile, reduce_to_band};
 use grokspec_core::bulge_chasing::BandMatrix;
 use grokspec_core::symeig::{SymEigParams, isa};
 use grokspec_core::tridiagonal::tridiagonal_eigenvalues;
@@ -31,8 +32,15 @@ fn main() {
         .get(2)
         .unwrap_or(&SymEigParams::for_dimension(n).bandwidth);
     let only_stage_one = std::env::var("ONLY").is_ok_and(|v| v == "1");
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let par = Par::rayon(threads);
+    let threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |t| t.get()));
+    let par = if threads > 1 {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    };
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let a = Mat::<f64>::from_fn(n, n, |_, _| {
         state ^= state << 13;
@@ -41,6 +49,7 @@ fn main() {
         (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     });
     let mut times: [Vec<f64>; 4] = Default::default();
+    let mut parts = Vec::new();
     for _ in 0..repeats {
         let mut gram = Mat::<f64>::zeros(n, n);
         let t = Instant::now();
@@ -59,6 +68,7 @@ fn main() {
         let t = Instant::now();
         reduce_to_band(gram.as_mut(), b, par);
         times[1].push(t.elapsed().as_secs_f64());
+        parts.push(profile::take());
         if only_stage_one {
             continue;
         }
@@ -95,5 +105,9 @@ fn main() {
         }
         let m = median(ts);
         println!("{name:<16} {m:>8.3} s  {:>7.1} GFlop/s", f / m / 1e9);
+    }
+    for (p, name) in profile::PARTS.iter().enumerate() {
+        let m = median(parts.iter().map(|t: &[f64; 4]| t[p]).collect());
+        println!("  stage 1: {name:<15} {m:>8.3} s");
     }
 }

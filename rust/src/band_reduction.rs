@@ -11,6 +11,8 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::prelude::{Reborrow, ReborrowMut};
+use std::time::Instant;
+
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use crate::householder::{axpy, dot, make_reflector};
@@ -32,8 +34,10 @@ pub fn reduce_to_band(mut a: MatMut<'_, f64>, bandwidth: usize, par: Par) {
     // A panel of one row is already inside the band.
     while j + b + 1 < n {
         let m = n - j - b;
+        let t0 = Instant::now();
         let panel = factor_panel(a.rb().submatrix(j + b, j, m, b));
         panel.write_r(a.rb_mut().submatrix_mut(j + b, j, m, b));
+        profile::add(0, t0);
         panel.update_trailing(a.rb_mut().submatrix_mut(j + b, j + b, m, m), par);
         j += b;
     }
@@ -130,7 +134,10 @@ impl PanelQr {
         let nref = self.v.ncols();
         let v = self.v.as_ref();
         // X = A22 V from the lower triangle (see `symmetric_times`).
+        let t0 = Instant::now();
         let x = symmetric_times(a22.rb(), v, par);
+        profile::add(1, t0);
+        let t0 = Instant::now();
         // Y = X T, stored in the first half of [W | V] to avoid another copy.
         let mut wv = Mat::<f64>::zeros(m, 2 * nref);
         let (mut w, mut v_copy) = wv.as_mut().split_at_col_mut(nref);
@@ -161,80 +168,166 @@ impl PanelQr {
         );
         matmul(w.rb_mut(), Accum::Add, v, mid.as_ref(), -0.5, par);
         v_copy.copy_from(v);
+        profile::add(2, t0);
+        let t0 = Instant::now();
         // A22 -= [V | W] [W | V]^T on the lower triangle: one rank-2b product.
         let mut vw = Mat::<f64>::zeros(m, 2 * nref);
         vw.as_mut().split_at_col_mut(nref).0.copy_from(v);
         vw.as_mut().split_at_col_mut(nref).1.copy_from(w.rb());
+        lower_rank_update(a22.rb_mut(), vw.as_ref(), wv.as_ref(), par);
+        profile::add(3, t0);
+    }
+}
+/// `A -= L R^T` on the lower triangle of `A`, in column chunks of equal
+/// work that the threads share (faer's one triangular product over the whole
+/// of `A` scaled poorly from 1 to 2 threads here).
+fn lower_rank_update(a: MatMut<'_, f64>, l: MatRef<'_, f64>, r: MatRef<'_, f64>, par: Par) {
+    let m = a.nrows();
+    let threads = par.degree();
+    // Chunk t starts where (m - j)^2 = m^2 (1 - t / count): equal triangle areas.
+    let count = if threads > 1 { 8 * threads } else { 1 };
+    let mut bounds: Vec<usize> = (0..count)
+        .map(|t| {
+            let j = m as f64 * (1.0 - (1.0 - t as f64 / count as f64).sqrt());
+            (j as usize).next_multiple_of(8).min(m)
+        })
+        .collect();
+    bounds.push(m);
+    bounds.dedup();
+    let mut chunks = Vec::with_capacity(bounds.len());
+    let mut rest = a;
+    for pair in bounds.windows(2).rev() {
+        let (left, right) = rest.split_at_col_mut(pair[0]);
+        chunks.push((pair[0], right));
+        rest = left;
+    }
+    let update = |(j0, chunk): (usize, MatMut<'_, f64>)| {
+        let width = chunk.ncols();
+        let (_, mut lower) = chunk.split_at_row_mut(j0);
+        let (diag, below) = lower.rb_mut().split_at_row_mut(width);
         triangular::matmul(
-            a22.rb_mut(),
+            diag,
             BlockStructure::TriangularLower,
             Accum::Add,
-            vw.as_ref(),
+            l.subrows(j0, width),
             BlockStructure::Rectangular,
-            wv.as_ref().transpose(),
+            r.subrows(j0, width).transpose(),
             BlockStructure::Rectangular,
             -1.0,
-            par,
+            Par::Seq,
         );
+        let rows = below.nrows();
+        matmul(
+            below,
+            Accum::Add,
+            l.subrows(j0 + width, rows),
+            r.subrows(j0, width).transpose(),
+            -1.0,
+            Par::Seq,
+        );
+    };
+    if threads > 1 {
+        use rayon::prelude::*;
+        chunks.into_par_iter().for_each(update);
+    } else {
+        chunks.into_iter().for_each(update);
     }
 }
 
-/// `A V` for the symmetric `A` whose lower triangle is stored, in column
-/// blocks: each block below the diagonal is used twice (`X_below += B V_blk`,
-/// `X_blk += B^T V_below`) while it is still in cache, so the trailing matrix
-/// streams from memory once per panel instead of twice (two triangular
-/// products over the whole of `A` each read it in full).
+/// Wall time spent in stage 1's parts, summed over calls (for
+/// `examples/stage_timing.rs`; a few clock reads per panel cost nothing).
+pub mod profile {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    /// The parts: panel factorization, `A V`, the small products that form
+    /// `W`, the rank-2b update.
+    pub const PARTS: [&str; 4] = ["panel QR", "A V", "small products", "rank-2b update"];
+    static NANOS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+    pub(crate) fn add(part: usize, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        NANOS[part].fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Seconds per part since the last call, resetting the counters.
+    pub fn take() -> [f64; 4] {
+        core::array::from_fn(|i| NANOS[i].swap(0, Ordering::Relaxed) as f64 * 1e-9)
+    }
+}
+
+/// `A V` for the symmetric `A` whose lower triangle is stored, by row blocks
+/// of the result: `X[I] = A[I, <I] V[<I] + A[I, I] V[I] + A[>I, I]^T V[>I]`.
+/// Every block is the same amount of work and owns its rows of `X`, so the
+/// blocks run on the threads with no reduction and no shared writes, each as
+/// a few large-`k` single-threaded products (`X[I]` stays in L1/L2).
 fn symmetric_times(a: MatRef<'_, f64>, v: MatRef<'_, f64>, par: Par) -> Mat<f64> {
     let m = a.nrows();
     let k = v.ncols();
     let mut x = Mat::<f64>::zeros(m, k);
-    // 64 columns: a block below the diagonal (m x 64 x 8 bytes = 2 MB at
-    // m = 4096) stays in L2/L3 between its two products. Measured on a 2-core
-    // Xeon (AVX-512) at 4096^2: stage 1 median 7.0 s against 10.3 s for the
-    // two whole-matrix triangular products.
     const BLOCK: usize = 64;
-    let mut j0 = 0;
-    while j0 < m {
-        let nb = BLOCK.min(m - j0);
-        let j1 = j0 + nb;
-        let diag = a.submatrix(j0, j0, nb, nb);
-        let (x_top, x_rest) = x.as_mut().split_at_row_mut(j1);
-        let mut x_blk = x_top.subrows_mut(j0, nb);
-        triangular::matmul(
-            x_blk.rb_mut(),
-            BlockStructure::Rectangular,
-            Accum::Add,
-            diag,
-            BlockStructure::TriangularLower,
-            v.subrows(j0, nb),
-            BlockStructure::Rectangular,
-            1.0,
-            Par::Seq,
-        );
-        triangular::matmul(
-            x_blk.rb_mut(),
-            BlockStructure::Rectangular,
-            Accum::Add,
-            diag.transpose(),
-            BlockStructure::StrictTriangularUpper,
-            v.subrows(j0, nb),
-            BlockStructure::Rectangular,
-            1.0,
-            Par::Seq,
-        );
-        if j1 < m {
-            let below = a.submatrix(j1, j0, m - j1, nb);
-            matmul(x_rest, Accum::Add, below, v.subrows(j0, nb), 1.0, par);
-            matmul(
-                x_blk,
-                Accum::Add,
-                below.transpose(),
-                v.subrows(j1, m - j1),
-                1.0,
-                par,
-            );
+    let row_block = |index: usize, x_blk: MatMut<'_, f64>| {
+        symmetric_row_block(a, v, index * BLOCK, x_blk);
+    };
+    if par.degree() > 1 {
+        use rayon::prelude::*;
+        x.as_mut()
+            .par_row_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(index, x_blk)| row_block(index, x_blk));
+    } else {
+        let mut i0 = 0;
+        while i0 < m {
+            let nb = BLOCK.min(m - i0);
+            row_block(i0 / BLOCK, x.as_mut().subrows_mut(i0, nb));
+            i0 += nb;
         }
-        j0 = j1;
     }
     x
+}
+
+/// Rows `[i0, i0 + nb)` of `A V` (see `symmetric_times`).
+fn symmetric_row_block(a: MatRef<'_, f64>, v: MatRef<'_, f64>, i0: usize, mut x: MatMut<'_, f64>) {
+    let m = a.nrows();
+    let nb = x.nrows();
+    let i1 = i0 + nb;
+    let diag = a.submatrix(i0, i0, nb, nb);
+    if i0 > 0 {
+        let left = a.submatrix(i0, 0, nb, i0);
+        matmul(
+            x.rb_mut(),
+            Accum::Replace,
+            left,
+            v.subrows(0, i0),
+            1.0,
+            Par::Seq,
+        );
+    }
+    for (structure, block) in [
+        (BlockStructure::TriangularLower, diag),
+        (BlockStructure::StrictTriangularUpper, diag.transpose()),
+    ] {
+        triangular::matmul(
+            x.rb_mut(),
+            BlockStructure::Rectangular,
+            Accum::Add,
+            block,
+            structure,
+            v.subrows(i0, nb),
+            BlockStructure::Rectangular,
+            1.0,
+            Par::Seq,
+        );
+    }
+    if i1 < m {
+        let below = a.submatrix(i1, i0, m - i1, nb);
+        matmul(
+            x,
+            Accum::Add,
+            below.transpose(),
+            v.subrows(i1, m - i1),
+            1.0,
+            Par::Seq,
+        );
+    }
 }
