@@ -485,3 +485,29 @@ def test_a_single_checkpoint_gets_no_plot_and_loses_a_stale_one(tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "report.json").exists() and (out / "spectra.csv").exists()
     assert not (out / "trajectories.png").exists(), "one checkpoint is no trajectory; a stale plot would mislead"
+
+
+def test_logged_weight_entropies_fill_the_series_between_checkpoints(tmp_path):
+    import dataclasses
+
+    from configs import TINY
+    from grokspec.lab.train import train
+
+    train(dataclasses.replace(TINY, steps=100, log_weight_entropies=True), tmp_path / "run")
+    result = scan(tmp_path, ScanOptions(representation=False), cache_path=None)
+    weight_rows = result.table[(result.table["tensor"] != "") & (result.table["metric"] == "entropy")]
+    logged = weight_rows[weight_rows["step_source"] == "log"]
+    computed = weight_rows[weight_rows["step_source"] != "log"]
+    assert set(logged["step"]) == set(range(0, 101, 20)) and set(computed["step"]) == {0, 50, 100}
+    both = logged.merge(computed, on=["tensor", "step"], suffixes=("_log", "_checkpoint"))
+    assert len(both) == 2 * len(set(computed["tensor"])), "steps 0 and 100 are both logged and checkpointed"
+    np.testing.assert_allclose(both["value_log"], both["value_checkpoint"], atol=1e-6)
+    (run,) = result.report.runs
+    weight_series = [s for s in run.series if s.series != "representation"]
+    assert weight_series and all(s.points == 7 for s in weight_series), "steps 0, 20, ..., 100 and the checkpoint at 50"
+    # Other options compute other numbers: the logged ones are not mixed in.
+    other = scan(tmp_path, ScanOptions(representation=False, power=1.0), cache_path=None).table
+    assert set(other[other["tensor"] != ""]["step_source"]) == {"metadata:step"}
+    only = scan(tmp_path, ScanOptions(representation=False, include=("*embed*",)), cache_path=None).table
+    assert set(only[only["tensor"] != ""]["tensor"]) == {"token_embedding.weight", "position_embedding.weight"}
+    assert set(only[only["tensor"] != ""]["step"]) == {0, 20, 40, 50, 60, 80, 100}, "--include applies to logged tensors too"

@@ -10,7 +10,6 @@ scan then retries the group's checkpoints one by one.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -66,9 +65,7 @@ def selected_matrices(checkpoint: Checkpoint, options: ScanOptions) -> list[Sele
         shape = matrix_shape(info.shape)
         if shape is None or min(shape) < options.min_dim:
             continue
-        if options.include and not any(fnmatch.fnmatchcase(info.name, g) for g in options.include):
-            continue
-        if any(fnmatch.fnmatchcase(info.name, g) for g in options.exclude):
+        if not options.keeps_tensor(info.name):
             continue
         chosen.append((info.name, shape[0], shape[1], info.dtype))
     return chosen

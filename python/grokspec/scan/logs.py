@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,14 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def metric_rows(run: str, source: str, records: list[Any]) -> list[dict[str, Any]]:
-    """One row per numeric value of each record that has a valid step."""
+#: Which logged weight entropies (by tensor name) a scan takes; None: none.
+WeightFilter = Callable[[str], bool] | None
+
+
+def metric_rows(run: str, source: str, records: list[Any], weights: WeightFilter = None) -> list[dict[str, Any]]:
+    """One row per numeric value of each record that has a valid step, and,
+    when `weights` says so, one per logged weight entropy (``weight_entropy``:
+    {tensor: value}, as ``grokspec train --log-weight-entropies`` writes)."""
     rows = []
     for record in records:
         if not isinstance(record, dict):
@@ -53,6 +60,8 @@ def metric_rows(run: str, source: str, records: list[Any]) -> list[dict[str, Any
             step = int(step)
         if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
             continue
+        if weights is not None:
+            rows.extend(_weight_rows(run, source, step, record.get("weight_entropy"), weights))
         for key, value in record.items():
             if key in ("step", "wall_seconds", "run") or not isinstance(key, str):
                 continue
@@ -65,6 +74,19 @@ def metric_rows(run: str, source: str, records: list[Any]) -> list[dict[str, Any
     return rows
 
 
+def _weight_rows(run: str, source: str, step: int, logged: Any, keep: Callable[[str], bool]) -> list[dict[str, Any]]:
+    if not isinstance(logged, dict):
+        return []
+    return [
+        {
+            "run": run, "checkpoint": source, "step": step, "step_source": "log", "tensor": display_name(name),
+            "rows": None, "cols": None, "dtype": "", "metric": "entropy", "value": _number(value),
+        }
+        for name, value in logged.items()
+        if isinstance(name, str) and name and keep(name)
+    ]  # fmt: skip
+
+
 def _trainer_state_records(path: Path) -> list[Any]:
     if not is_small_regular_file(path, LOG_SIZE_LIMIT):
         raise ValueError("not a regular file of at most 1 GB")
@@ -75,19 +97,20 @@ def _trainer_state_records(path: Path) -> list[Any]:
     return history
 
 
-def log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
+def log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter = None) -> list[dict[str, Any]]:
     """The run's training-log metrics, and those of a grokspec callback's
-    metrics.jsonl beside a library's checkpoints; problems become `warnings`."""
-    rows = _main_log_rows(run, warnings)
+    metrics.jsonl beside a library's checkpoints; problems become `warnings`.
+    `weights` picks the logged weight entropies to take (None: none)."""
+    rows = _main_log_rows(run, warnings, weights)
     for path in run.extra_logs:
         reading = RunDir(path.parent).read_metrics_checked()
         if reading.problems:
             warnings.append(f"{run.name}: {display_name(path.name)}: {len(reading.problems)} problem(s) ({reading.problems[0]})")
-        rows.extend(metric_rows(run.name, display_name(path.name), list(reading.records)))
+        rows.extend(metric_rows(run.name, display_name(path.name), list(reading.records), weights))
     return rows
 
 
-def _main_log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
+def _main_log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter) -> list[dict[str, Any]]:
     if run.log is None:
         return []
     name = display_name(run.log.name)
@@ -103,7 +126,7 @@ def _main_log_rows(run: RunSpec, warnings: list[str]) -> list[dict[str, Any]]:
     except (OSError, ValueError, RecursionError) as error:
         warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
         return []
-    return metric_rows(run.name, name, records)
+    return metric_rows(run.name, name, records, weights if run.kind == "grokspec" else None)
 
 
 def metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]:

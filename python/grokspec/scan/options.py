@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ class ScanOptions:
     #: ``ray_address``; None starts a local one). See docs/DISTRIBUTED.md.
     executor: str = "local"
     ray_address: str | None = None
+
+    def keeps_tensor(self, name: str) -> bool:
+        """Whether --include/--exclude keep the tensor called `name`."""
+        if self.include and not any(fnmatch.fnmatchcase(name, g) for g in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, g) for g in self.exclude)
+
+    def uses_logged_weight_entropies(self) -> bool:
+        """Whether weight entropies a training log holds (grokspec's
+        ``--log-weight-entropies``: exact, power 2, normalized by ln min(m, n),
+        every matrix of at least 2 x 2) are the numbers this scan computes."""
+        return self.power == 2.0 and self.normalize == "dim" and not self.approx and self.min_dim <= 2
 
     def fingerprint(self) -> dict[str, Any]:
         """The options that change a checkpoint's numbers (the cache key)."""

@@ -131,7 +131,7 @@ def scan(
                 scanner.warnings.append(f"{run.name}: the run could not be scanned: {describe_failure(error)}")
                 failed += len(run.checkpoints)
             warnings.extend(scanner.warnings)
-            rows.extend(log_rows(run, warnings))
+            rows.extend(log_rows(run, warnings, options.keeps_tensor if options.uses_logged_weight_entropies() else None))
         warnings.extend(cache.warnings)
     if options.metrics_file is not None:
         try:
