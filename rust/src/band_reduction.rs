@@ -30,15 +30,24 @@ pub fn reduce_to_band(mut a: MatMut<'_, f64>, bandwidth: usize, par: Par) {
     assert_eq!(n, a.ncols(), "reduce_to_band needs a square matrix");
     assert!(bandwidth >= 1, "the bandwidth must be at least 1");
     let b = bandwidth;
-    let mut j = 0;
     // A panel of one row is already inside the band.
-    while j + b + 1 < n {
+    if b + 1 >= n {
+        return;
+    }
+    let t0 = Instant::now();
+    let mut panel = factor_panel(a.rb().submatrix(b, 0, n - b, b));
+    profile::add(0, t0);
+    let mut j = 0;
+    loop {
         let m = n - j - b;
-        let t0 = Instant::now();
-        let panel = factor_panel(a.rb().submatrix(j + b, j, m, b));
         panel.write_r(a.rb_mut().submatrix_mut(j + b, j, m, b));
-        profile::add(0, t0);
-        panel.update_trailing(a.rb_mut().submatrix_mut(j + b, j + b, m, m), par);
+        let a22 = a.rb_mut().submatrix_mut(j + b, j + b, m, m);
+        // The next panel is a22[b.., ..b]; it exists while it has two rows.
+        let next = (m > b + 1).then_some(b);
+        match panel.update_trailing(a22, next, par) {
+            Some(next_panel) => panel = next_panel,
+            None => break,
+        }
         j += b;
     }
 }
@@ -128,8 +137,14 @@ impl PanelQr {
     }
 
     /// `A22 <- Q^T A22 Q` on the lower triangle, as `A22 - V W^T - W V^T` with
-    /// `Y = A22 V T` and `W = Y - V (T^T V^T Y) / 2`.
-    fn update_trailing(&self, mut a22: MatMut<'_, f64>, par: Par) {
+    /// `Y = A22 V T` and `W = Y - V (T^T V^T Y) / 2`; then factors the next
+    /// panel `A22[b.., ..b]` when `next = Some(b)` (see `lower_rank_update`).
+    fn update_trailing(
+        &self,
+        a22: MatMut<'_, f64>,
+        next: Option<usize>,
+        par: Par,
+    ) -> Option<PanelQr> {
         let m = a22.nrows();
         let nref = self.v.ncols();
         let v = self.v.as_ref();
@@ -174,64 +189,103 @@ impl PanelQr {
         let mut vw = Mat::<f64>::zeros(m, 2 * nref);
         vw.as_mut().split_at_col_mut(nref).0.copy_from(v);
         vw.as_mut().split_at_col_mut(nref).1.copy_from(w.rb());
-        lower_rank_update(a22.rb_mut(), vw.as_ref(), wv.as_ref(), par);
+        let next_panel = lower_rank_update(a22, vw.as_ref(), wv.as_ref(), next, par);
         profile::add(3, t0);
+        next_panel
     }
 }
 /// `A -= L R^T` on the lower triangle of `A`, in column chunks of equal
 /// work that the threads share (faer's one triangular product over the whole
 /// of `A` scaled poorly from 1 to 2 threads here).
-fn lower_rank_update(a: MatMut<'_, f64>, l: MatRef<'_, f64>, r: MatRef<'_, f64>, par: Par) {
+///
+/// With `next = Some(b)`, the first `b` columns are updated first and the
+/// next panel (`A[b.., ..b]`) is factored while the other threads update
+/// the rest (look-ahead): the sequential panel QR no longer leaves a core
+/// idle. Returns that factorization.
+fn lower_rank_update(
+    a: MatMut<'_, f64>,
+    l: MatRef<'_, f64>,
+    r: MatRef<'_, f64>,
+    next: Option<usize>,
+    par: Par,
+) -> Option<PanelQr> {
     let m = a.nrows();
+    let first = next.unwrap_or(0);
+    let (mut head, rest) = a.split_at_col_mut(first);
+    update_chunk(l, r, 0, head.rb_mut());
     let threads = par.degree();
     // Chunk t starts where (m - j)^2 = m^2 (1 - t / count): equal triangle areas.
     let count = if threads > 1 { 8 * threads } else { 1 };
     let mut bounds: Vec<usize> = (0..count)
         .map(|t| {
             let j = m as f64 * (1.0 - (1.0 - t as f64 / count as f64).sqrt());
-            (j as usize).next_multiple_of(8).min(m)
+            (j as usize).next_multiple_of(8).clamp(first, m)
         })
         .collect();
     bounds.push(m);
     bounds.dedup();
     let mut chunks = Vec::with_capacity(bounds.len());
-    let mut rest = a;
+    let mut rest = rest;
     for pair in bounds.windows(2).rev() {
-        let (left, right) = rest.split_at_col_mut(pair[0]);
+        let (left, right) = rest.split_at_col_mut(pair[0] - first);
         chunks.push((pair[0], right));
         rest = left;
     }
-    let update = |(j0, chunk): (usize, MatMut<'_, f64>)| {
-        let width = chunk.ncols();
-        let (_, mut lower) = chunk.split_at_row_mut(j0);
-        let (diag, below) = lower.rb_mut().split_at_row_mut(width);
-        triangular::matmul(
-            diag,
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            l.subrows(j0, width),
-            BlockStructure::Rectangular,
-            r.subrows(j0, width).transpose(),
-            BlockStructure::Rectangular,
-            -1.0,
-            Par::Seq,
-        );
-        let rows = below.nrows();
-        matmul(
-            below,
-            Accum::Add,
-            l.subrows(j0 + width, rows),
-            r.subrows(j0, width).transpose(),
-            -1.0,
-            Par::Seq,
-        );
+    let update_rest = || {
+        let update = |(j0, chunk)| update_chunk(l, r, j0, chunk);
+        if threads > 1 {
+            use rayon::prelude::*;
+            chunks.into_par_iter().for_each(update);
+        } else {
+            chunks.into_iter().for_each(update);
+        }
+    };
+    let head = head.rb();
+    let factor_next = || {
+        next.map(|b| {
+            let t0 = Instant::now();
+            let panel = factor_panel(head.submatrix(b, 0, m - b, b));
+            profile::add(0, t0);
+            panel
+        })
     };
     if threads > 1 {
-        use rayon::prelude::*;
-        chunks.into_par_iter().for_each(update);
+        rayon::join(factor_next, update_rest).0
     } else {
-        chunks.into_iter().for_each(update);
+        update_rest();
+        factor_next()
     }
+}
+
+/// `A[j0.., chunk] -= L[j0..] R[chunk]^T` on the lower triangle, for the
+/// column chunk of `A` that starts at column `j0`.
+fn update_chunk(l: MatRef<'_, f64>, r: MatRef<'_, f64>, j0: usize, chunk: MatMut<'_, f64>) {
+    let width = chunk.ncols();
+    if width == 0 {
+        return;
+    }
+    let (_, lower) = chunk.split_at_row_mut(j0);
+    let (diag, below) = lower.split_at_row_mut(width);
+    triangular::matmul(
+        diag,
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        l.subrows(j0, width),
+        BlockStructure::Rectangular,
+        r.subrows(j0, width).transpose(),
+        BlockStructure::Rectangular,
+        -1.0,
+        Par::Seq,
+    );
+    let rows = below.nrows();
+    matmul(
+        below,
+        Accum::Add,
+        l.subrows(j0 + width, rows),
+        r.subrows(j0, width).transpose(),
+        -1.0,
+        Par::Seq,
+    );
 }
 
 /// Wall time spent in stage 1's parts, summed over calls (for
