@@ -76,6 +76,21 @@ def test_files_read_back_as_the_table_pandas_builds():
     assert [r.tensor for r in again] == [r.tensor for r in table] and [r.rows for r in again] == [r.rows for r in table]
 
 
+def test_a_table_read_back_from_csv_gives_the_same_series():
+    table = ScanTable(_rows())
+    handle = io.StringIO()
+    table.write_csv(handle)
+    back = pd.read_csv(io.StringIO(handle.getvalue()))
+    for run in ("a", "b"):
+        expected, got = series_table(table, run), series_table(back, run)
+        assert list(expected) == list(got)
+        for name in expected:
+            assert expected[name].steps.tolist() == got[name].steps.tolist()
+            np.testing.assert_array_equal(expected[name].values, got[name].values)
+    with pytest.raises(ValueError, match="missing: metric"):
+        ScanTable.from_frame(back.drop(columns=["metric"]))
+
+
 def test_frames_with_empty_cells_read_back_into_rows():
     frame = pd.DataFrame(
         {"run": ["r"], "checkpoint": ["c"], "step": [1], "step_source": ["log"], "tensor": [NAN],

@@ -80,8 +80,7 @@ def calibrate_table(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The calibration from a scan table holding several runs."""
-    if not isinstance(table, ScanTable):
-        table = ScanTable.from_frame(table)
+    table = ScanTable.coerce(table)
     rng = np.random.default_rng(seed)
     per_series: dict[str, dict[str, tuple[float, StepSeries, int]]] = {}
     runs_used, runs_not_grokked = [], []

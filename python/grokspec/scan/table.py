@@ -101,9 +101,19 @@ class ScanTable:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> ScanTable:
-        """From a DataFrame with the COLUMNS (a scan table read back or combined)."""
-        columns = [frame[name].tolist() for name in COLUMNS]
+        """From a DataFrame of the COLUMNS (a scan table read back or combined);
+        `run`, `step` and `metric` are required, the others default to empty."""
+        missing = [name for name in ("run", "step", "metric") if name not in frame.columns]
+        if missing:
+            raise ValueError(f"a scan table needs the columns run, step and metric; missing: {', '.join(missing)}")
+        count = len(frame)
+        columns = [frame[name].tolist() if name in frame.columns else [None] * count for name in COLUMNS]
         return cls.from_records(dict(zip(COLUMNS, values)) for values in zip(*columns))
+
+    @classmethod
+    def coerce(cls, table: ScanTable | pd.DataFrame) -> ScanTable:
+        """`table` as a ScanTable (a DataFrame is converted)."""
+        return table if isinstance(table, ScanTable) else cls.from_frame(table)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -11,9 +11,13 @@ Everything here is plain Python and numpy over :class:`ScanTable` rows
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from grokspec.events import GROK_LEVEL, grok_step, onset_level, onset_step
 from grokspec.scan.table import Row, ScanTable, StepSeries
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "RunTrajectories",
@@ -63,9 +67,10 @@ def _run_level(table: ScanTable, run: str, metric: str) -> list[Row]:
     return [r for r in table.of_run(run) if r.tensor == "" and r.metric == metric and r.has_value]
 
 
-def series_table(table: ScanTable, run: str) -> dict[str, StepSeries]:
+def series_table(table: ScanTable | pd.DataFrame, run: str) -> dict[str, StepSeries]:
     """A run's entropy series: 'representation' (H̃) and one per weight
     tensor (metric 'entropy'), the tensors in name order."""
+    table = ScanTable.coerce(table)
     out: dict[str, StepSeries] = {}
     representation = _run_level(table, run, REPRESENTATION_METRIC)
     if representation:
@@ -82,9 +87,9 @@ def series_table(table: ScanTable, run: str) -> dict[str, StepSeries]:
     return out
 
 
-def accuracy_series(table: ScanTable, run: str, metric: str) -> StepSeries | None:
+def accuracy_series(table: ScanTable | pd.DataFrame, run: str, metric: str) -> StepSeries | None:
     """A run-level metric of `run` by step (the first row of a step wins), or None."""
-    rows = _run_level(table, run, metric)
+    rows = _run_level(ScanTable.coerce(table), run, metric)
     return StepSeries.from_pairs((r.step, r.value or 0.0) for r in rows) if rows else None
 
 
@@ -97,7 +102,7 @@ def _accuracy(table: ScanTable, run: str, preferred: str | None) -> tuple[str | 
 
 
 def run_trajectories(
-    table: ScanTable,
+    table: ScanTable | pd.DataFrame,
     run: str,
     *,
     grok_metric: str | None = None,
@@ -106,6 +111,7 @@ def run_trajectories(
 ) -> RunTrajectories:
     """The trajectories of `run` in a scan table. `chance` is the accuracy of
     guessing (1/p for the modular tasks), when known; it sets the onset level."""
+    table = ScanTable.coerce(table)
     metric, accuracy = _accuracy(table, run, grok_metric)
     level = onset_level(chance)
     steps = [] if accuracy is None else accuracy.steps.tolist()
