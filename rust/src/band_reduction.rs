@@ -18,6 +18,10 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use crate::householder::{axpy, dot, make_reflector};
 use crate::simd::multiversion;
 
+mod products;
+
+use products::{lower_rank_update, symmetric_times, update_chunk};
+
 /// Reduces the symmetric matrix whose lower triangle is stored in `a` to a
 /// band matrix with `bandwidth` subdiagonals, by orthogonal similarity
 /// transforms (the eigenvalues are unchanged).
@@ -80,12 +84,8 @@ impl PanelQr {
         let mut tau = vec![0.0; nref];
         for c in 0..nref {
             let (left, mut right) = work.as_mut().split_at_col_mut(c + 1);
-            let reflector = left
-                .col_mut(c)
-                .subrows_mut(c, m - c)
-                .try_as_col_major_mut()
-                .unwrap();
-            let reflector = reflector.as_slice_mut();
+            let reflector = left.col_mut(c).subrows_mut(c, m - c);
+            let reflector = reflector.try_as_col_major_mut().unwrap().as_slice_mut();
             (tau[c], beta[c]) = make_reflector(reflector);
             if tau[c] == 0.0 {
                 continue;
@@ -102,19 +102,29 @@ impl PanelQr {
             core::cmp::Ordering::Equal => 1.0,
             core::cmp::Ordering::Greater => work[(i, c)],
         });
-        // T[0..c, c] = -tau_c * T[0..c, 0..c] * (V[:, 0..c]^T v_c), T[c, c] = tau_c.
+        // T[0..c, c] = -tau_c * T[0..c, 0..c] * S[0..c, c], T[c, c] = tau_c, with
+        // S = V^T V from one product (b^2 / 2 separate dot products cost more
+        // in call overhead than in arithmetic).
+        let mut s = Mat::<f64>::zeros(nref, nref);
+        triangular::matmul(
+            s.as_mut(),
+            BlockStructure::StrictTriangularUpper,
+            Accum::Replace,
+            v.transpose(),
+            BlockStructure::Rectangular,
+            v.as_ref(),
+            BlockStructure::Rectangular,
+            1.0,
+            Par::Seq,
+        );
         let mut t = Mat::<f64>::zeros(nref, nref);
         for c in 0..nref {
             t[(c, c)] = tau[c];
-            if tau[c] == 0.0 || c == 0 {
+            if tau[c] == 0.0 {
                 continue;
             }
-            let vc = v.col(c).subrows(c, m - c);
-            let y: Vec<f64> = (0..c)
-                .map(|i| v.col(i).subrows(c, m - c).transpose() * vc)
-                .collect();
             for i in 0..c {
-                let z: f64 = (i..c).map(|k| t[(i, k)] * y[k]).sum();
+                let z: f64 = (i..c).map(|k| t[(i, k)] * s[(k, c)]).sum();
                 t[(i, c)] = -tau[c] * z;
             }
         }
@@ -185,109 +195,37 @@ impl PanelQr {
         v_copy.copy_from(v);
         profile::add(2, t0);
         let t0 = Instant::now();
-        // A22 -= [V | W] [W | V]^T on the lower triangle: one rank-2b product.
         let mut vw = Mat::<f64>::zeros(m, 2 * nref);
         vw.as_mut().split_at_col_mut(nref).0.copy_from(v);
         vw.as_mut().split_at_col_mut(nref).1.copy_from(w.rb());
-        let next_panel = lower_rank_update(a22, vw.as_ref(), wv.as_ref(), next, par);
+        // A22 -= [V | W] [W | V]^T on the lower triangle, with the look-ahead:
+        // the next panel's columns first, then that panel is factored while
+        // the other threads update the rest (the sequential panel QR no
+        // longer leaves a core idle).
+        let (l, r) = (vw.as_ref(), wv.as_ref());
+        let first = next.unwrap_or(0);
+        let (mut head, rest) = a22.split_at_col_mut(first);
+        update_chunk(l, r, 0, head.rb_mut());
+        let head = head.rb();
+        let factor_next = || {
+            next.map(|b| {
+                let t0 = Instant::now();
+                let panel = factor_panel(head.submatrix(b, 0, m - b, b));
+                profile::add(0, t0);
+                panel
+            })
+        };
+        let update_rest = || lower_rank_update(rest, l, r, first, par);
+        let next_panel = if par.degree() > 1 {
+            rayon::join(factor_next, update_rest).0
+        } else {
+            update_rest();
+            factor_next()
+        };
         profile::add(3, t0);
         next_panel
     }
 }
-/// `A -= L R^T` on the lower triangle of `A`, in column chunks of equal
-/// work that the threads share (faer's one triangular product over the whole
-/// of `A` scaled poorly from 1 to 2 threads here).
-///
-/// With `next = Some(b)`, the first `b` columns are updated first and the
-/// next panel (`A[b.., ..b]`) is factored while the other threads update
-/// the rest (look-ahead): the sequential panel QR no longer leaves a core
-/// idle. Returns that factorization.
-fn lower_rank_update(
-    a: MatMut<'_, f64>,
-    l: MatRef<'_, f64>,
-    r: MatRef<'_, f64>,
-    next: Option<usize>,
-    par: Par,
-) -> Option<PanelQr> {
-    let m = a.nrows();
-    let first = next.unwrap_or(0);
-    let (mut head, rest) = a.split_at_col_mut(first);
-    update_chunk(l, r, 0, head.rb_mut());
-    let threads = par.degree();
-    // Chunk t starts where (m - j)^2 = m^2 (1 - t / count): equal triangle areas.
-    let count = if threads > 1 { 8 * threads } else { 1 };
-    let mut bounds: Vec<usize> = (0..count)
-        .map(|t| {
-            let j = m as f64 * (1.0 - (1.0 - t as f64 / count as f64).sqrt());
-            (j as usize).next_multiple_of(8).clamp(first, m)
-        })
-        .collect();
-    bounds.push(m);
-    bounds.dedup();
-    let mut chunks = Vec::with_capacity(bounds.len());
-    let mut rest = rest;
-    for pair in bounds.windows(2).rev() {
-        let (left, right) = rest.split_at_col_mut(pair[0] - first);
-        chunks.push((pair[0], right));
-        rest = left;
-    }
-    let update_rest = || {
-        let update = |(j0, chunk)| update_chunk(l, r, j0, chunk);
-        if threads > 1 {
-            use rayon::prelude::*;
-            chunks.into_par_iter().for_each(update);
-        } else {
-            chunks.into_iter().for_each(update);
-        }
-    };
-    let head = head.rb();
-    let factor_next = || {
-        next.map(|b| {
-            let t0 = Instant::now();
-            let panel = factor_panel(head.submatrix(b, 0, m - b, b));
-            profile::add(0, t0);
-            panel
-        })
-    };
-    if threads > 1 {
-        rayon::join(factor_next, update_rest).0
-    } else {
-        update_rest();
-        factor_next()
-    }
-}
-
-/// `A[j0.., chunk] -= L[j0..] R[chunk]^T` on the lower triangle, for the
-/// column chunk of `A` that starts at column `j0`.
-fn update_chunk(l: MatRef<'_, f64>, r: MatRef<'_, f64>, j0: usize, chunk: MatMut<'_, f64>) {
-    let width = chunk.ncols();
-    if width == 0 {
-        return;
-    }
-    let (_, lower) = chunk.split_at_row_mut(j0);
-    let (diag, below) = lower.split_at_row_mut(width);
-    triangular::matmul(
-        diag,
-        BlockStructure::TriangularLower,
-        Accum::Add,
-        l.subrows(j0, width),
-        BlockStructure::Rectangular,
-        r.subrows(j0, width).transpose(),
-        BlockStructure::Rectangular,
-        -1.0,
-        Par::Seq,
-    );
-    let rows = below.nrows();
-    matmul(
-        below,
-        Accum::Add,
-        l.subrows(j0 + width, rows),
-        r.subrows(j0, width).transpose(),
-        -1.0,
-        Par::Seq,
-    );
-}
-
 /// Wall time spent in stage 1's parts, summed over calls (for
 /// `examples/stage_timing.rs`; a few clock reads per panel cost nothing).
 pub mod profile {
@@ -307,81 +245,5 @@ pub mod profile {
     /// Seconds per part since the last call, resetting the counters.
     pub fn take() -> [f64; 4] {
         core::array::from_fn(|i| NANOS[i].swap(0, Ordering::Relaxed) as f64 * 1e-9)
-    }
-}
-
-/// `A V` for the symmetric `A` whose lower triangle is stored, by row blocks
-/// of the result: `X[I] = A[I, <I] V[<I] + A[I, I] V[I] + A[>I, I]^T V[>I]`.
-/// Every block is the same amount of work and owns its rows of `X`, so the
-/// blocks run on the threads with no reduction and no shared writes, each as
-/// a few large-`k` single-threaded products (`X[I]` stays in L1/L2).
-fn symmetric_times(a: MatRef<'_, f64>, v: MatRef<'_, f64>, par: Par) -> Mat<f64> {
-    let m = a.nrows();
-    let k = v.ncols();
-    let mut x = Mat::<f64>::zeros(m, k);
-    const BLOCK: usize = 64;
-    let row_block = |index: usize, x_blk: MatMut<'_, f64>| {
-        symmetric_row_block(a, v, index * BLOCK, x_blk);
-    };
-    if par.degree() > 1 {
-        use rayon::prelude::*;
-        x.as_mut()
-            .par_row_chunks_mut(BLOCK)
-            .enumerate()
-            .for_each(|(index, x_blk)| row_block(index, x_blk));
-    } else {
-        let mut i0 = 0;
-        while i0 < m {
-            let nb = BLOCK.min(m - i0);
-            row_block(i0 / BLOCK, x.as_mut().subrows_mut(i0, nb));
-            i0 += nb;
-        }
-    }
-    x
-}
-
-/// Rows `[i0, i0 + nb)` of `A V` (see `symmetric_times`).
-fn symmetric_row_block(a: MatRef<'_, f64>, v: MatRef<'_, f64>, i0: usize, mut x: MatMut<'_, f64>) {
-    let m = a.nrows();
-    let nb = x.nrows();
-    let i1 = i0 + nb;
-    let diag = a.submatrix(i0, i0, nb, nb);
-    if i0 > 0 {
-        let left = a.submatrix(i0, 0, nb, i0);
-        matmul(
-            x.rb_mut(),
-            Accum::Replace,
-            left,
-            v.subrows(0, i0),
-            1.0,
-            Par::Seq,
-        );
-    }
-    for (structure, block) in [
-        (BlockStructure::TriangularLower, diag),
-        (BlockStructure::StrictTriangularUpper, diag.transpose()),
-    ] {
-        triangular::matmul(
-            x.rb_mut(),
-            BlockStructure::Rectangular,
-            Accum::Add,
-            block,
-            structure,
-            v.subrows(i0, nb),
-            BlockStructure::Rectangular,
-            1.0,
-            Par::Seq,
-        );
-    }
-    if i1 < m {
-        let below = a.submatrix(i1, i0, m - i1, nb);
-        matmul(
-            x,
-            Accum::Add,
-            below.transpose(),
-            v.subrows(i1, m - i1),
-            1.0,
-            Par::Seq,
-        );
     }
 }
