@@ -21,6 +21,7 @@ from grokspec.io_atomic import atomic_open, atomic_path, create_temporary, write
 from grokspec.scan.failures import describe_failure
 from grokspec.scan.guards import display_name
 from grokspec.scan.plot import has_trajectory, plot_trajectories
+from grokspec.scan.plot_cache import DIGEST_KEY, plot_digest, plot_is_current
 from grokspec.scan.scan import ScanResult
 
 __all__ = ["TABLE_FORMATS", "OutputError", "check_output_dir", "output_names", "write_scan_outputs"]
@@ -100,7 +101,10 @@ def write_scan_outputs(result: ScanResult, out_dir: Path, table_format: str = "c
         current = out_dir / "trajectories.png"
         try:
             if has_trajectory(result.report):
-                paths["plot"] = plot_trajectories(result.rows, result.report, current)
+                digest = plot_digest(result.rows, result.report)
+                if not plot_is_current(current, digest):  # a rescan that changed nothing keeps the figure
+                    plot_trajectories(result.rows, result.report, current, metadata={DIGEST_KEY: digest})
+                paths["plot"] = current
             else:
                 # A single checkpoint has no trajectory: drawing it would cost most of
                 # a cached rescan (matplotlib) and a stale plot would mislead.

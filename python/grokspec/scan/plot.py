@@ -26,7 +26,10 @@ def has_trajectory(report: ScanReport) -> bool:
     return any(series.points >= 2 for run in report.runs for series in run.series)
 
 
-def plot_trajectories(table: ScanTable, report: ScanReport, path: Path, *, max_runs: int = 48) -> Path:
+def plot_trajectories(
+    table: ScanTable, report: ScanReport, path: Path, *, max_runs: int = 48, metadata: dict[str, str] | None = None
+) -> Path:
+    """Draws the figure into `path` (atomically); `metadata` becomes PNG text chunks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +65,7 @@ def plot_trajectories(table: ScanTable, report: ScanReport, path: Path, *, max_r
         )
     with atomic_path(path) as temporary:
         # "tight" grows the canvas to hold the legend below the panels.
-        fig.savefig(temporary, dpi=110, format="png", bbox_inches="tight")
+        fig.savefig(temporary, dpi=110, format="png", bbox_inches="tight", metadata=metadata)
     plt.close(fig)
     return path
 
