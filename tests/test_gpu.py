@@ -38,8 +38,10 @@ def test_many_seeds_share_one_gpu(tmp_path):
     assert summaries[5].final_train_acc == pytest.approx(single.final_train_acc, abs=0.02)
 
 
-def test_cuda_tensors_are_analysed_on_the_host():
+def test_cuda_tensors_give_the_host_engines_entropy():
     from grokspec import spectral_entropy
 
+    # The CUDA path (float64 Gram eigenvalues on the device) and the host
+    # engine are different float64 algorithms: they agree far inside the 1e-6 bar.
     z = torch.randn(512, 128, device="cuda")
-    assert abs(spectral_entropy(z) - spectral_entropy(z.cpu())) < 1e-12
+    assert abs(spectral_entropy(z) - spectral_entropy(z.cpu())) < 1e-9
