@@ -1,5 +1,6 @@
 //! Times `spectrum()` end to end on small and mid sizes:
-//! `cargo run --release --example spectrum_timing`. A tuning aid.
+//! `cargo run --release --example spectrum_timing [ROWSxCOLS]` (`REPS=k`
+//! sets the repeats; the mean is printed, after one warm-up run). A tuning aid.
 
 use std::time::Instant;
 
@@ -29,7 +30,10 @@ fn main() {
             (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         });
         for (label, par) in [("seq", Par::Seq), ("2 threads", Par::rayon(2))] {
-            let reps = if rows >= 600 { 20 } else { 500 };
+            let reps = std::env::var("REPS")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(if rows >= 600 { 20 } else { 500 });
             let run = || {
                 spectrum(
                     MatrixView::F32(a.as_ref()),
@@ -46,8 +50,8 @@ fn main() {
                 run();
             }
             println!(
-                "{rows}x{cols} {label:>9}: {:>9.1} us",
-                t.elapsed().as_secs_f64() / reps as f64 * 1e6
+                "{rows}x{cols} {label:>9}: {:>9.4} s",
+                t.elapsed().as_secs_f64() / reps as f64
             );
         }
     }
