@@ -216,6 +216,16 @@ def test_transformers_stop_after_alarm_stops_that_many_steps_after_the_warning(h
     assert "eval_accuracy" in rows[-1] and (tmp_path / "stop" / f"checkpoint-{alarm + 3}").is_dir()
 
 
+def test_transformers_hands_the_newest_logged_accuracy_to_the_alarm_rule(tmp_path):
+    # The Trainer logs after the step's callbacks: an evaluation sees the newest value logged before it.
+    callback = HFCallback(probe={"input_ids": PROBE}, every=EVERY, alarm="plateau-fall", train_accuracy="eval_accuracy")
+    trainer, _, _ = _hf_run(tmp_path / "named", callback)
+    logged = {r["step"]: r["eval_accuracy"] for r in trainer.state.log_history if "eval_accuracy" in r}
+    seen = {r.step: r.train_acc for r in callback.records}
+    assert seen[0] is None and seen[10] is None
+    assert seen[20] == logged[10] and seen[30] == logged[20]
+
+
 def test_scan_reads_the_metrics_jsonl_that_the_transformers_callback_writes(hf):
     from grokspec.scan.scan import scan
 
@@ -331,6 +341,16 @@ def test_lightning_stop_after_alarm_sets_should_stop(lightning_run, tmp_path):
     trainer, _ = _lightning_run(tmp_path / "stop", callback)
     assert trainer.global_step == alarm + 3 and trainer.should_stop
     assert callback.records[-1].step == alarm + 3 and callback.records[-1].alarm_step == alarm
+
+
+def test_lightning_hands_the_named_train_metric_to_the_alarm_rule(tmp_path):
+    # LitNet logs train_loss, not an accuracy: any logged metric shows the plumbing.
+    callback = LightningCallback(probe=PROBE, every=EVERY, alarm="plateau-fall", train_accuracy="train_loss")
+    trainer, _ = _lightning_run(tmp_path / "named", callback)
+    later = [r for r in callback.records if r.step > 0]
+    assert later and all(r.train_acc is not None and r.train_acc > 0 for r in later)
+    rows = _jsonl(Path(trainer.checkpoint_callback.best_model_path).parent / "metrics.jsonl")
+    assert {r["step"]: r.get("train_acc") for r in rows if r["step"] > 0} == {r.step: r.train_acc for r in later}
 
 
 def test_scan_reads_the_metrics_jsonl_beside_the_lightning_checkpoints(lightning_run):

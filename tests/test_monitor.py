@@ -317,6 +317,52 @@ def test_collapse_rule_is_selectable():
     assert records[-1].alarm_rule == "collapse" and records[-1].alarm_step == 30
 
 
+def test_plateau_fall_waits_for_memorization_and_matches_the_shared_rule(caplog):
+    from grokspec.alarms import PlateauFallRule, Trajectory, first_alarm
+
+    caplog.set_level(logging.WARNING, logger="grokspec.monitor")
+    model = Scripted()
+    rule = PlateauFallRule(drop=0.04, persist=2, window=3, lag=3)
+    monitor = EntropyMonitor(model, probe=torch.zeros(30, 1), layer=lambda m, _: m.z, every=10, alarm=rule)
+    # H̃ high while memorizing (train acc rising), a plateau once memorized, then a fall.
+    levels = [FLAT] * 8 + [HALF] * 4
+    train = [0.2, 0.5, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    for i, (level, acc) in enumerate(zip(levels, train)):
+        model.set_spectrum(level)
+        monitor.step(10 * i, train_acc=acc)
+    records = monitor.records
+    trajectory = Trajectory(
+        steps=tuple(r.step for r in records),
+        train_acc=tuple(train),
+        test_acc=(float("nan"),) * len(records),
+        series={"representation": tuple(r.repr_entropy for r in records)},
+    )
+    expected = first_alarm(rule, trajectory)
+    assert expected is not None and expected.step == 90, "the fall at step 80, confirmed by the next evaluation"
+    assert records[-1].alarm_rule == "plateau-fall" and records[-1].alarm_step == expected.step
+    assert [r.alarm_raised for r in records].count(True) == 1
+    assert records[0].journal_values()["train_acc"] == 0.2
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "plateau-fall" in warnings[0] and "step 90" in warnings[0]
+
+
+def test_plateau_fall_without_train_accuracy_never_warns_and_says_why(caplog):
+    caplog.set_level(logging.WARNING, logger="grokspec.monitor")
+    model = Scripted()
+    monitor = EntropyMonitor(model, probe=torch.zeros(30, 1), layer=lambda m, _: m.z, every=10, alarm="plateau-fall")
+    for i, level in enumerate([FLAT] * 8 + [HALF] * 4):
+        model.set_spectrum(level)
+        monitor.step(10 * i)
+    assert all(r.alarm_step is None for r in monitor.records)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "pass train_acc=" in message
+    with pytest.raises(MonitorError, match="train_acc must be a number"):
+        monitor.measure(500, train_acc="high")  # type: ignore[arg-type]
+    assert monitor.measure(600, train_acc=torch.tensor(0.75)).train_acc == 0.75  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown alarm rule"):
+        EntropyMonitor(model, probe=torch.zeros(30, 1), layer=lambda m, _: m.z, alarm="oracle")
+
+
 # --- records on disk ----------------------------------------------------------
 
 

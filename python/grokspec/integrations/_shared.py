@@ -11,12 +11,13 @@ from typing import Any
 
 from torch import nn
 
-from grokspec.monitor import DEFAULT_EVERY, AlarmConfig, EntropyMonitor, MetricsJournal, MonitorRecord
+from grokspec.monitor import DEFAULT_EVERY, EntropyMonitor, MetricsJournal, MonitorRecord
+from grokspec.monitor.alarm import MonitorAlarm
 from grokspec.monitor.capture import Capture, Layer, Position
 from grokspec.monitor.errors import MonitorError
 from grokspec.monitor.record import LOG_PREFIX, METRICS_FILE
 
-__all__ = ["MonitorSettings", "Session", "numeric_metrics"]
+__all__ = ["MonitorSettings", "Session", "numeric_metrics", "train_accuracy_from"]
 
 #: Framework metrics about speed, not about the model: kept out of metrics.jsonl.
 _SPEED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
@@ -32,9 +33,11 @@ class MonitorSettings:
     position: Position = "last"
     capture: Capture = "input"
     weights: bool | Sequence[str] = False
-    alarm: AlarmConfig | None = None
+    alarm: MonitorAlarm | str | None = None
     center: bool = False
     stop_after_alarm: int | None = None
+    #: The logged metric holding the train accuracy (for rules that wait for memorization).
+    train_accuracy: str | None = None
 
     def __post_init__(self) -> None:
         after = self.stop_after_alarm
@@ -71,6 +74,18 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def train_accuracy_from(metrics: Mapping[str, Any], name: str | None) -> float | None:
+    """The train accuracy among a framework's logged metrics, when asked for and present."""
+    if name is None or name not in metrics:
+        return None
+    value = numeric_metrics({name: metrics[name]})
+    return value.get(name)
+
+
 class Session:
     """One training run's monitor and journal: measures when due, merges the
     framework's evaluation metrics into the same step's line, and says when
@@ -84,7 +99,13 @@ class Session:
         # A resumed run continues its series, so that the warning sees the whole of it.
         self.monitor.restore(
             [
-                MonitorRecord(step=row["step"], repr_entropy=float(row["repr_entropy"]), n_probe=0, width=0)
+                MonitorRecord(
+                    step=row["step"],
+                    repr_entropy=float(row["repr_entropy"]),
+                    n_probe=0,
+                    width=0,
+                    train_acc=_number_or_none(row.get("train_acc")),
+                )
                 for row in rows
                 if isinstance(row.get("repr_entropy"), (int, float))
             ]
@@ -94,8 +115,8 @@ class Session:
         latest = self.monitor.latest
         return latest is not None and latest.step == step
 
-    def measure(self, step: int) -> MonitorRecord:
-        record = self.monitor.measure(step)
+    def measure(self, step: int, train_acc: float | None = None) -> MonitorRecord:
+        record = self.monitor.measure(step, train_acc=train_acc)
         self.journal.add(step, record.journal_values())
         return record
 

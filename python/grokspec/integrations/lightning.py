@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grokspec.integrations._shared import MonitorSettings, Session
-from grokspec.monitor import DEFAULT_EVERY, AlarmConfig, MonitorRecord
+from grokspec.integrations._shared import MonitorSettings, Session, train_accuracy_from
+from grokspec.monitor import DEFAULT_EVERY, MonitorRecord
+from grokspec.monitor.alarm import MonitorAlarm
 from grokspec.monitor.capture import Capture, Layer, Position
 
 try:
@@ -47,7 +48,9 @@ class GrokspecCallback(pl.Callback):
     a dataset slice), moved to the module's device at each evaluation; the
     module is called as ``pl_module(x)`` (or ``pl_module(**batch)``).
     `layer`, `position`, `capture`, `weights`, `center` and `alarm` as in
-    :class:`grokspec.monitor.EntropyMonitor`.
+    :class:`grokspec.monitor.EntropyMonitor`; `train_accuracy`: the name of a
+    logged metric holding the train accuracy, which ``alarm="plateau-fall"``
+    (the project's default rule for training runs) needs.
     """
 
     def __init__(
@@ -59,12 +62,15 @@ class GrokspecCallback(pl.Callback):
         position: Position = "last",
         capture: Capture = "input",
         weights: bool | Sequence[str] = False,
-        alarm: AlarmConfig | None = None,
+        alarm: MonitorAlarm | str | None = None,
         center: bool = False,
         stop_after_alarm: int | None = None,
+        train_accuracy: str | None = None,
         output_dir: str | Path | None = None,
     ):
-        self.settings = MonitorSettings(probe, every, layer, position, capture, weights, alarm, center, stop_after_alarm)
+        self.settings = MonitorSettings(
+            probe, every, layer, position, capture, weights, alarm, center, stop_after_alarm, train_accuracy
+        )
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.session: Session | None = None
 
@@ -89,7 +95,8 @@ class GrokspecCallback(pl.Callback):
 
     def _measure(self, session: Session, trainer: pl.Trainer, pl_module: pl.LightningModule, *, module_log: bool) -> None:
         step = trainer.global_step
-        values = session.measure(step).log_values()
+        train_acc = train_accuracy_from(trainer.callback_metrics, self.settings.train_accuracy)
+        values = session.measure(step, train_acc).log_values()
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
         if module_log:  # Lightning allows self.log only in some hooks (not at the start or end of training)

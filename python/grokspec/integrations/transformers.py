@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grokspec.integrations._shared import MonitorSettings, Session
-from grokspec.monitor import DEFAULT_EVERY, AlarmConfig, MonitorRecord
+from grokspec.integrations._shared import MonitorSettings, Session, train_accuracy_from
+from grokspec.monitor import DEFAULT_EVERY, MonitorRecord
+from grokspec.monitor.alarm import MonitorAlarm
 from grokspec.monitor.capture import Capture, Layer, Position
 
 try:
@@ -68,7 +69,9 @@ class GrokspecCallback(TrainerCallback):
     "attention_mask": ...}``, a tensor, a DataLoader or a dataset slice),
     moved to the model's device at each evaluation. `layer`, `position`,
     `capture`, `weights`, `center` and `alarm` as in
-    :class:`grokspec.monitor.EntropyMonitor`.
+    :class:`grokspec.monitor.EntropyMonitor`; `train_accuracy`: the name of a
+    logged metric holding the train accuracy (e.g. from your own
+    ``trainer.log({...})``), which ``alarm="plateau-fall"`` needs.
     """
 
     def __init__(
@@ -80,11 +83,14 @@ class GrokspecCallback(TrainerCallback):
         position: Position = "last",
         capture: Capture = "input",
         weights: bool | Sequence[str] = False,
-        alarm: AlarmConfig | None = None,
+        alarm: MonitorAlarm | str | None = None,
         center: bool = False,
         stop_after_alarm: int | None = None,
+        train_accuracy: str | None = None,
     ):
-        self.settings = MonitorSettings(probe, every, layer, position, capture, weights, alarm, center, stop_after_alarm)
+        self.settings = MonitorSettings(
+            probe, every, layer, position, capture, weights, alarm, center, stop_after_alarm, train_accuracy
+        )
         self.session: Session | None = None
         self._trainer: weakref.ref[transformers.Trainer] | None = None
 
@@ -103,7 +109,10 @@ class GrokspecCallback(TrainerCallback):
         return self.session
 
     def _measure(self, session: Session, state: TrainerState) -> None:
-        record = session.measure(state.global_step)
+        name = self.settings.train_accuracy
+        # The newest value of the metric in the log history (the Trainer's own log and trainer.log calls).
+        latest = next((entry for entry in reversed(state.log_history) if name is not None and name in entry), {})
+        record = session.measure(state.global_step, train_accuracy_from(latest, name))
         trainer = None if self._trainer is None else self._trainer()
         if trainer is not None:
             trainer.log(record.log_values())

@@ -1,20 +1,27 @@
 """The monitor's early warning: which rule, with which settings, and the one
 adapter through which the monitor asks the shared event rules.
 
-The rules themselves live in :mod:`grokspec.events` (SPEC §1); this module
-only chooses one. When a default warning rule is decided (issue 8,
-:mod:`grokspec.alarms`), :func:`_alarm` is the single place to switch to it.
+The rules themselves live in :mod:`grokspec.events` (SPEC §1) and
+:mod:`grokspec.alarms`; this module only chooses one. A monitor warns with
+an :class:`AlarmConfig` (SPEC §1's crossing or collapse, which need H̃ alone;
+the default) or with any rule of :mod:`grokspec.alarms` — among them
+``plateau-fall``, the project's measured default for training runs
+(docs/ALARMS.md), which arms once the training set is memorized and so
+needs the train accuracy at each evaluation. :func:`_alarm` is the single
+place where the monitor asks a rule.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from grokspec.alarms import REPRESENTATION_SERIES, AlarmRule, Trajectory, evaluate_rule, rule_by_name
 from grokspec.events import COLLAPSE_DROP, COLLAPSE_WINDOW, REPRESENTATION_THRESHOLD, collapse_step, crossing_step
 
-__all__ = ["ALARM_RULES", "AlarmConfig", "AlarmRuleName"]
+__all__ = ["ALARM_RULES", "AlarmConfig", "AlarmRuleName", "MonitorAlarm", "needs_train_accuracy", "resolve_alarm"]
 
 AlarmRuleName = Literal["crossing", "collapse"]
 #: The rules a monitor can warn with: SPEC §1's threshold crossing and T_collapse.
@@ -45,19 +52,64 @@ class AlarmConfig:
             raise ValueError(f"the collapse window must span at least 2 evaluations, got {self.window!r}")
 
 
-def _alarm(steps: Sequence[int], values: Sequence[float], config: AlarmConfig = AlarmConfig()) -> tuple[str, int] | None:
+#: What a monitor warns with.
+MonitorAlarm = AlarmConfig | AlarmRule
+
+
+def resolve_alarm(alarm: MonitorAlarm | str | None) -> MonitorAlarm:
+    """The monitor's rule: None is the crossing; a name is a rule of
+    grokspec.alarms ("plateau-fall", "threshold", "collapse")."""
+    if alarm is None:
+        return AlarmConfig()
+    if isinstance(alarm, str):
+        return rule_by_name(alarm)
+    if not isinstance(alarm, (AlarmConfig, AlarmRule)):
+        raise TypeError(f"alarm must be an AlarmConfig, a grokspec.alarms rule or a rule name, got {type(alarm).__name__}")
+    return alarm
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def needs_train_accuracy(alarm: MonitorAlarm) -> bool:
+    """Whether the rule arms only once the training set is memorized."""
+    return isinstance(alarm, AlarmRule) and alarm.name in ("plateau-fall", "predictor")
+
+
+def _alarm(
+    steps: Sequence[int],
+    values: Sequence[float],
+    config: MonitorAlarm = AlarmConfig(),
+    train_acc: Sequence[float | None] | None = None,
+) -> tuple[str, int] | None:
     """(rule, step) of the warning on the series so far, or None.
 
-    The one adapter between the monitor and the event rules: the monitor
-    never calls an event rule elsewhere, so adopting the project's default
-    warning rule is a change of this function alone. Live, a warning at the
-    series' first evaluation is none: one value is not a fall (a scan, which
-    sees the whole run, may still call such a run "crossed").
+    The one adapter between the monitor and the rules: the monitor never
+    calls a rule elsewhere. `train_acc` (None where not known) arms the
+    rules that wait for memorization. Live, a warning at the series' first
+    evaluation is none: one value is not a fall (a scan, which sees the
+    whole run, may still call such a run "crossed").
     """
-    if config.rule == "crossing":
-        step = crossing_step(steps, values, config.threshold, persist=config.persist)
+    name: str
+    if isinstance(config, AlarmConfig):
+        name = config.rule
+        if config.rule == "crossing":
+            step = crossing_step(steps, values, config.threshold, persist=config.persist)
+        else:
+            step = collapse_step(steps, values, window=config.window, drop=config.drop)
     else:
-        step = collapse_step(steps, values, window=config.window, drop=config.drop)
+        name = config.name
+        order = sorted(range(len(steps)), key=lambda i: steps[i])
+        known = list(train_acc) if train_acc is not None else [None] * len(steps)
+        trajectory = Trajectory(
+            steps=tuple(int(steps[i]) for i in order),
+            train_acc=tuple(_number(known[i]) for i in order),
+            test_acc=(math.nan,) * len(steps),
+            series={REPRESENTATION_SERIES: tuple(float(values[i]) for i in order)},
+        )
+        alarm = evaluate_rule(config, trajectory).alarm
+        step = None if alarm is None else alarm.step
     if step is None or step == min(steps):
         return None
-    return config.rule, step
+    return name, step

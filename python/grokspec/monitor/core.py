@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import numbers
 import time
 from collections.abc import Callable, Sequence
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from grokspec.monitor.alarm import AlarmConfig, _alarm
+from grokspec.monitor.alarm import AlarmConfig, MonitorAlarm, _alarm, needs_train_accuracy, resolve_alarm
 from grokspec.monitor.capture import Capture, Layer, Position, representation, resolve_site
 from grokspec.monitor.errors import MonitorError
 from grokspec.monitor.probe import Probe
@@ -58,6 +59,11 @@ class EntropyMonitor:
     - `weights`: False, True (every parameter with ≥ 2 dimensions, as a scan
       reads them) or name globs (``["*.weight"]``).
     - `center`: subtract the column means of z first (SPEC §1; default off).
+    - `alarm`: the warning rule — an :class:`AlarmConfig` (SPEC §1's crossing,
+      the default, or collapse) or a rule of :mod:`grokspec.alarms` or its
+      name (``"plateau-fall"``, the project's default for training runs:
+      pass the train accuracy to :meth:`step` / :meth:`measure` so that it
+      knows when the training set is memorized).
 
     Each evaluation runs in ``torch.no_grad()`` with the model in eval mode
     and restores every module's train/eval flag afterwards; no hook outlives it.
@@ -73,7 +79,7 @@ class EntropyMonitor:
         position: Position = "last",
         capture: Capture = "input",
         weights: bool | Sequence[str] = False,
-        alarm: AlarmConfig | None = None,
+        alarm: MonitorAlarm | str | None = None,
         center: bool = False,
         on_alarm: Callable[[MonitorRecord], None] | None = None,
     ):
@@ -88,7 +94,8 @@ class EntropyMonitor:
         self.site = resolve_site(model, layer, capture)
         self.every = every
         self.position: Position = position
-        self.alarm_config = alarm if alarm is not None else AlarmConfig()
+        self.alarm_config = resolve_alarm(alarm)
+        self._said_train_accuracy = False
         self.center = center
         self.on_alarm = on_alarm
         self._weight_names = self._select_weights(weights)
@@ -121,10 +128,11 @@ class EntropyMonitor:
     def due(self, step: int) -> bool:
         return step % self.every == 0 and (self.latest is None or self.latest.step != step)
 
-    def step(self, step: int) -> MonitorRecord | None:
-        """Call after each training step with the number of steps done: an
+    def step(self, step: int, *, train_acc: float | None = None) -> MonitorRecord | None:
+        """Call after each training step with the number of steps done (and,
+        for rules that wait for memorization, the current train accuracy): an
         evaluation every `every` steps (a MonitorRecord), otherwise None."""
-        return self.measure(step) if self.due(step) else None
+        return self.measure(step, train_acc=train_acc) if self.due(step) else None
 
     def should_stop(self, step: int, after: int) -> bool:
         """True once `step` is at least `after` steps past the current warning."""
@@ -132,16 +140,19 @@ class EntropyMonitor:
         return latest is not None and latest.alarm_step is not None and step >= latest.alarm_step + after
 
     # --- one evaluation
-    def measure(self, step: int) -> MonitorRecord:
+    def measure(self, step: int, *, train_acc: float | None = None) -> MonitorRecord:
         """Evaluates now, at training step `step`, whatever the interval."""
         started = time.perf_counter()
+        train_acc = self._train_accuracy(train_acc)
         z = self._representation()  # (N, d)
         value = representation_entropy(z, center=self.center)
         weights = self._weight_entropies()
-        steps = [r.step for r in self._records if r.step != step] + [step]
-        values = [r.repr_entropy for r in self._records if r.step != step] + [value]
+        earlier = [r for r in self._records if r.step != step]
+        steps = [r.step for r in earlier] + [step]
+        values = [r.repr_entropy for r in earlier] + [value]
+        accuracies = [r.train_acc for r in earlier] + [train_acc]
         previous = self.latest.alarm_step if self.latest is not None else None
-        alarm = _alarm(steps, values, self.alarm_config)
+        alarm = _alarm(steps, values, self.alarm_config, accuracies)
         alarm_step = None if alarm is None else alarm[1]
         record = MonitorRecord(
             step=step,
@@ -153,11 +164,28 @@ class EntropyMonitor:
             alarm_raised=alarm_step == step and previous != step,
             weight_entropies=weights,
             seconds=time.perf_counter() - started,
+            train_acc=train_acc,
         )
         self._records = [r for r in self._records if r.step != step] + [record]
         if record.alarm_raised:
             self._warn(record)
         return record
+
+    def _train_accuracy(self, value: object) -> float | None:
+        """`value` as a float (a 0-d tensor or numpy scalar too), or None."""
+        if value is not None and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            value = value.item()
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise MonitorError(f"train_acc must be a number or None, got {type(value).__name__}")
+        train_acc = None if value is None else float(value)
+        if train_acc is None and needs_train_accuracy(self.alarm_config) and not self._said_train_accuracy:
+            self._said_train_accuracy = True  # once: the rule stays unarmed, which is not an error
+            logger.warning(
+                "grokspec: the %s rule arms once train accuracy reaches 0.99; pass train_acc= to "
+                "step()/measure() (the callbacks: train_accuracy='<logged metric>'), or it never warns",
+                self.alarm_config.name if not isinstance(self.alarm_config, AlarmConfig) else self.alarm_config.rule,
+            )
+        return train_acc
 
     def _representation(self) -> torch.Tensor:
         model = self.model
@@ -193,7 +221,9 @@ class EntropyMonitor:
         if self.on_alarm is not None:
             self.on_alarm(record)
         rule = self.alarm_config
-        if rule.rule == "crossing":
+        if not isinstance(rule, AlarmConfig):
+            why = f"fired: {rule.label()}"
+        elif rule.rule == "crossing":
             why = f"fell below {rule.threshold}"
         else:
             why = f"fell by more than {rule.drop} over {rule.window} evaluations"

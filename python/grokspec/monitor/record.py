@@ -43,6 +43,8 @@ class MonitorRecord:
     weight_entropies: Mapping[str, float] = field(default_factory=dict)
     #: Wall time of this evaluation (forward pass and entropies), seconds.
     seconds: float = 0.0
+    #: The train accuracy the caller gave with this evaluation (None: not given).
+    train_acc: float | None = None
 
     @property
     def alarm(self) -> bool:
@@ -61,6 +63,8 @@ class MonitorRecord:
         as in a grokspec run, the alarm and weight entropies nested (a scan
         reads numbers at the top level only; these are not checkpoint metrics)."""
         out: dict[str, Any] = {"step": self.step, "repr_entropy": self.repr_entropy}
+        if self.train_acc is not None:
+            out["train_acc"] = self.train_acc
         out["alarm"] = None if self.alarm_step is None else {"rule": self.alarm_rule, "step": self.alarm_step}
         if self.weight_entropies:
             out["weight_entropy"] = dict(self.weight_entropies)
