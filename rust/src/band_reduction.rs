@@ -163,6 +163,10 @@ impl PanelQr {
         let x = symmetric_times(a22.rb(), v, par);
         profile::add(1, t0);
         let t0 = Instant::now();
+        // The products that form W are m x b x b: on 2 threads, faer's
+        // parallel split of each cost more than it saved (2048²: 18 ms in all
+        // against 11 ms on one thread).
+        let small = Par::Seq;
         // Y = X T, stored in the first half of [W | V] to avoid another copy.
         let mut wv = Mat::<f64>::zeros(m, 2 * nref);
         let (mut w, mut v_copy) = wv.as_mut().split_at_col_mut(nref);
@@ -175,10 +179,11 @@ impl PanelQr {
             self.t.as_ref(),
             BlockStructure::TriangularUpper,
             1.0,
-            par,
+            small,
         );
         // M = T^T (V^T Y), then W = Y - V M / 2.
-        let vty = v.transpose() * w.rb();
+        let mut vty = Mat::<f64>::zeros(nref, nref);
+        matmul(vty.as_mut(), Accum::Replace, v.transpose(), w.rb(), 1.0, small);
         let mut mid = Mat::<f64>::zeros(nref, nref);
         triangular::matmul(
             mid.as_mut(),
@@ -189,9 +194,9 @@ impl PanelQr {
             vty.as_ref(),
             BlockStructure::Rectangular,
             1.0,
-            par,
+            small,
         );
-        matmul(w.rb_mut(), Accum::Add, v, mid.as_ref(), -0.5, par);
+        matmul(w.rb_mut(), Accum::Add, v, mid.as_ref(), -0.5, small);
         v_copy.copy_from(v);
         profile::add(2, t0);
         let t0 = Instant::now();
