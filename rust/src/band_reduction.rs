@@ -183,7 +183,14 @@ impl PanelQr {
         );
         // M = T^T (V^T Y), then W = Y - V M / 2.
         let mut vty = Mat::<f64>::zeros(nref, nref);
-        matmul(vty.as_mut(), Accum::Replace, v.transpose(), w.rb(), 1.0, small);
+        matmul(
+            vty.as_mut(),
+            Accum::Replace,
+            v.transpose(),
+            w.rb(),
+            1.0,
+            small,
+        );
         let mut mid = Mat::<f64>::zeros(nref, nref);
         triangular::matmul(
             mid.as_mut(),
