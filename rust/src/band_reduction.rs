@@ -7,12 +7,17 @@
 //! turns every trailing update into a rank-2b matrix product (compute-bound),
 //! and the band is then cheap to chase down to tridiagonal (`bulge_chasing`).
 //! This is LAPACK's `dsytrd_sy2sb` in the lower-triangle convention.
+//!
+//! On several threads, the two large products of each step are shared out
+//! by hand (`products`), and the next panel is factored while the rest of the
+//! trailing matrix is still being updated (look-ahead), so that the
+//! sequential panel QR does not leave a core idle.
+
+use std::time::Instant;
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::prelude::{Reborrow, ReborrowMut};
-use std::time::Instant;
-
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use crate::householder::{axpy, dot, make_reflector};
