@@ -4,10 +4,21 @@ stderr, silent off a terminal or with --quiet."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
+
+
+def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table as aligned plain text (two spaces between columns), for output
+    that is not a terminal."""
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    return "\n".join([title, line(columns), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def stderr_console(quiet: bool) -> Any:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from grokspec.cli.app import EXIT_BAD_INPUT, EXIT_REPORTED_FAILURES, main
-from grokspec.cli.console import ProgressBar
+from grokspec.cli.console import ProgressBar, plain_table
 
 if TYPE_CHECKING:
     from grokspec.alarms import Alarm
@@ -22,61 +22,68 @@ def _alarm_cell(alarm: Alarm | None) -> str:
     return f"{alarm.step}" + ("" if alarm.test_acc is None else f" ({alarm.test_acc:.3f})")
 
 
-def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+_SUMMARY_COLUMNS = (
+    "run",
+    "ckpts",
+    "status",
+    "threshold (source, series)",
+    "crossing",
+    "T_collapse",
+    "alarm (test acc)",
+    "onset",
+    "T_grok",
+    "lead cross",
+    "lead collapse",
+    "weights collapsed first",
+)
 
-    # Off a terminal rich assumes 80 columns, too narrow for this table.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-    table = Table(title="grokspec scan")
-    for column in (
-        "run",
-        "ckpts",
-        "status",
-        "threshold (source, series)",
-        "crossing",
-        "T_collapse",
-        "alarm (test acc)",
-        "onset",
-        "T_grok",
-        "lead cross",
-        "lead collapse",
-        "weights collapsed first",
-    ):
-        table.add_column(column)
 
+def _summary_rows(result: ScanResult) -> list[list[str]]:
     def show(value: object) -> str:
         return "—" if value is None else str(value)
 
+    rows = []
     for run in result.report.runs:
         threshold = "—" if run.threshold is None else f"{run.threshold:.3f} ({run.threshold_source}, {run.primary_series})"
         weights = f"{run.weight_series_collapsed_before_grok}/{run.weight_series}" if run.weight_series else "—"
-        table.add_row(
-            run.run,
-            str(run.checkpoints),
-            run.status,
-            threshold,
-            show(run.crossing),
-            show(run.t_collapse),
-            _alarm_cell(run.alarm),
-            show(run.onset),
-            show(run.t_grok),
-            show(run.lead_cross),
-            show(run.lead_collapse),
-            weights,
-        )
+        rows.append([
+            run.run, str(run.checkpoints), run.status, threshold, show(run.crossing), show(run.t_collapse),
+            _alarm_cell(run.alarm), show(run.onset), show(run.t_grok), show(run.lead_cross), show(run.lead_collapse), weights,
+        ])  # fmt: skip
         if run.prediction is not None:
             p = run.prediction
-            table.add_row("", "", f"predicted T_grok {p.predicted_t_grok} [{p.interval[0]}, {p.interval[1]}]", *[""] * 9)
-    console.print(table)
+            rows.append(["", "", f"predicted T_grok {p.predicted_t_grok} [{p.interval[0]}, {p.interval[1]}]", *[""] * 9])
+    return rows
+
+
+def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
+    """The summary table, the first warnings and the output paths on stdout:
+    drawn by rich on a terminal, as plain aligned text otherwise (a pipe or a
+    file gets no box drawing, and a scan does not pay for importing rich)."""
+    lines = [f"{kind}: {path}" for kind, path in paths.items()]
+    notes = []
     if result.warnings:
-        console.print(f"[yellow]{len(result.warnings)} warning(s):[/yellow]")
-        for warning in result.warnings[:20]:
-            console.print(f"  {warning}", markup=False, highlight=False)
+        notes.append(f"{len(result.warnings)} warning(s):")
+        notes.extend(f"  {warning}" for warning in result.warnings[:20])
         if len(result.warnings) > 20:
-            console.print(f"  … and {len(result.warnings) - 20} more (all in report.json)")
-    for kind, path in paths.items():
-        console.print(f"{kind}: {path}", markup=False, highlight=False)
+            notes.append(f"  … and {len(result.warnings) - 20} more (all in report.json)")
+    if not sys.stdout.isatty():
+        click.echo("\n".join([plain_table("grokspec scan", _SUMMARY_COLUMNS, _summary_rows(result)), *notes, *lines]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="grokspec scan")
+    for column in _SUMMARY_COLUMNS:
+        table.add_column(column)
+    for row in _summary_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    for index, note in enumerate(notes):
+        console.print(f"[yellow]{note}[/yellow]" if index == 0 else note, markup=index == 0, highlight=False)
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 @main.command(name="scan")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from grokspec.cli.app import EXIT_BAD_INPUT, EXIT_REPORTED_FAILURES, main
-from grokspec.cli.console import ProgressBar
+from grokspec.cli.console import ProgressBar, plain_table
 
 if TYPE_CHECKING:
     from grokspec.lab.config import TrainConfig
@@ -118,25 +118,23 @@ def run_training(config: TrainConfig, out: Path, seeds: tuple[int, ...] | None, 
         view.stop()
 
 
-def print_training_summaries(summaries: list[RunSummary]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+_TRAINING_COLUMNS = (
+    "run",
+    "steps",
+    "alarm (test acc)",
+    "crossing (H̃<θ)",
+    "T_grok",
+    "H̃ at T_grok",
+    "test acc",
+    "seconds",
+    "stopped",
+)
 
-    table = Table(title="training")
-    for column in (
-        "run",
-        "steps",
-        "alarm (test acc)",
-        "crossing (H̃<θ)",
-        "T_grok",
-        "H̃ at T_grok",
-        "test acc",
-        "seconds",
-        "stopped",
-    ):
-        table.add_column(column)
-    for s in summaries:
-        table.add_row(
+
+def print_training_summaries(summaries: list[RunSummary]) -> None:
+    """One row per run: rich on a terminal, aligned plain text otherwise."""
+    rows = [
+        [
             s.run_dir,
             str(s.steps),
             "—" if s.alarm is None else f"{s.alarm.step} ({s.alarm.test_acc:.3f})",
@@ -146,9 +144,21 @@ def print_training_summaries(summaries: list[RunSummary]) -> None:
             f"{s.final_test_acc:.3f}",
             f"{s.wall_seconds:.0f}",
             s.stopped,
-        )
-    # Off a terminal rich assumes 80 columns, too narrow for this table.
-    (Console() if sys.stdout.isatty() else Console(width=160)).print(table)
+        ]
+        for s in summaries
+    ]
+    if not sys.stdout.isatty():
+        click.echo(plain_table("training", _TRAINING_COLUMNS, rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="training")
+    for column in _TRAINING_COLUMNS:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
 
 
 @main.command(name="train")
