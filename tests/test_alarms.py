@@ -276,3 +276,14 @@ def test_demo_says_how_early_the_alarm_came():
     assert "500 steps before onset" in text and "1,100 steps before T_grok" in text
     silent = dataclasses.replace(summary, alarm=None)
     assert "did not fire" in alarm_sentence(silent)
+
+
+def test_summary_cells_show_an_alarm_with_or_without_its_test_accuracy():
+    from grokspec.alarms import Alarm
+    from grokspec.cli.console import alarm_cell, plain_table
+
+    assert alarm_cell(None) == "—"
+    assert alarm_cell(Alarm(rule="plateau-fall", step=3300, test_acc=0.0141, lead_onset=300, lead_grok=1000)) == "3300 (0.014)"
+    assert alarm_cell(Alarm(rule="threshold", step=5, test_acc=None, lead_onset=None, lead_grok=None)) == "5"
+    text = plain_table("t", ["a", "long column"], [["xyz", "1"]])
+    assert text.splitlines() == ["t", "a    long column", "---  -----------", "xyz  1"]

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from grokspec.alarms import Alarm
+
+
+def alarm_cell(alarm: Alarm | None) -> str:
+    """An alarm as a table cell: its step and the test accuracy then, or —."""
+    if alarm is None:
+        return "—"
+    return f"{alarm.step}" + ("" if alarm.test_acc is None else f" ({alarm.test_acc:.3f})")
 
 
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

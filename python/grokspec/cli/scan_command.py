@@ -9,17 +9,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from grokspec.cli.app import EXIT_BAD_INPUT, EXIT_REPORTED_FAILURES, main
-from grokspec.cli.console import ProgressBar, plain_table
+from grokspec.cli.console import ProgressBar, alarm_cell, plain_table
 
 if TYPE_CHECKING:
-    from grokspec.alarms import Alarm
     from grokspec.scan.scan import ScanResult
-
-
-def _alarm_cell(alarm: Alarm | None) -> str:
-    if alarm is None:
-        return "—"
-    return f"{alarm.step}" + ("" if alarm.test_acc is None else f" ({alarm.test_acc:.3f})")
 
 
 _SUMMARY_COLUMNS = (
@@ -48,7 +41,7 @@ def _summary_rows(result: ScanResult) -> list[list[str]]:
         weights = f"{run.weight_series_collapsed_before_grok}/{run.weight_series}" if run.weight_series else "—"
         rows.append([
             run.run, str(run.checkpoints), run.status, threshold, show(run.crossing), show(run.t_collapse),
-            _alarm_cell(run.alarm), show(run.onset), show(run.t_grok), show(run.lead_cross), show(run.lead_collapse), weights,
+            alarm_cell(run.alarm), show(run.onset), show(run.t_grok), show(run.lead_cross), show(run.lead_collapse), weights,
         ])  # fmt: skip
         if run.prediction is not None:
             p = run.prediction

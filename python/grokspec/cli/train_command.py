@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from grokspec.cli.app import EXIT_BAD_INPUT, EXIT_REPORTED_FAILURES, main
-from grokspec.cli.console import ProgressBar, plain_table
+from grokspec.cli.console import ProgressBar, alarm_cell, plain_table
 
 if TYPE_CHECKING:
     from grokspec.lab.config import TrainConfig
@@ -137,7 +137,7 @@ def print_training_summaries(summaries: list[RunSummary]) -> None:
         [
             s.run_dir,
             str(s.steps),
-            "—" if s.alarm is None else f"{s.alarm.step} ({s.alarm.test_acc:.3f})",
+            alarm_cell(s.alarm),
             str(s.crossing_step),
             str(s.t_grok),
             "—" if s.entropy_at_grok is None else f"{s.entropy_at_grok:.3f}",
