@@ -15,7 +15,7 @@ from grokspec.monitor import DEFAULT_EVERY, EntropyMonitor, MetricsJournal, Moni
 from grokspec.monitor.alarm import MonitorAlarm
 from grokspec.monitor.capture import Capture, Layer, Position
 from grokspec.monitor.errors import MonitorError
-from grokspec.monitor.record import LOG_PREFIX, METRICS_FILE
+from grokspec.monitor.record import LOG_PREFIX, METRICS_FILE, unwrap_scalar
 
 __all__ = ["MonitorSettings", "Session", "numeric_metrics", "train_accuracy_from"]
 
@@ -67,8 +67,7 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     for key, value in metrics.items():
         if isinstance(value, bool) or key.endswith(_SPEED_SUFFIXES) or key.startswith(LOG_PREFIX):
             continue
-        if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-            value = value.item()  # a 0-d tensor or numpy scalar
+        value = unwrap_scalar(value)
         if isinstance(value, numbers.Real):
             out[str(key)] = float(value)
     return out

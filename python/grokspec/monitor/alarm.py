@@ -21,7 +21,7 @@ from typing import Literal
 from grokspec.alarms import REPRESENTATION_SERIES, AlarmRule, Trajectory, evaluate_rule, rule_by_name
 from grokspec.events import COLLAPSE_DROP, COLLAPSE_WINDOW, REPRESENTATION_THRESHOLD, collapse_step, crossing_step
 
-__all__ = ["ALARM_RULES", "AlarmConfig", "AlarmRuleName", "MonitorAlarm", "needs_train_accuracy", "resolve_alarm"]
+__all__ = ["ALARM_RULES", "AlarmConfig", "AlarmRuleName", "MonitorAlarm", "needs_train_accuracy", "resolve_alarm", "rule_name"]
 
 AlarmRuleName = Literal["crossing", "collapse"]
 #: The rules a monitor can warn with: SPEC §1's threshold crossing and T_collapse.
@@ -68,6 +68,11 @@ def resolve_alarm(alarm: MonitorAlarm | str | None) -> MonitorAlarm:
     return alarm
 
 
+def rule_name(alarm: MonitorAlarm) -> str:
+    """The rule's short name, as records and warnings give it ("crossing", "plateau-fall", ...)."""
+    return alarm.rule if isinstance(alarm, AlarmConfig) else alarm.name
+
+
 def _number(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
@@ -91,15 +96,12 @@ def _alarm(
     evaluation is none: one value is not a fall (a scan, which sees the
     whole run, may still call such a run "crossed").
     """
-    name: str
     if isinstance(config, AlarmConfig):
-        name = config.rule
         if config.rule == "crossing":
             step = crossing_step(steps, values, config.threshold, persist=config.persist)
         else:
             step = collapse_step(steps, values, window=config.window, drop=config.drop)
     else:
-        name = config.name
         order = sorted(range(len(steps)), key=lambda i: steps[i])
         known = list(train_acc) if train_acc is not None else [None] * len(steps)
         trajectory = Trajectory(
@@ -112,4 +114,4 @@ def _alarm(
         step = None if alarm is None else alarm.step
     if step is None or step == min(steps):
         return None
-    return name, step
+    return rule_name(config), step

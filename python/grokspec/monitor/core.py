@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from grokspec.monitor.alarm import AlarmConfig, MonitorAlarm, _alarm, needs_train_accuracy, resolve_alarm
+from grokspec.monitor.alarm import AlarmConfig, MonitorAlarm, _alarm, needs_train_accuracy, resolve_alarm, rule_name
 from grokspec.monitor.capture import Capture, Layer, Position, representation, resolve_site
 from grokspec.monitor.errors import MonitorError
 from grokspec.monitor.probe import Probe
-from grokspec.monitor.record import MonitorRecord
+from grokspec.monitor.record import MonitorRecord, unwrap_scalar
 from grokspec.scan.formats import matrix_shape
 from grokspec.spectral import representation_entropy, spectral_entropy
 
@@ -173,8 +173,7 @@ class EntropyMonitor:
 
     def _train_accuracy(self, value: object) -> float | None:
         """`value` as a float (a 0-d tensor or numpy scalar too), or None."""
-        if value is not None and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-            value = value.item()
+        value = unwrap_scalar(value)
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
             raise MonitorError(f"train_acc must be a number or None, got {type(value).__name__}")
         train_acc = None if value is None else float(value)
@@ -183,7 +182,7 @@ class EntropyMonitor:
             logger.warning(
                 "grokspec: the %s rule arms once train accuracy reaches 0.99; pass train_acc= to "
                 "step()/measure() (the callbacks: train_accuracy='<logged metric>'), or it never warns",
-                self.alarm_config.name if not isinstance(self.alarm_config, AlarmConfig) else self.alarm_config.rule,
+                rule_name(self.alarm_config),
             )
         return train_acc
 

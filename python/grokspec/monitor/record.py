@@ -13,12 +13,19 @@ from typing import Any
 
 from grokspec.io_atomic import write_text
 
-__all__ = ["LOG_PREFIX", "METRICS_FILE", "MetricsJournal", "MonitorRecord"]
+__all__ = ["LOG_PREFIX", "METRICS_FILE", "MetricsJournal", "MonitorRecord", "unwrap_scalar"]
 
 #: Prefix of every value the integrations hand to a framework's loggers.
 LOG_PREFIX = "grokspec/"
 #: The journal's file name, as in a grokspec run dir (SPEC §4).
 METRICS_FILE = "metrics.jsonl"
+
+
+def unwrap_scalar(value: Any) -> Any:
+    """A 0-d tensor or numpy scalar as its Python value; anything else as it is."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
 
 
 @dataclass(frozen=True)
