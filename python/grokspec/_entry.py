@@ -4,7 +4,7 @@ installed, one clear line saying how to get them when they are not (a bare
 
 from __future__ import annotations
 
-import sys
+from grokspec._extras import exit_missing_extra
 
 __all__ = ["main"]
 
@@ -13,12 +13,7 @@ def main() -> None:
     try:
         from grokspec.cli import main as cli_main
     except ModuleNotFoundError as error:
-        print(
-            f"error: grokspec's command line needs {error.name}, which is not installed; "
-            "install the extras with: pip install 'grokspec[all]'",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+        exit_missing_extra("grokspec's command line", error.name)
     cli_main()
 
 

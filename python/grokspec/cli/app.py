@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from grokspec import __version__
+from grokspec._extras import exit_missing_extra
 from grokspec.errors import GrokspecError
 
 EXIT_OK = 0
@@ -50,12 +51,7 @@ class _Group(click.Group):
             try:
                 importlib.import_module(f"grokspec.cli.{COMMAND_MODULES[name]}")  # registers itself on `main`
             except ModuleNotFoundError as error:
-                click.echo(
-                    f"error: grokspec {name} needs {error.name}, which is not installed; "
-                    "install the extras with: pip install 'grokspec[all]'",
-                    err=True,
-                )
-                sys.exit(EXIT_BAD_INPUT)
+                exit_missing_extra(f"grokspec {name}", error.name)
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
