@@ -118,3 +118,23 @@ def test_coverage_over_many_seeds_on_a_larger_matrix():
     results = [approx_entropy(a, options=ApproxOptions(seed=seed)) for seed in range(20)]
     assert max(abs(r.entropy - exact) for r in results) <= ACCURACY
     assert sum(abs(r.entropy - exact) <= r.entropy_error for r in results) >= 19
+
+
+@pytest.mark.parametrize("shape", [(700, 400), (400, 700)])
+def test_the_probes_first_product_rides_with_the_deflation_and_equals_a_real_one(shape):
+    # The first Lanczos product is derived from the deflation's first product
+    # (G z) and its Ritz images (G U): it must be (G/S)·Pz as a product computes it.
+    from grokspec import slq
+
+    rng = np.random.default_rng(3)
+    spikes = rng.standard_normal((shape[0], 5)) @ (rng.standard_normal((5, shape[1])) * [[30], [20], [15], [10], [8]])
+    a = rng.standard_normal(shape) + spikes  # five converged Ritz pairs to deflate
+    g = slq.Gram(a, center=False)
+    rng = np.random.default_rng(4)
+    z = slq._rademacher(g.k, 6, rng)
+    deflation, image = slq._deflate(g, ApproxOptions(deflate=16, oversample=8), rng, z)
+    assert deflation.vectors.shape[1] > 0
+    y, derived = slq._probes(deflation, z, image)
+    # Rounding: the subtraction cancels the spikes, whose part of G z is the largest.
+    np.testing.assert_allclose(derived, g @ y, rtol=0, atol=1e-12 * np.abs(image).max())
+    assert np.abs(deflation.vectors.T @ y).max() < 1e-12
