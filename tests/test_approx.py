@@ -138,3 +138,14 @@ def test_the_probes_first_product_rides_with_the_deflation_and_equals_a_real_one
     # Rounding: the subtraction cancels the spikes, whose part of G z is the largest.
     np.testing.assert_allclose(derived, g @ y, rtol=0, atol=1e-12 * np.abs(image).max())
     assert np.abs(deflation.vectors.T @ y).max() < 1e-12
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_frobenius_norm_is_the_same_on_any_number_of_threads(threads):
+    from grokspec import slq
+
+    a = np.random.default_rng(8).standard_normal((2500, 300)).astype(np.float32)  # 3 blocks, the last short
+    mean = a.mean(axis=0, dtype=np.float64)
+    expected = float(((a.astype(np.float64) - mean) ** 2).sum())
+    assert slq._frobenius_squared(a, mean, threads) == pytest.approx(expected, rel=1e-12)
+    assert slq._frobenius_squared(a, None, threads) == pytest.approx(float((a.astype(np.float64) ** 2).sum()), rel=1e-12)

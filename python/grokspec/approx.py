@@ -88,10 +88,18 @@ EXACT_BELOW = 256
 
 
 def approx_entropy(
-    a: np.ndarray, *, power: float = 2.0, normalize: str = "dim", center: bool = False, options: ApproxOptions | None = None
+    a: np.ndarray,
+    *,
+    power: float = 2.0,
+    normalize: str = "dim",
+    center: bool = False,
+    options: ApproxOptions | None = None,
+    threads: int | None = None,
 ) -> ApproxResult:
     """The estimated statistics of one 2-D float32/float64 matrix (see the
-    module's docstring); raises ValueError for a power other than 1 or 2."""
+    module's docstring); raises ValueError for a power other than 1 or 2.
+    `threads` (None: all cores) share the pass for ‖A‖_F²; the products
+    use numpy's BLAS threads."""
     options = options or ApproxOptions()
     _check_options(power, normalize)
     if a.ndim != 2 or 0 in a.shape:
@@ -99,7 +107,9 @@ def approx_entropy(
     rows, cols = a.shape
     if min(rows, cols) < EXACT_BELOW:
         return _exact(a, power, normalize, center)
-    g = slq.Gram(a, center)
+    from grokspec import _core
+
+    g = slq.Gram(a, center, threads or _core.default_threads())
     if not math.isfinite(g.total):
         raise NonFiniteError(f"the {a.dtype} matrix of shape {a.shape} contains NaN or infinity")
     nan = math.nan
@@ -185,7 +195,7 @@ def approx_columns(
     with _blas_threads(threads):
         for i, matrix in enumerate(matrices):
             try:
-                result = approx_entropy(matrix, power=power, normalize=normalize, center=center, options=options)
+                result = approx_entropy(matrix, power=power, normalize=normalize, center=center, options=options, threads=threads)
             except GrokspecError as error:
                 errors.append((i, type(error)(f"matrix {i} of {count}: {error}") if count > 1 else error))
                 continue
