@@ -149,3 +149,13 @@ def test_the_frobenius_norm_is_the_same_on_any_number_of_threads(threads):
     expected = float(((a.astype(np.float64) - mean) ** 2).sum())
     assert slq._frobenius_squared(a, mean, threads) == pytest.approx(expected, rel=1e-12)
     assert slq._frobenius_squared(a, None, threads) == pytest.approx(float((a.astype(np.float64) ** 2).sum()), rel=1e-12)
+
+
+def test_the_speed_bench_compares_the_faster_exact_run_with_the_median_estimate():
+    from grokspec.bench.approx import run_speed, speed_markdown
+
+    (result,) = run_speed(((320, 300),), threads=1)
+    assert result.seeds == 3
+    assert result.speedup == pytest.approx(result.exact_seconds / result.approx_seconds)
+    assert result.error <= ACCURACY and result.half_width > 0
+    assert "| 320x300 |" in speed_markdown([result])
