@@ -72,7 +72,11 @@ class Gram:
         return result
 
     def _at(self, w: np.ndarray) -> np.ndarray:  # A_cᵀ w, w: (m, b)
-        out = (self.a.T @ w.astype(self.a.dtype, copy=False)).astype(np.float64)
+        # As (wᵀA)ᵀ: OpenBLAS streams the row-major A faster this way than as
+        # the transposed operand of Aᵀw (8192² float32, 24 columns, 2 threads:
+        # G v in 85 instead of 93 ms).
+        rows = np.ascontiguousarray(w.T, dtype=self.a.dtype)
+        out = (rows @ self.a).T.astype(np.float64)
         if self.mean is not None:
             out -= np.outer(self.mean, w.sum(axis=0))
         result: np.ndarray = out
