@@ -160,7 +160,7 @@ def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool
     machine = f"{cpu_model()}, kernels {kernel_isa()}{limits}, {threads} threads, Python {platform.python_version()}"
     click.echo(f"Machine: {machine}\n\nAccuracy (normalized entropy, against the exact engine):\n")
     click.echo(accuracy_markdown(accuracy))
-    click.echo("\nSpeed (power 2, normalize dim; one run each):\n")
+    click.echo("\nSpeed (power 2, normalize dim; the faster of two exact runs against the median of three estimates):\n")
     click.echo(speed_markdown(speed))
     if json_path is not None:
         write_json(
