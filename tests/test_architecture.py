@@ -15,7 +15,20 @@ PACKAGE = Path(__file__).resolve().parent.parent / "python" / "grokspec"
 
 #: Layers from the bottom up; a module may import only from its own layer or below.
 LAYERS = [
-    {"_core", "errors", "events", "io_atomic", "spectral", "approx", "slq", "intervals", "gpu", "alarms", "batching"},
+    {
+        "_core",
+        "errors",
+        "events",
+        "io_atomic",
+        "spectral",
+        "approx",
+        "slq",
+        "quadrature",
+        "intervals",
+        "gpu",
+        "alarms",
+        "batching",
+    },
     {"lab"},
     {"scan", "monitor", "integrations"},
     {"repro", "bench"},

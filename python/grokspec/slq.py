@@ -1,18 +1,19 @@
 """The machinery of :mod:`grokspec.approx`: the Gram operator, the deflating
-block Krylov space, batched Lanczos with Gauss and Gauss–Radau rules, and
-the control-variate estimate with its interval (see that module for the
-method and why each piece is there)."""
+block Krylov space, the probes, and the control-variate estimate with its
+interval (batched Lanczos with its quadrature rules is in
+:mod:`grokspec.quadrature`; see :mod:`grokspec.approx` for the method and
+why each piece is there)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from grokspec.intervals import regression_estimate
+from grokspec.quadrature import Quadrature, lanczos
 
 __all__ = ["ApproxOptions", "Deflation", "Estimate", "Gram", "estimate"]
 
@@ -195,164 +196,6 @@ def _deflate(g: Gram, options: ApproxOptions, rng: np.random.Generator, riders: 
     return deflation, rider_images
 
 
-@dataclass(frozen=True)
-class _Quadrature:
-    """Per probe: Gauss (lower for x ln x) and Gauss–Radau (upper) values of
-    ``yᵀf(G/S)y`` for each function, and what the controls need."""
-
-    #: (functions, probes) arrays.
-    gauss: np.ndarray
-    radau: np.ndarray
-    #: The Gauss measure's mass above the rank threshold, per probe.
-    above: np.ndarray
-    #: yᵀ(G/S)y per probe (the first Lanczos coefficient times ‖y‖²).
-    first_moment: np.ndarray
-    #: ‖y‖² per probe.
-    norms2: np.ndarray
-    products: int
-    #: The largest Gauss node of any probe (σ_max²/S from below).
-    top: float
-
-    def __add__(self, other: _Quadrature) -> _Quadrature:
-        def join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return np.concatenate([a, b], axis=-1)
-
-        return _Quadrature(
-            join(self.gauss, other.gauss),
-            join(self.radau, other.radau),
-            join(self.above, other.above),
-            join(self.first_moment, other.first_moment),
-            join(self.norms2, other.norms2),
-            self.products + other.products,
-            max(self.top, other.top),
-        )
-
-
-def _functions(power: float) -> list[Callable[[np.ndarray], np.ndarray]]:
-    """f(x) = x ln x for power 2; √x and √x·ln(x)/2 (σ and σ ln σ) for power 1."""
-
-    def x_log_x(x: np.ndarray) -> np.ndarray:
-        safe = np.where(x > 0, x, 1.0)
-        return np.where(x > 0, x * np.log(safe), 0.0)
-
-    def root(x: np.ndarray) -> np.ndarray:
-        result: np.ndarray = np.sqrt(np.clip(x, 0.0, None))
-        return result
-
-    def root_log(x: np.ndarray) -> np.ndarray:
-        safe = np.where(x > 0, x, 1.0)
-        return np.where(x > 0, np.sqrt(safe) * np.log(safe) / 2.0, 0.0)
-
-    return [x_log_x] if power == 2.0 else [root, root_log]
-
-
-def _rules(alpha: np.ndarray, beta: np.ndarray, next_beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Gauss and Gauss–Radau (prescribed node 0) rules of batched Lanczos
-    tridiagonals: alpha (probes, j), beta (probes, j-1), next_beta (probes,).
-    Returns Gauss nodes, weights, Radau nodes, weights (unit mass)."""
-    probes, j = alpha.shape
-    t = np.zeros((probes, j + 1, j + 1))
-    idx = np.arange(j)
-    t[:, idx, idx] = alpha
-    t[:, idx[:-1], idx[:-1] + 1] = beta
-    t[:, idx[:-1] + 1, idx[:-1]] = beta
-    nodes, vectors = np.linalg.eigh(t[:, :j, :j])
-    weights = vectors[:, 0, :] ** 2
-    # Radau: extend T_j by β_j and α̃ with (T_j - 0·I) δ = β_j² e_j, α̃ = δ_j,
-    # so that 0 is an eigenvalue of the extended matrix (Golub–Meurant).
-    rhs = np.zeros((probes, j))
-    rhs[:, -1] = next_beta**2
-    tj = t[:, :j, :j]
-    ok = np.min(np.abs(nodes), axis=1) > 0  # T_j nonsingular
-    delta = np.zeros((probes, j))
-    if np.any(ok):
-        delta[ok] = np.linalg.solve(tj[ok], rhs[ok][..., None])[..., 0]
-    t[:, j - 1, j] = t[:, j, j - 1] = next_beta
-    t[:, j, j] = delta[:, -1]
-    radau_nodes, radau_vectors = np.linalg.eigh(t)
-    radau_weights = radau_vectors[:, 0, :] ** 2
-    # A breakdown (β_j = 0) means the Gauss rule is exact: Radau adds nothing.
-    exact = next_beta <= 0
-    if np.any(exact):
-        radau_nodes[exact, :j], radau_weights[exact, :j] = nodes[exact], weights[exact]
-        radau_nodes[exact, j], radau_weights[exact, j] = 0.0, 0.0
-    return nodes, weights, radau_nodes, radau_weights
-
-
-def _lanczos(
-    g: Gram,
-    start: np.ndarray,
-    start_image: np.ndarray | None,
-    power: float,
-    threshold: float,
-    tolerance: float,
-    options: ApproxOptions,
-    good_enough: Callable[[_Quadrature], bool],
-) -> _Quadrature:
-    """Lanczos with full reorthogonalization from each column of `start`
-    (k, probes) at once (one block product per step; the first is
-    `start_image` = ``(G/S)·start`` when given), until the Gauss and
-    Gauss–Radau values agree within `tolerance` (nats) on average, or
-    `good_enough` says that the estimate with the brackets as they are
-    (they enter its interval) already meets the target."""
-    k, probes = start.shape
-    norms2 = np.einsum("ij,ij->j", start, start)
-    steps = min(options.lanczos_steps or (40 if power == 2.0 else 80), k)
-    basis = np.zeros((steps + 1, k, probes))
-    basis[0] = start / np.sqrt(np.where(norms2 > 0, norms2, 1.0))
-    alpha = np.zeros((probes, steps))
-    beta = np.zeros((probes, steps))
-    functions = _functions(power)
-    rules = None
-    given = int(start_image is not None)  # the first product, already paid for
-    j = 0
-    for j in range(1, steps + 1):
-        if j == 1 and start_image is not None:
-            w = start_image / np.sqrt(np.where(norms2 > 0, norms2, 1.0))
-        else:
-            w = g @ basis[j - 1]
-        alpha[:, j - 1] = np.einsum("ij,ij->j", basis[j - 1], w)
-        for _ in range(2):
-            coefficients = np.einsum("sij,ij->sj", basis[:j], w)
-            w -= np.einsum("sij,sj->ij", basis[:j], coefficients)
-        beta[:, j - 1] = np.sqrt(np.einsum("ij,ij->j", w, w))
-        tiny = beta[:, j - 1] <= 1e-12 * np.maximum(np.abs(alpha[:, :j]).max(axis=1), 1e-300)
-        beta[tiny, j - 1] = 0.0
-        basis[j] = w / np.where(tiny, 1.0, beta[:, j - 1])
-        # Checked every step: the rules cost microseconds, a step (one
-        # narrow product with G) 70 ms at 8192².
-        rules = _rules(alpha[:, :j], beta[:, : j - 1], beta[:, j - 1])
-        gauss, radau = _apply(functions, rules, norms2)
-        if np.all(np.abs(radau - gauss).mean(axis=1) <= tolerance) or np.all(tiny):
-            break
-        if j >= 2 and good_enough(_quadrature(rules, functions, threshold, alpha, norms2, probes * (j - given))):
-            break
-    assert rules is not None
-    return _quadrature(rules, functions, threshold, alpha, norms2, probes * (j - given))
-
-
-def _quadrature(
-    rules: tuple[np.ndarray, ...],
-    functions: list[Callable[[np.ndarray], np.ndarray]],
-    threshold: float,
-    alpha: np.ndarray,
-    norms2: np.ndarray,
-    products: int,
-) -> _Quadrature:
-    gauss, radau = _apply(functions, rules, norms2)
-    above = (rules[1] * (rules[0] > threshold)).sum(axis=1) * norms2
-    return _Quadrature(gauss, radau, above, alpha[:, 0] * norms2, norms2, products, float(rules[0].max()))
-
-
-def _apply(
-    functions: list[Callable[[np.ndarray], np.ndarray]], rules: tuple[np.ndarray, ...], norms2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    nodes, weights, radau_nodes, radau_weights = rules
-    gauss = np.array([(weights * f(nodes)).sum(axis=1) * norms2 for f in functions])
-    radau = np.array([(radau_weights * f(radau_nodes)).sum(axis=1) * norms2 for f in functions])
-    return gauss, radau
-
-
 def _probe_count(k: int, options: ApproxOptions) -> int:
     if options.probes is not None:
         if options.probes < 4:
@@ -400,7 +243,7 @@ class Estimate:
     top: float
 
 
-def _power2(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
+def _power2(d: Deflation, q: Quadrature, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
     """H = -Σ p ln p and its half-width, for power 2."""
     theta, m2 = d.values, d.second_moments
     positive = theta > 0
@@ -413,7 +256,7 @@ def _power2(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: 
     return -total, float((high - low).sum()) / 2 + spread + float(half.mean())
 
 
-def _power1(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
+def _power1(d: Deflation, q: Quadrature, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
     """H = ln F1 - F2/F1 with F1 = Σσ̃, F2 = Σσ̃ ln σ̃ (σ̃ = σ/‖A‖_F), and its
     half-width by the delta method."""
     theta, m2 = d.values, np.maximum(d.second_moments, d.values**2)
@@ -441,7 +284,7 @@ def _power1(d: Deflation, q: _Quadrature, controls: list[np.ndarray], coverage: 
     return math.log(f1) - f2 / f1, spread + fixed
 
 
-def _rank(d: Deflation, q: _Quadrature, threshold: float, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
+def _rank(d: Deflation, q: Quadrature, threshold: float, controls: list[np.ndarray], coverage: float) -> tuple[float, float]:
     """#{λ/S > threshold}: the deflated Ritz values above it plus the probes'
     estimate of tr(P·1[G/S > threshold]·P) from their Gauss measures."""
     tail, spread = regression_estimate(q.above, controls, coverage)
@@ -465,12 +308,12 @@ def estimate(
     first_image = rider_images if power == 2.0 else None
     threshold = deflation.top * (max(shape) * epsilon) ** 2
     combine = _power2 if power == 2.0 else _power1
-    quadrature: _Quadrature | None = None
+    quadrature: Quadrature | None = None
 
-    def controls(q: _Quadrature) -> list[np.ndarray]:
+    def controls(q: Quadrature) -> list[np.ndarray]:
         return [q.first_moment - (1.0 - float(deflation.values.sum())), q.norms2 - (g.k - deflation.vectors.shape[1])]
 
-    def good_enough(batch: _Quadrature) -> bool:
+    def good_enough(batch: Quadrature) -> bool:
         q = batch if quadrature is None else quadrature + batch
         return not combine(deflation, q, controls(q), options.coverage)[1] / scale > options.target_error
 
@@ -480,7 +323,8 @@ def estimate(
         else:
             start, start_image = _probes(deflation, _rademacher(g.k, count, rng), None)
         tolerance = options.quadrature_share * options.target_error * scale
-        batch = _lanczos(g, start, start_image, power, threshold, tolerance, options, good_enough)
+        max_steps = options.lanczos_steps or (40 if power == 2.0 else 80)
+        batch = lanczos(g.__matmul__, start, start_image, power, threshold, tolerance, max_steps, good_enough)
         quadrature = batch if quadrature is None else quadrature + batch
         nats, error = combine(deflation, quadrature, controls(quadrature), options.coverage)
         done = quadrature.norms2.size
