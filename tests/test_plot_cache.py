@@ -4,14 +4,13 @@ name is replaced, never trusted."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from fresh_process import modules_loaded_by_scan
 from grokspec.scan.plot_cache import DIGEST_KEY, plot_digest, plot_is_current
 from grokspec.scan.scan import ScanOptions, scan
 
@@ -25,24 +24,17 @@ def series(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _scan_twice_in_a_fresh_process(directory: Path, *extra: str) -> str:
-    code = (
-        "import sys; from grokspec.cli import main\n"
-        f"try: main(['scan', {str(directory)!r}, '--quiet', *{list(extra)!r}])\n"
-        "except SystemExit as e: assert not e.code, e.code\n"
-        "print('LOADED:' + ','.join(m for m in ('matplotlib',) if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    return result.stdout.rsplit("LOADED:", 1)[1].strip()
+def _scan_in_a_fresh_process(directory: Path, *extra: str) -> str:
+    return modules_loaded_by_scan(directory, *extra, watched=("matplotlib",))
 
 
 def test_an_unchanged_rescan_keeps_the_figure_and_a_changed_one_redraws(series: Path):
     png = series / "grokspec-scan" / "trajectories.png"
-    assert _scan_twice_in_a_fresh_process(series) == "matplotlib", "the first scan draws"
+    assert _scan_in_a_fresh_process(series) == "matplotlib", "the first scan draws"
     first = png.read_bytes()
-    assert _scan_twice_in_a_fresh_process(series) == "", "nothing changed: matplotlib is not even imported"
+    assert _scan_in_a_fresh_process(series) == "", "nothing changed: matplotlib is not even imported"
     assert png.read_bytes() == first
-    assert _scan_twice_in_a_fresh_process(series, "--threshold", "0.5") == "matplotlib", "another report: redrawn"
+    assert _scan_in_a_fresh_process(series, "--threshold", "0.5") == "matplotlib", "another report: redrawn"
     assert png.read_bytes() != first
 
 
@@ -57,7 +49,7 @@ def test_the_digest_follows_the_table_and_the_report(series: Path):
 
 def test_foreign_and_damaged_files_are_never_current(tmp_path: Path, series: Path):
     png = series / "grokspec-scan" / "trajectories.png"
-    _scan_twice_in_a_fresh_process(series)
+    _scan_in_a_fresh_process(series)
     digest = plot_digest(scan(series, cache_path=None).rows, scan(series, cache_path=None).report)
     assert plot_is_current(png, digest)
     data = png.read_bytes()
@@ -71,5 +63,5 @@ def test_foreign_and_damaged_files_are_never_current(tmp_path: Path, series: Pat
         assert not plot_is_current(tmp_path / name, digest), name
     assert not plot_is_current(tmp_path / "missing.png", digest)
     png.write_bytes(b"garbage")
-    _scan_twice_in_a_fresh_process(series)
+    _scan_in_a_fresh_process(series)
     assert png.read_bytes().startswith(b"\x89PNG") and plot_is_current(png, digest), "a foreign file is replaced"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pandas as pd
 import pytest
 from safetensors.numpy import save_file
 
+from fresh_process import modules_loaded_by_scan
 from grokspec.scan.scan import scan
 from grokspec.scan.table import COLUMNS, Row, ScanTable, StepSeries
 from grokspec.scan.trajectories import REPRESENTATION, accuracy_series, series_table
@@ -119,13 +118,6 @@ def test_scan_table_matches_a_float64_reference(one_model: Path):
 
 
 def test_a_cached_scan_of_one_model_imports_neither_pandas_nor_matplotlib(one_model: Path):
-    code = (
-        "import sys; from grokspec.cli import main\n"
-        f"for _ in range(2):\n    try: main(['scan', {str(one_model)!r}, '--quiet'])\n"
-        "    except SystemExit as e: assert not e.code, e.code\n"
-        "print('LOADED:' + ','.join(m for m in ('pandas', 'matplotlib', 'torch') if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    loaded = result.stdout.rsplit("LOADED:", 1)[1].strip()
+    loaded = modules_loaded_by_scan(one_model, runs=2)
     assert loaded == "", f"the scan loaded {loaded}"
     assert (one_model / "grokspec-scan" / "spectra.csv").read_text().startswith(",".join(COLUMNS))
