@@ -120,7 +120,7 @@ def lanczos(
     alpha = np.zeros((probes, steps))
     beta = np.zeros((probes, steps))
     functions_of_power = functions(power)
-    rule = None
+    quadrature = None
     given = int(start_image is not None)  # the first product, already paid for
     j = 0
     for j in range(1, steps + 1):
@@ -139,13 +139,13 @@ def lanczos(
         # Checked every step: the rules cost microseconds, a step (one
         # narrow product with G) 70 ms at 8192².
         rule = rules(alpha[:, :j], beta[:, : j - 1], beta[:, j - 1])
-        gauss, radau = _apply(functions_of_power, rule, norms2)
-        if np.all(np.abs(radau - gauss).mean(axis=1) <= tolerance) or np.all(tiny):
+        quadrature = _quadrature(rule, functions_of_power, threshold, alpha, norms2, probes * (j - given))
+        if np.all(np.abs(quadrature.radau - quadrature.gauss).mean(axis=1) <= tolerance) or np.all(tiny):
             break
-        if j >= 2 and good_enough(_quadrature(rule, functions_of_power, threshold, alpha, norms2, probes * (j - given))):
+        if j >= 2 and good_enough(quadrature):
             break
-    assert rule is not None
-    return _quadrature(rule, functions_of_power, threshold, alpha, norms2, probes * (j - given))
+    assert quadrature is not None
+    return quadrature
 
 
 def _quadrature(
