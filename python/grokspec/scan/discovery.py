@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
+from grokspec.scan import dcp
 from grokspec.scan.layouts import (
     WEIGHT_NAMES,
     Candidate,
@@ -112,6 +113,14 @@ def discover(directory: Path) -> Discovery:
     ):
         here = Path(current)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != OUTPUT_DIR_NAME)
+        if dcp.is_dcp_folder(here):  # scanned on its own (below, a parent takes its DCP folders as files)
+            ref = CheckpointRef(here, here.name, step_from_name(here.name), dcp.checkpoint_files(here))
+            found.runs.append(RunSpec(_name(here, directory), here, "files", (ref,), None))
+            dirnames[:] = []
+            continue
+        # torch.distributed checkpoint folders are checkpoints, as files are: never walked into.
+        distributed = [d for d in dirnames if dcp.is_dcp_folder(here / d)]
+        dirnames[:] = [d for d in dirnames if d not in distributed]
         if is_run_dir(here):
             run_dir = RunDir(here)
             refs = tuple(_ref(path, here, step) for step, path in run_dir.list_checkpoints())
@@ -119,7 +128,7 @@ def discover(directory: Path) -> Discovery:
             found.runs.append(RunSpec(_name(here, directory), here, "grokspec", refs, metrics))
             dirnames[:] = []
             continue
-        filenames = sorted(filenames)
+        filenames = sorted(filenames + distributed)
         series = folder_series(here, dirnames, directory)
         if series is not None:
             claimed = {e.folder.name for e in series.entries}

@@ -13,6 +13,8 @@ the report, and computes spectral statistics of chosen tensors:
   is refused as :class:`TrainingStateFile`, a file holding many checkpoints
   opens one `entry` at a time.
 - numpy ``.npz``: ``allow_pickle=False``.
+- a ``torch.distributed.checkpoint`` folder (:mod:`grokspec.scan.dcp`):
+  its metadata and chunks read by the same pickle reader.
 
 Tensors become matrices by SPEC §5's rule (:func:`matrix_shape`).
 """
@@ -30,7 +32,7 @@ import numpy as np
 
 from grokspec import _core
 from grokspec.errors import CheckpointError
-from grokspec.scan import guards
+from grokspec.scan import dcp, guards
 from grokspec.scan.multi import MetricPoint
 from grokspec.scan.pickled import STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
 from grokspec.scan.statedict import NESTED_KEYS
@@ -163,7 +165,7 @@ class ArrayCheckpoint(Checkpoint):
     def _float_array(self, name: str) -> np.ndarray:
         """float32 (float64 kept) whatever the stored float type."""
         value = self._arrays[name]
-        if isinstance(value, TensorRef):
+        if isinstance(value, (TensorRef, dcp.ChunkedTensor)):
             return value.array()
         if hasattr(value, "detach"):  # a torch tensor from a trusted load
             import torch
@@ -269,6 +271,11 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False, entry: int | None
     """Opens `path` by its format (`entry`: which checkpoint of a file that
     holds many). Raises CheckpointError for anything unreadable, and its
     subclass TrainingStateFile for a file of training state."""
+    if path.is_dir():
+        if not dcp.is_dcp_folder(path):
+            raise CheckpointError(f"{path.name}: a folder that is not a torch.distributed checkpoint")
+        content = read_pickle(path)
+        return ArrayCheckpoint(path, content.tensors, content.metadata_step, content.metrics, content.notes)
     guards.require_regular_file(path)  # a FIFO or device would block or never end
     name = path.name
     try:

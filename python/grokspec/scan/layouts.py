@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grokspec.errors import CheckpointError
-from grokspec.scan import guards
-from grokspec.scan.roles import SkippedFile, name_role
+from grokspec.scan import dcp, guards
+from grokspec.scan.roles import SkippedFile, folder_role, name_role
 from grokspec.scan.steps import INIT_NAMES, folder_step, trainer_state_step
 
 __all__ = [
@@ -55,6 +55,7 @@ WEIGHT_NAMES = (
     "mp_rank_00_model_states.pt",
     "model.pt",
     "model.pth",
+    "pytorch_model_fsdp.bin",
 )
 EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
 _ACCELERATE = re.compile(r"^checkpoint_\d+$")
@@ -107,7 +108,7 @@ def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries
             continue
         folder = here / name
         try:
-            names = sorted(p.name for p in folder.iterdir() if p.is_file())
+            names = sorted(p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p))
         except OSError as error:
             warnings.append(f"cannot list {folder}: {error.strerror}")
             continue
@@ -161,12 +162,23 @@ def shard_files(index: Path) -> tuple[tuple[Path, ...], str | None]:
 
 def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[Candidate], list[SkippedFile], list[str]]:
     """A checkpoint folder's weights (see the module docstring), its training
-    state (skipped) and warnings about unusable shard indexes."""
+    state (skipped) and warnings about unusable shard indexes. `names` may
+    include torch.distributed checkpoint folders: each is one checkpoint, or
+    training state (``optimizer_0/``); a folder's only model one counts as its weights."""
     skipped = skipped_by_name(folder, names, base)
     warnings: list[str] = []
     sharded: set[str] = set()
     files: dict[str, tuple[Path, ...]] = {}
+    distributed = [n for n in names if (folder / n).is_dir()]
+    for name in distributed:
+        role = folder_role(name)
+        if role is not None:
+            skipped.append(SkippedFile(relative(folder / name, base), *role))
+        else:
+            files[name] = dcp.checkpoint_files(folder / name)
     for name in names:
+        if name in distributed:
+            continue
         if name_role(name) is None and stem(name) is not None:
             if name.endswith(".index.json"):
                 shards, warning = shard_files(folder / name)
@@ -179,6 +191,9 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
                 files.setdefault(name, (folder / name,))
     files = {n: f for n, f in files.items() if n not in sharded}
     primary = next((n for n in WEIGHT_NAMES if n in files), None)
+    models = [n for n in distributed if n in files]
+    if primary is None and len(models) == 1 and len(files) == 1:
+        primary = models[0]
     found: list[Candidate] = []
     for name, parts in files.items():
         if primary is not None and name in WEIGHT_NAMES and name != primary:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from grokspec.errors import CheckpointError
-from grokspec.scan import guards
+from grokspec.scan import dcp, guards
 from grokspec.scan.multi import MetricPoint, find_multi, metric_points
 from grokspec.scan.roles import content_role
 from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, resolve
@@ -80,6 +80,8 @@ def _load(path: Path, trust_pickle: bool) -> tuple[Any, frozenset[str]]:
     file is remembered, so the entries of a many-checkpoint file (and the
     discovery's look inside it) unpickle it once."""
     global _last
+    if path.is_dir():  # a torch.distributed checkpoint: grokspec's own reader, trusted or not; its metadata is small
+        return dcp.load_dcp(path)
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, trust_pickle)
     with _lock:

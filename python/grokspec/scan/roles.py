@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TRAINING_STATE_KEYS", "SkippedFile", "content_role", "name_role"]
+__all__ = ["TRAINING_STATE_KEYS", "SkippedFile", "content_role", "folder_role", "is_training_state_key", "name_role"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,24 @@ TRAINING_STATE_KEYS = frozenset(
         "rng_state", "rng_states", "random_states", "loops", "callbacks", "sampler",
     }
 )  # fmt: skip
+
+
+#: Numbered training-state keys: Lightning's sharded checkpoints keep ``optimizer_0``, ``optimizer_1``, ...
+_NUMBERED_STATE_KEY = re.compile(r"^(optimizer|optim|scheduler|lr_scheduler)_\d+$")
+#: torch.distributed checkpoint folders of optimizer state (accelerate's ``optimizer_0/``).
+_STATE_FOLDER = re.compile(r"^(optimizer|optim)(_\d+)?$")
+
+
+def is_training_state_key(name: str) -> bool:
+    """A key under which a checkpoint keeps training state beside the weights."""
+    return name in TRAINING_STATE_KEYS or bool(_NUMBERED_STATE_KEY.match(name))
+
+
+def folder_role(name: str) -> tuple[str, str] | None:
+    """(role, reason) of a checkpoint folder of training state (a DCP folder named optimizer_0, ...)."""
+    if _STATE_FOLDER.match(name):
+        return "optimizer", "optimizer state (a torch.distributed checkpoint folder)"
+    return None
 
 
 def name_role(name: str) -> tuple[str, str] | None:

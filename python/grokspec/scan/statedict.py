@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from grokspec.scan.roles import TRAINING_STATE_KEYS
+from grokspec.scan.dcp import ChunkedTensor
+from grokspec.scan.roles import is_training_state_key
 from grokspec.scan.safe_pickle import NumpyArray, Opaque, opaque_fields, resolve
 from grokspec.scan.torch_pickle import TensorRef
 
@@ -31,9 +32,9 @@ MAX_NODES = 2_000_000
 
 
 def is_tensor(value: Any) -> bool:
-    """A tensor of any reader: TensorRef (safe reader), numpy array, torch tensor (trusted reader)."""
+    """A tensor of any reader: TensorRef (safe reader), ChunkedTensor (DCP), numpy array, torch tensor (trusted reader)."""
     value = resolve(value)
-    return isinstance(value, (TensorRef, np.ndarray)) or (hasattr(value, "detach") and hasattr(value, "shape"))
+    return isinstance(value, (TensorRef, ChunkedTensor, np.ndarray)) or (hasattr(value, "detach") and hasattr(value, "shape"))
 
 
 def as_mapping(value: Any) -> Mapping[Any, Any] | None:
@@ -115,7 +116,7 @@ def _leaves(value: Any, prefix: str, depth: int, seen: set[int], walk: Walk) -> 
         return
     for key, item in mapping.items():
         name = str(key)
-        if name in TRAINING_STATE_KEYS or (isinstance(item, NumpyArray) and item.value is None):
+        if is_training_state_key(name) or (isinstance(item, NumpyArray) and item.value is None):
             continue
         yield from _leaves(item, f"{prefix}.{name}" if prefix else name, depth + 1, seen, walk)
 

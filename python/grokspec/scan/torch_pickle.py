@@ -29,7 +29,8 @@ import numpy as np
 
 from grokspec.scan.safe_pickle import MAX_NDIM, Constructor, Opaque, UnreadablePickle, safe_load
 
-__all__ = ["FLOAT_DTYPES", "LoadedPickle", "Storage", "TensorRef", "load_torch_file"]
+__all__ = ["FLOAT_DTYPES", "TORCH_ALLOWLIST", "TORCH_DTYPES", "LoadedPickle", "Storage", "TensorRef", "TorchDtype",
+           "load_torch_file", "load_torch_zip"]  # fmt: skip
 
 #: Legacy storage classes -> element dtype.
 _STORAGE_DTYPES = {
@@ -40,7 +41,7 @@ _STORAGE_DTYPES = {
     "QUInt8Storage": "uint8", "QInt32Storage": "int32",
 }  # fmt: skip
 #: torch dtype names (and aliases) -> element dtype.
-_TORCH_DTYPES = {
+TORCH_DTYPES = {
     "float64": "float64", "double": "float64", "float32": "float32", "float": "float32", "float16": "float16",
     "half": "float16", "bfloat16": "bfloat16", "int64": "int64", "long": "int64", "int32": "int32", "int": "int32",
     "int16": "int16", "short": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool", "uint16": "uint16",
@@ -184,7 +185,7 @@ def _rebuild_tensor_v3(
 ) -> TensorRef:
     if not isinstance(dtype, TorchDtype):
         raise UnreadablePickle("_rebuild_tensor_v3 without a dtype")
-    return _tensor(storage, storage_offset, size, stride, _TORCH_DTYPES[dtype.name])
+    return _tensor(storage, storage_offset, size, stride, TORCH_DTYPES[dtype.name])
 
 
 def _first(data: Any, *rest: Any) -> Any:
@@ -238,12 +239,13 @@ def _torch_allowlist() -> dict[str, Any]:
     }
     for name, dtype in _STORAGE_DTYPES.items():
         names[f"torch.{name}"] = names[f"torch.storage.{name}"] = names[f"torch.cuda.{name}"] = StorageType(dtype)
-    for name in _TORCH_DTYPES:
+    for name in TORCH_DTYPES:
         names[f"torch.{name}"] = TorchDtype(name)
     return names
 
 
-_ALLOWLIST = _torch_allowlist()
+#: The names torch.save pickles use, mapped to grokspec's data constructors.
+TORCH_ALLOWLIST = _torch_allowlist()
 
 
 def _storage_of(pid: Any) -> tuple[StorageType, str, int, Any]:
@@ -261,22 +263,26 @@ def _storage_of(pid: Any) -> tuple[StorageType, str, int, Any]:
 def load_torch_file(path: Path) -> LoadedPickle:
     """The object `torch.save` wrote to `path`, with tensors as :class:`TensorRef`."""
     if zipfile.is_zipfile(path):
-        return _load_zip(path)
+        with open(path, "rb") as raw:
+            return load_torch_zip(path, raw)
     return _load_legacy(path)
 
 
-def _load_zip(path: Path) -> LoadedPickle:
+def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
+    """A torch.save zip archive read from `raw`: the file `path` itself, or a
+    view of the archive stored inside it from byte `base` on (DCP's items)."""
     try:
-        archive = zipfile.ZipFile(path)
+        size = raw.seek(0, 2)
+        raw.seek(0)
+        archive = zipfile.ZipFile(raw)
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise UnreadablePickle(f"not a readable zip archive: {error}") from error
-    with archive, open(path, "rb") as raw:
+    with archive:
         records = {info.filename: info for info in archive.infolist()}
         pickles = sorted(name for name in records if name.endswith("/data.pkl") and name.count("/") == 1)
         if not pickles:
             raise UnreadablePickle("a zip archive without data.pkl (not a torch.save file)")
         prefix = pickles[0][: -len("data.pkl")]
-        size = path.stat().st_size
         _check_inflated(records[pickles[0]], size)
         byteorder = records.get(f"{prefix}byteorder")
         order = "little"
@@ -294,11 +300,11 @@ def _load_zip(path: Path) -> LoadedPickle:
                     raise UnreadablePickle(f"storage {key} is missing from the archive")
                 if info is not None and info.file_size < nbytes:
                     raise UnreadablePickle(f"storage {key} declares {nbytes} bytes, the archive holds {info.file_size}")
-                offset = _member_offset(raw, info, size) if info is not None else 0
+                offset = base + _member_offset(raw, info, size) if info is not None else 0
                 storages[key] = Storage(path, storage_type.dtype, nbytes, offset, order == "big")
             return storages[key]
 
-        value, suspicious = safe_load(archive.read(pickles[0]), extra=_ALLOWLIST, persistent=persistent)
+        value, suspicious = safe_load(archive.read(pickles[0]), extra=TORCH_ALLOWLIST, persistent=persistent)
     return LoadedPickle(value, suspicious, "zip")
 
 
@@ -339,7 +345,7 @@ def _load_legacy(path: Path) -> LoadedPickle:
         big = isinstance(info, dict) and info.get("little_endian") is False
         roots: dict[str, Storage] = {}
         views: list[tuple[Storage, str, int]] = []
-        value, suspicious = safe_load(handle, extra=_ALLOWLIST, persistent=_legacy_persistent(path, big, roots, views))
+        value, suspicious = safe_load(handle, extra=TORCH_ALLOWLIST, persistent=_legacy_persistent(path, big, roots, views))
         keys, _ = safe_load(handle)
         if not isinstance(keys, list):
             raise UnreadablePickle("legacy torch file without its list of storages")
