@@ -288,3 +288,27 @@ def test_a_damaged_folder_is_reported_and_the_rest_scanned(dcp_series, damage):
     assert sorted(got) == [100, 300]
     assert_close(got[300], expected_entropies(saved[300]))
     assert not (run.parent / "ran").exists()
+
+
+def test_a_checkpoint_larger_than_a_batch_is_computed_in_bounded_batches(dcp_series, monkeypatch):
+    """Tensors of a pickle or DCP folder are read into memory: a checkpoint larger
+    than a batch's budget goes to the engine in several batches, never held whole,
+    with the same numbers as in one batch."""
+    from grokspec.scan import compute
+
+    run, _saved = dcp_series
+    whole = scan(run).table
+    batches: list[int] = []
+    real = compute.compute_sources
+
+    def recording(sources, options):
+        batches.append(sum(s.nbytes for s in sources))
+        return real(sources, options)
+
+    monkeypatch.setattr(compute, "compute_sources", recording)
+    monkeypatch.setattr(compute, "GROUP_BYTES", 1000)
+    split = scan(run).table
+    largest = 16 * 24 * 4  # the largest matrix, in float32
+    assert sum(batches) == 3 * (16 * 24 + 8 * 16) * 4  # every matrix of the 3 checkpoints, once
+    assert len(batches) >= 3 and max(batches) <= 1000 + largest
+    assert split.equals(whole)

@@ -2,7 +2,8 @@
 
 Every selected matrix of a group (up to :data:`GROUP_CHECKPOINTS`
 checkpoints, :data:`GROUP_BYTES` of tensors) goes to the engine's parallel
-batch at once, so small checkpoints share it. A tensor that cannot be
+batch at once, so small checkpoints share it; one checkpoint larger than
+that goes in batches of :data:`GROUP_BYTES`, so it is never held whole. A tensor that cannot be
 turned into a matrix (a sparse or meta tensor, bytes that went missing) is
 a warning about that tensor; a failure of the whole batch raises, and the
 scan then retries the group's checkpoints one by one.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from grokspec.scan.discovery import CheckpointRef
 from grokspec.scan.dispatch import weight_metrics
@@ -71,46 +74,66 @@ def selected_matrices(checkpoint: Checkpoint, options: ScanOptions) -> list[Sele
     return chosen
 
 
-def _sources(pending: Pending) -> tuple[list[tuple[Selected, Source]], list[str]]:
-    """The engine input of each selected tensor, one at a time, so that one
-    tensor that cannot become a matrix costs only itself."""
-    ready, warnings = [], []
-    for selected in pending.selected:
-        name, rows, cols, _ = selected
-        try:
-            ready.append((selected, pending.checkpoint.sources([(name, rows, cols)])[0]))
-        except Exception as error:  # sparse, meta, vanished bytes: a warning about this tensor
-            warnings.append(f"tensor {display_name(name)}: {describe_failure(error)}")
-    return ready, warnings
+#: A tensor's statistics (metric -> value) or why the engine could not compute it.
+Outcome = dict[str, Any] | BaseException
+
+
+def _compute_all(group: list[Pending], options: ScanOptions) -> tuple[list[list[tuple[Selected, Outcome]]], list[list[str]]]:
+    """Every selected tensor's outcome and each checkpoint's warnings. Tensors
+    become engine inputs one at a time (one that cannot become a matrix costs
+    only itself) and go to the engine in batches holding at most
+    :data:`GROUP_BYTES` of in-memory matrices (plus one), so a checkpoint
+    larger than memory — a pickle, a DCP folder — is never held whole;
+    memory-mapped safetensors sources cost nothing until the engine reads them."""
+    outcomes: list[list[tuple[Selected, Outcome]]] = [[] for _ in group]
+    warnings: list[list[str]] = [[] for _ in group]
+    batch: list[tuple[int, Selected, Source]] = []
+    held = 0
+
+    def flush() -> None:
+        nonlocal held
+        if batch:  # the exact engine or --approx, here or on Ray (scan.dispatch)
+            columns, errors = compute_sources([source for _, _, source in batch], options)
+            failed = dict(errors)
+            for i, (owner, selected, _) in enumerate(batch):
+                outcomes[owner].append((selected, failed[i] if i in failed else {k: v[i] for k, v in columns.items()}))
+        batch.clear()
+        held = 0
+
+    for owner, pending in enumerate(group):
+        for selected in pending.selected:
+            name, rows, cols, _ = selected
+            try:
+                source = pending.checkpoint.sources([(name, rows, cols)])[0]
+            except Exception as error:  # sparse, meta, vanished bytes: a warning about this tensor
+                warnings[owner].append(f"tensor {display_name(name)}: {describe_failure(error)}")
+                continue
+            batch.append((owner, selected, source))
+            held += source.nbytes if isinstance(source, np.ndarray) else 0
+            if held >= GROUP_BYTES:
+                flush()
+    flush()
+    return outcomes, warnings
 
 
 def compute_group(group: list[Pending], options: ScanOptions, representation: RepresentationProbe | None) -> list[dict[str, Any]]:
     """Each checkpoint's rows (without run and step), metadata step, warnings
     and kept metrics, as stored in the cache."""
-    prepared = [_sources(p) for p in group]
-    sources = [source for ready, _ in prepared for _, source in ready]
-    columns: dict[str, Any] = {}
-    errors: list[tuple[int, BaseException]] = []
-    if sources:  # the exact engine or --approx, here or on Ray (scan.dispatch)
-        columns, errors = compute_sources(sources, options)
-    failed = dict(errors)
+    outcomes, source_warnings = _compute_all(group, options)
     out = []
-    offset = 0
-    for pending, (ready, source_warnings) in zip(group, prepared):
+    for pending, done, tensor_warnings in zip(group, outcomes, source_warnings):
         rows: list[dict[str, Any]] = []
-        warnings: list[str] = list(getattr(pending.checkpoint, "notes", ())) + source_warnings
+        warnings: list[str] = list(getattr(pending.checkpoint, "notes", ())) + tensor_warnings
         if not pending.selected and not warnings:  # a checkpoint never vanishes without a word
             warnings.append("no weight matrix to scan (no floating-point tensor of 2 or more dimensions)")
-        for k, ((raw_name, r, c, dtype), _) in enumerate(ready):
-            i = offset + k
+        for (raw_name, r, c, dtype), outcome in done:
             name = display_name(raw_name)
-            if i in failed:
-                warnings.append(f"tensor {name}: {_strip_index(describe_failure(failed[i]))}")
+            if isinstance(outcome, BaseException):
+                warnings.append(f"tensor {name}: {_strip_index(describe_failure(outcome))}")
                 continue
             for metric in weight_metrics(options):
-                value = finite_or_none(float(columns[metric][i]))
+                value = finite_or_none(float(outcome[metric]))
                 rows.append({"tensor": name, "rows": r, "cols": c, "dtype": dtype, "metric": metric, "value": value})
-        offset += len(ready)
         if representation is not None:
             try:
                 value, (n, d) = representation.entropy(pending.checkpoint)
