@@ -133,6 +133,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_tensor_properties_pickled_as_fields_as_older_torch_did(dcp_series, monkeypatch):
+    """Before torch 2.1 TensorProperties had no __getstate__: its fields were pickled as a dict."""
+    from torch.distributed.checkpoint.metadata import TensorProperties
+
+    run, saved = dcp_series
+    monkeypatch.setattr(TensorProperties, "__getstate__", lambda self: {"dtype": self.dtype, "requires_grad": False})
+    _rewrite_metadata(run / "step_100", lambda metadata: None)
+    monkeypatch.undo()
+    got = entropies(scan(run / "step_100"), "step_100")
+    assert_close(got[100], expected_entropies(saved[100]))
+
+
 def test_shards_of_two_ranks_are_joined(tmp_path):
     """Two gloo ranks save DTensors sharded by rows, by columns and replicated:
     every tensor's chunks lie in both ranks' files and must be put together."""

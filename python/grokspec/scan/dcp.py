@@ -211,10 +211,18 @@ def _locations(storage_data: Any, folder: Path) -> dict[tuple[str, tuple[int, ..
     return out
 
 
+def _dtype_of(properties: Any) -> Any:
+    """The dtype of a TensorProperties: torch ≥ 2.1 pickles it as a tuple
+    (dtype first), earlier versions as the dataclass's fields."""
+    if not isinstance(properties, Opaque):
+        return None
+    if isinstance(properties.state, tuple) and properties.state:
+        return properties.state[0]
+    return opaque_fields(properties).get("dtype")
+
+
 def _tensor(fqn: str, entry: dict[str, Any], locations: dict[Any, _Location], folder: Path) -> ChunkedTensor:
-    properties = entry.get("properties")
-    state = properties.state if isinstance(properties, Opaque) else None
-    dtype = state[0] if isinstance(state, tuple) and state else None
+    dtype = _dtype_of(entry.get("properties"))
     if not isinstance(dtype, TorchDtype):
         raise CheckpointError(f"{METADATA_NAME}: {fqn} has no torch dtype")
     shape = _ints(entry.get("size"), f"the size of {fqn}")
