@@ -69,6 +69,8 @@ def test_scan_reads_the_step_and_approx_adds_error_rows(tmp_path):
 
 @pytest.mark.slow
 def test_scan_memory_stays_under_twice_the_largest_shard(tmp_path):
+    """What the checkpoint costs the scan's own process (VmHWM), over a baseline
+    taken after its imports and the engines' first use (bench.llm's probe)."""
     medium = ModelShape("medium", hidden=1024, intermediate=2816, vocab=8192, layers=2)
     written = write_checkpoint(tmp_path / "ck", layers=2, model=medium, max_shard_bytes=40 * 2**20)
     for method in ("auto", "approx"):

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from grokspec.bench.scan import PEAK_RSS
+
 __all__ = [
     "LLAMA2_7B",
     "TINY_LLAMA",
@@ -206,19 +208,31 @@ class ScanTiming:
     threads: int
 
 
-_SCAN_PROBE = """
-import json, resource, sys, time
+# The peak is VmHWM (see bench.scan.PEAK_RSS): ru_maxrss would count the parent's
+# memory at the fork. The baseline is taken after what every scan costs whatever
+# the checkpoint — its imports (pandas alone is 65 MB) and the engines' first use
+# (thread pools, BLAS buffers: 22 MB for the estimate) on a 1024² matrix — so that
+# peak - baseline is what the checkpoint costs.
+_SCAN_PROBE = f"""
+import json, sys, time
+import numpy, pandas
 from grokspec.scan.scan import ScanOptions, scan
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from grokspec.approx import approx_entropy
+from grokspec.spectral import spectral_entropy
+peak = lambda: {PEAK_RSS}
+warm = numpy.random.default_rng(0).standard_normal((1024, 1024)).astype(numpy.float32)
+approx_entropy(warm, threads=int(sys.argv[3])), spectral_entropy(warm, threads=int(sys.argv[3]))
+del warm
 baseline = peak()
 method, threads = sys.argv[2], int(sys.argv[3])
-options = ScanOptions(threads=threads, representation=False, **({"approx": True} if method == "approx" else {"method": method}))
+chosen = {{"approx": True}} if method == "approx" else {{"method": method}}
+options = ScanOptions(threads=threads, representation=False, **chosen)
 start = time.perf_counter()
 result = scan(sys.argv[1], options, cache_path=None)
 seconds = time.perf_counter() - start
 rows = result.table[result.table["metric"] == "entropy"]
-measured = {"seconds": seconds, "peak": peak(), "baseline": baseline, "matrices": len(rows)}
-print(json.dumps(measured | {"failed": result.failed_checkpoints}))
+measured = {{"seconds": seconds, "peak": peak(), "baseline": baseline, "matrices": len(rows)}}
+print(json.dumps(measured | {{"failed": result.failed_checkpoints}}))
 """
 
 

@@ -113,7 +113,7 @@ def run_scan_speed_benchmark(checkpoints: int = 100, threads: int | None = None,
 # The peak resident memory of this process: VmHWM belongs to its own
 # address space (ru_maxrss is inherited from the parent across fork/exec,
 # which here just wrote the checkpoint and would inflate every reading).
-_PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024"
+PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024"
 
 _MEMORY_PROBE = f"""
 import json, sys, time
@@ -121,14 +121,14 @@ from grokspec.scan.scan import ScanOptions, scan
 start = time.perf_counter()
 result = scan(sys.argv[1], ScanOptions(threads=int(sys.argv[2])), cache_path=None)
 seconds = time.perf_counter() - start
-summary = {{"peak_rss_bytes": {_PEAK}, "seconds": seconds, "rows": len(result.table)}}
+summary = {{"peak_rss_bytes": {PEAK_RSS}, "seconds": seconds, "rows": len(result.table)}}
 print(json.dumps({{**summary, "failed": result.failed_checkpoints}}))
 """
 
 _BASELINE_PROBE = f"""
 import json
 import grokspec.scan.scan, grokspec.scan.formats
-print(json.dumps({{"peak_rss_bytes": {_PEAK}}}))
+print(json.dumps({{"peak_rss_bytes": {PEAK_RSS}}}))
 """
 
 

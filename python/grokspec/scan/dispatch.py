@@ -85,8 +85,9 @@ def read_matrix(source: Source) -> np.ndarray:
         raise ValueError(f"tensor {name} holds {end - start} bytes, not the {rows}x{cols} its header says")
     mapped = np.memmap(path, dtype=dtype, mode="r", offset=8 + length + start, shape=(rows, cols))
     if dtype == np.uint16:  # bfloat16: the high half of a float32
-        widened: np.ndarray = (mapped.astype(np.uint32) << np.uint32(16)).view(np.float32)
-        return widened
+        widened: np.ndarray = mapped.astype(np.uint32)
+        widened <<= np.uint32(16)  # in place: one float32 copy of the matrix, not two
+        return widened.view(np.float32)
     if dtype == np.float16:
         return mapped.astype(np.float32)
     return np.array(mapped)
