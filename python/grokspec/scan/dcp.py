@@ -36,7 +36,8 @@ import numpy as np
 from grokspec.errors import CheckpointError
 from grokspec.scan import guards
 from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, opaque_fields, safe_load
-from grokspec.scan.torch_pickle import TORCH_ALLOWLIST, TORCH_DTYPES, TensorRef, TorchDtype, load_torch_file, load_torch_zip
+from grokspec.scan.torch_dtypes import TORCH_DTYPES
+from grokspec.scan.torch_pickle import TORCH_ALLOWLIST, TensorRef, TorchDtype, load_torch_file, load_torch_zip
 
 __all__ = ["METADATA_NAME", "ChunkedTensor", "checkpoint_files", "is_dcp_folder", "load_dcp"]
 
@@ -94,6 +95,8 @@ class ChunkedTensor:
         """The whole tensor; floats as float32 (float64 kept), as :meth:`TensorRef.array`."""
         out_dtype = np.float64 if self.dtype == "float64" else np.float32
         guards.check_declared_bytes(math.prod(self.shape) * np.dtype(out_dtype).itemsize, f"tensor {self.name}")
+        if len(self.chunks) == 1:  # one rank saved it whole: no copy into a second array
+            return _read_chunk(self.chunks[0], self.name)
         out: np.ndarray | None = None
         for chunk in self.chunks:
             piece = _read_chunk(chunk, self.name)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from grokspec.scan.formats import Source, compute_batch
+from grokspec.scan.halfs import read_widened
 from grokspec.scan.options import ScanOptions
 
 __all__ = ["APPROX_METRICS", "compute_local", "merge_columns", "read_matrix", "weight_metrics"]
@@ -67,8 +69,8 @@ def compute_local(sources: list[Source], options: ScanOptions) -> tuple[Columns,
 
 def read_matrix(source: Source) -> np.ndarray:
     """One engine input as a float32/float64 numpy matrix: a safetensors
-    tensor ``(file, name, rows, cols)`` through a memory map (bf16 and f16
-    widened to float32 exactly), or the matrix itself."""
+    tensor ``(file, name, rows, cols)`` read from its file (bf16 and f16
+    widened to float32 exactly, a block at a time), or the matrix itself."""
     if not isinstance(source, tuple):
         array = np.asarray(source)
         return array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
@@ -83,14 +85,9 @@ def read_matrix(source: Source) -> np.ndarray:
     count = rows * cols
     if end - start != count * np.dtype(dtype).itemsize:
         raise ValueError(f"tensor {name} holds {end - start} bytes, not the {rows}x{cols} its header says")
-    mapped = np.memmap(path, dtype=dtype, mode="r", offset=8 + length + start, shape=(rows, cols))
-    if dtype == np.uint16:  # bfloat16: the high half of a float32
-        widened: np.ndarray = mapped.astype(np.uint32)
-        widened <<= np.uint32(16)  # in place: one float32 copy of the matrix, not two
-        return widened.view(np.float32)
-    if dtype == np.float16:
-        return mapped.astype(np.float32)
-    return np.array(mapped)
+    if dtype in (np.uint16, np.float16):  # bf16 (the high half of a float32) and f16, a block at a time
+        return read_widened(Path(path), 8 + length + start, count, dtype == np.uint16).reshape(rows, cols)
+    return np.array(np.memmap(path, dtype=dtype, mode="r", offset=8 + length + start, shape=(rows, cols)))
 
 
 def merge_columns(count: int, parts: list[tuple[list[int], Columns, Errors]]) -> tuple[Columns, Errors]:

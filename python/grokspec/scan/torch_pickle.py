@@ -27,35 +27,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from grokspec.scan.halfs import read_widened
 from grokspec.scan.safe_pickle import MAX_NDIM, Constructor, Opaque, UnreadablePickle, safe_load
+from grokspec.scan.torch_dtypes import FLOAT_DTYPES, LAYOUT, STORAGE_DTYPES, TORCH_DTYPES
 
-__all__ = ["FLOAT_DTYPES", "TORCH_ALLOWLIST", "TORCH_DTYPES", "LoadedPickle", "Storage", "TensorRef", "TorchDtype",
-           "load_torch_file", "load_torch_zip"]  # fmt: skip
+__all__ = ["TORCH_ALLOWLIST", "LoadedPickle", "Storage", "TensorRef", "TorchDtype", "load_torch_file", "load_torch_zip"]
 
-#: Legacy storage classes -> element dtype.
-_STORAGE_DTYPES = {
-    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
-    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
-    "ByteStorage": "uint8", "BoolStorage": "bool", "ComplexDoubleStorage": "complex128",
-    "ComplexFloatStorage": "complex64", "UntypedStorage": "uint8", "QInt8Storage": "int8",
-    "QUInt8Storage": "uint8", "QInt32Storage": "int32",
-}  # fmt: skip
-#: torch dtype names (and aliases) -> element dtype.
-TORCH_DTYPES = {
-    "float64": "float64", "double": "float64", "float32": "float32", "float": "float32", "float16": "float16",
-    "half": "float16", "bfloat16": "bfloat16", "int64": "int64", "long": "int64", "int32": "int32", "int": "int32",
-    "int16": "int16", "short": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool", "uint16": "uint16",
-    "uint32": "uint32", "uint64": "uint64", "complex64": "complex64", "cfloat": "complex64",
-    "complex128": "complex128", "cdouble": "complex128", "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
-}  # fmt: skip
-#: element dtype -> (numpy little-endian code holding its bytes, item size).
-_LAYOUT = {
-    "float64": ("<f8", 8), "float32": ("<f4", 4), "float16": ("<f2", 2), "bfloat16": ("<u2", 2), "int64": ("<i8", 8),
-    "int32": ("<i4", 4), "int16": ("<i2", 2), "int8": ("i1", 1), "uint8": ("u1", 1), "bool": ("?", 1),
-    "uint16": ("<u2", 2), "uint32": ("<u4", 4), "uint64": ("<u8", 8), "complex64": ("<c8", 8),
-    "complex128": ("<c16", 16), "float8_e4m3fn": ("u1", 1), "float8_e5m2": ("u1", 1),
-}  # fmt: skip
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 #: A compressed data.pkl may inflate this many times its archive, up to this many bytes.
 _INFLATE_RATIO = 64
@@ -123,10 +100,14 @@ class TensorRef(_Sealed):
     def array(self) -> np.ndarray:
         """The tensor as numpy: floats as float32/float64 (bfloat16 and float16
         widen exactly to float32), other dtypes as they are."""
-        code, itemsize = _LAYOUT[self.dtype]
+        code, itemsize = LAYOUT[self.dtype]
         numpy_dtype = np.dtype(code).newbyteorder(">") if self.storage.big_endian and itemsize > 1 else np.dtype(code)
         if math.prod(self.shape) == 0:
             return np.zeros(self.shape, dtype=np.float32 if self.dtype in FLOAT_DTYPES else numpy_dtype.newbyteorder("="))
+        if self.dtype in ("bfloat16", "float16") and self.stride == _row_major(self.shape) and self.storage.offset is not None:
+            start, count = self.storage.offset + self.offset * itemsize, math.prod(self.shape)  # bounds checked by _tensor
+            half = read_widened(self.storage.path, start, count, self.dtype == "bfloat16", self.storage.big_endian)
+            return half.reshape(self.shape)  # a block at a time: never the bytes, a copy and the result at once
         span = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
         base = np.frombuffer(self.storage.read(self.offset * itemsize, span * itemsize), dtype=numpy_dtype)
         view = np.lib.stride_tricks.as_strided(base, self.shape, tuple(s * itemsize for s in self.stride), writeable=False)
@@ -145,6 +126,10 @@ class LoadedPickle:
     suspicious: frozenset[str]
     #: "zip" or "legacy".
     container: str
+
+
+def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
 
 
 def _int(value: Any, what: str) -> int:
@@ -166,11 +151,11 @@ def _tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, dtype: st
     shape = tuple(_int(n, "tensor size") for n in size)
     strides = tuple(_int(s, "tensor stride") for s in stride)
     element = dtype or storage.dtype
-    if element not in _LAYOUT:
+    if element not in LAYOUT:
         raise UnreadablePickle(f"tensor dtype {element} is not read")
     offset = _int(storage_offset, "storage offset")
     if math.prod(shape) > 0:
-        end = (offset + 1 + sum((n - 1) * s for n, s in zip(shape, strides))) * _LAYOUT[element][1]
+        end = (offset + 1 + sum((n - 1) * s for n, s in zip(shape, strides))) * LAYOUT[element][1]
         if end > storage.nbytes:
             raise UnreadablePickle(f"a tensor of shape {shape} needs {end} bytes of a storage holding {storage.nbytes}")
     return TensorRef(storage, offset, shape, strides, element)
@@ -237,7 +222,7 @@ def _torch_allowlist() -> dict[str, Any]:
         "torch.device": _text,
         "torch.serialization._get_layout": _text,
     }
-    for name, dtype in _STORAGE_DTYPES.items():
+    for name, dtype in STORAGE_DTYPES.items():
         names[f"torch.{name}"] = names[f"torch.storage.{name}"] = names[f"torch.cuda.{name}"] = StorageType(dtype)
     for name in TORCH_DTYPES:
         names[f"torch.{name}"] = TorchDtype(name)
@@ -294,7 +279,7 @@ def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
         def persistent(pid: Any) -> Storage:
             storage_type, key, numel, _ = _storage_of(pid)
             if key not in storages:
-                nbytes = numel * _LAYOUT.get(storage_type.dtype, ("", 1))[1]
+                nbytes = numel * LAYOUT.get(storage_type.dtype, ("", 1))[1]
                 info = records.get(f"{prefix}data/{key}")
                 if info is None and nbytes:
                     raise UnreadablePickle(f"storage {key} is missing from the archive")
@@ -363,7 +348,7 @@ def _legacy_persistent(
 ) -> Callable[[Any], Any]:
     def persistent(pid: Any) -> Storage:
         storage_type, key, numel, view = _storage_of(pid)
-        itemsize = _LAYOUT.get(storage_type.dtype, ("", 1))[1]
+        itemsize = LAYOUT.get(storage_type.dtype, ("", 1))[1]
         if key not in roots:
             roots[key] = Storage(path, storage_type.dtype, numel * itemsize, None, big)
         if view is None:
@@ -389,7 +374,7 @@ def _place_legacy_storages(handle: BinaryIO, keys: list[str], roots: dict[str, S
         if len(header) != 8:
             raise UnreadablePickle("legacy torch file is truncated before a storage")
         (count,) = struct.unpack(">q" if big else "<q", header)
-        itemsize = _LAYOUT.get(storage.dtype, ("", 1))[1]
+        itemsize = LAYOUT.get(storage.dtype, ("", 1))[1]
         if count * itemsize != storage.nbytes:
             raise UnreadablePickle(f"legacy storage {key} declares {storage.nbytes} bytes but its header says {count * itemsize}")
         storage.offset = offset + 8
