@@ -19,15 +19,19 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.distributed.checkpoint.filesystem import _StorageInfo
 
-from grokspec.scan.formats import matrix_shape
+from grokspec.errors import CheckpointError
+from grokspec.scan.formats import matrix_shape, open_checkpoint
 from grokspec.scan.scan import ScanResult, scan
 from reference import reference_entropy
 
@@ -324,3 +328,33 @@ def test_a_checkpoint_larger_than_a_batch_is_computed_in_bounded_batches(dcp_ser
     assert sum(batches) == 3 * (16 * 24 + 8 * 16) * 4  # every matrix of the 3 checkpoints, once
     assert len(batches) >= 3 and max(batches) <= 1000 + largest
     assert split.equals(whole)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> tuple[bytes, bytes]:
+    folder = tmp_path_factory.mktemp("pristine") / "step_5"
+    torch.manual_seed(0)
+    dcp.save({"model": small_model().state_dict(), "step": 5}, checkpoint_id=folder)
+    return (folder / ".metadata").read_bytes(), (folder / "__0_0.distcp").read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_damage_is_a_checkpoint_error_or_a_reading(pristine, tmp_path, data):
+    """A few bytes changed anywhere in the metadata or the data file: opening the
+    folder and reading its matrices works or raises CheckpointError, nothing else."""
+    metadata, payload = (bytearray(b) for b in pristine)
+    target = data.draw(st.sampled_from([metadata, payload]))
+    for _ in range(data.draw(st.integers(1, 4))):
+        target[data.draw(st.integers(0, len(target) - 1))] = data.draw(st.integers(0, 255))
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # tmp_path is shared by the examples
+    (folder / ".metadata").write_bytes(bytes(metadata))
+    (folder / "__0_0.distcp").write_bytes(bytes(payload))
+    try:
+        checkpoint = open_checkpoint(folder)
+        for info in checkpoint.tensors():
+            shape = matrix_shape(info.shape)
+            if info.is_float and shape is not None:
+                checkpoint.sources([(info.name, *shape)])
+    except CheckpointError:
+        pass

@@ -112,7 +112,10 @@ def _read_chunk(chunk: Chunk, name: str) -> np.ndarray:
         raise CheckpointError(f"{chunk.file.name}: the chunk of {name} at {chunk.start} is not a tensor")
     if value.shape != chunk.sizes:
         raise CheckpointError(f"{chunk.file.name}: a chunk of {name} holds {value.shape}, the metadata says {chunk.sizes}")
-    return value.array()
+    try:
+        return value.array()
+    except (UnreadablePickle, ValueError, OSError) as error:
+        raise CheckpointError(f"{chunk.file.name}: the chunk of {name} at byte {chunk.start} cannot be read: {error}") from error
 
 
 class _FileView(io.RawIOBase):

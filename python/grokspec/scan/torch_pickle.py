@@ -17,9 +17,11 @@ every declared size is checked against the bytes present first.
 
 from __future__ import annotations
 
+import lzma
 import math
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,7 +275,7 @@ def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
         order = "little"
         if byteorder is not None:
             _check_inflated(byteorder, size)
-            order = archive.read(byteorder).decode("ascii", "replace").strip()
+            order = _read_member(archive, byteorder).decode("ascii", "replace").strip()
         storages: dict[str, Storage] = {}
 
         def persistent(pid: Any) -> Storage:
@@ -289,8 +291,16 @@ def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
                 storages[key] = Storage(path, storage_type.dtype, nbytes, offset, order == "big")
             return storages[key]
 
-        value, suspicious = safe_load(archive.read(pickles[0]), extra=TORCH_ALLOWLIST, persistent=persistent)
+        value, suspicious = safe_load(_read_member(archive, records[pickles[0]]), extra=TORCH_ALLOWLIST, persistent=persistent)
     return LoadedPickle(value, suspicious, "zip")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A member read whole; damage (a bad CRC or header, an unknown compression) is an UnreadablePickle."""
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, NotImplementedError, zlib.error, lzma.LZMAError, EOFError, OSError) as error:
+        raise UnreadablePickle(f"{info.filename} is damaged: {error}") from error
 
 
 def _check_inflated(info: zipfile.ZipInfo, size: int) -> None:
