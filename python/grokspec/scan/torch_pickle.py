@@ -262,7 +262,7 @@ def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
         size = raw.seek(0, 2)
         raw.seek(0)
         archive = zipfile.ZipFile(raw)
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as error:  # a damaged directory
         raise UnreadablePickle(f"not a readable zip archive: {error}") from error
     with archive:
         records = {info.filename: info for info in archive.infolist()}
@@ -296,10 +296,11 @@ def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """A member read whole; damage (a bad CRC or header, an unknown compression) is an UnreadablePickle."""
+    """A member read whole; damage (a bad CRC or header, an unknown compression, the
+    encryption flag) is an UnreadablePickle."""
     try:
         return archive.read(info)
-    except (zipfile.BadZipFile, NotImplementedError, zlib.error, lzma.LZMAError, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError, EOFError, OSError) as error:
         raise UnreadablePickle(f"{info.filename} is damaged: {error}") from error
 
 
