@@ -4,6 +4,7 @@ scan, and a worker that dies mid-task is retried without loss."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,15 @@ def series(tmp_path_factory) -> Path:
     # One more checkpoint as in-memory arrays (.npz), so both kinds of source travel.
     rng = np.random.default_rng(0)
     np.savez(root / "other_step_50.npz", w=rng.standard_normal((40, 30)).astype(np.float32), step=np.array(50))
+    # And a series of torch.distributed checkpoint folders, whose tensors are read on the driver.
+    import torch
+    import torch.distributed.checkpoint as dcp
+
+    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
+        warnings.simplefilter("ignore")
+        for step in (10, 20):
+            weights = torch.from_numpy(rng.standard_normal((36, 28)).astype(np.float32))
+            dcp.save({"model": {"w": weights}, "step": step}, checkpoint_id=root / "sharded" / f"step_{step}")
     return root
 
 
@@ -54,6 +64,7 @@ def test_ray_scan_equals_the_local_scan_and_survives_a_killed_worker(cluster, se
     assert cluster.exists()  # a task's worker died (os._exit) and Ray ran the task again
     a, b = _entropy_table(local), _entropy_table(distributed)
     assert len(a) == len(b) > 0
+    assert sorted(set(b[b["run"] == "sharded"]["step"])) == [10, 20]  # the DCP folders went through Ray too
     assert a.drop(columns="value").equals(b.drop(columns="value"))
     np.testing.assert_allclose(a["value"].to_numpy(float), b["value"].to_numpy(float), rtol=0, atol=1e-12)
     assert distributed.failed_checkpoints == 0
