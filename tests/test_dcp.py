@@ -358,3 +358,26 @@ def test_any_damage_is_a_checkpoint_error_or_a_reading(pristine, tmp_path, data)
                 checkpoint.sources([(info.name, *shape)])
     except CheckpointError:
         pass
+
+
+class _Payload:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_in_an_object_saved_beside_the_weights_is_named_and_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    torch.manual_seed(0)
+    model = small_model()
+    dcp.save({"model": model.state_dict(), "extra": _Payload(marker), "step": 7}, checkpoint_id=tmp_path / "run" / "step_7")
+    result = scan(tmp_path / "run")
+    assert not marker.exists()
+    assert any("system" in w and "nothing of it was run" in w for w in result.report.warnings), (
+        result.report.warnings
+    )  # posix.system
+    assert_close(entropies(result, "run")[7], expected_entropies(model.state_dict()))

@@ -37,7 +37,14 @@ from grokspec.errors import CheckpointError
 from grokspec.scan import guards
 from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, opaque_fields, safe_load
 from grokspec.scan.torch_dtypes import TORCH_DTYPES
-from grokspec.scan.torch_pickle import TORCH_ALLOWLIST, TensorRef, TorchDtype, load_torch_file, load_torch_zip
+from grokspec.scan.torch_pickle import (
+    TORCH_ALLOWLIST,
+    LoadedPickle,
+    TensorRef,
+    TorchDtype,
+    load_torch_file,
+    load_torch_zip,
+)
 
 __all__ = ["METADATA_NAME", "ChunkedTensor", "checkpoint_files", "is_dcp_folder", "load_dcp"]
 
@@ -107,7 +114,7 @@ class ChunkedTensor:
 
 
 def _read_chunk(chunk: Chunk, name: str) -> np.ndarray:
-    value = _read_item(chunk.file, chunk.start, chunk.length, name)
+    value = _read_item(chunk.file, chunk.start, chunk.length, name).value
     if not isinstance(value, TensorRef):
         raise CheckpointError(f"{chunk.file.name}: the chunk of {name} at {chunk.start} is not a tensor")
     if value.shape != chunk.sizes:
@@ -150,7 +157,7 @@ class _FileView(io.RawIOBase):
         return len(data)
 
 
-def _read_item(file: Path, start: int, length: int, name: str) -> Any:
+def _read_item(file: Path, start: int, length: int, name: str) -> LoadedPickle:
     """The object `torch.save` wrote at `start` of `file` (tensors as TensorRef)."""
     try:
         with open(file, "rb") as handle:
@@ -160,7 +167,7 @@ def _read_item(file: Path, start: int, length: int, name: str) -> Any:
                     f"{file.name}: the entry {name} at byte {start} is not a torch.save archive "
                     "(DCP's safetensors serialization is not read)"
                 )
-            return load_torch_zip(file, io.BufferedReader(_FileView(handle, start, length)), start).value
+            return load_torch_zip(file, io.BufferedReader(_FileView(handle, start, length)), start)
     except (UnreadablePickle, OSError, ValueError, EOFError) as error:
         raise CheckpointError(f"{file.name}: the entry {name} cannot be read: {error}") from error
 
@@ -232,8 +239,11 @@ def _tensor(fqn: str, entry: dict[str, Any], locations: dict[Any, _Location], fo
     if not isinstance(dtype, TorchDtype):
         raise CheckpointError(f"{METADATA_NAME}: {fqn} has no torch dtype")
     shape = _ints(entry.get("size"), f"the size of {fqn}")
+    listed = entry.get("chunks")
+    if not isinstance(listed, (list, tuple)):
+        raise CheckpointError(f"{METADATA_NAME}: {fqn} has no list of chunks")
     chunks = []
-    for chunk in entry.get("chunks") or ():
+    for chunk in listed:
         fields = _fields(chunk, "ChunkStorageMetadata", fqn)
         offsets, sizes = _ints(fields.get("offsets"), f"a chunk of {fqn}"), _ints(fields.get("sizes"), f"a chunk of {fqn}")
         if len(offsets) != len(shape) or len(sizes) != len(shape) or any(o + s > n for o, s, n in zip(offsets, sizes, shape)):
@@ -289,10 +299,8 @@ def load_dcp(folder: Path) -> tuple[Any, frozenset[str]]:
         if entry.qualname.endswith("TensorStorageMetadata"):
             value: Any = _tensor(fqn, opaque_fields(entry), locations, folder)
         elif entry.qualname.endswith("BytesStorageMetadata"):
-            where = locations.get((fqn, None))
-            value = None
-            if where is not None and where.length <= _SMALL_OBJECT:
-                value = _read_item(folder / where.file, where.start, where.length, fqn)
+            value, found = _small_object(folder, locations.get((fqn, None)), fqn)
+            names |= found
         else:
             raise CheckpointError(f"{METADATA_NAME}: {fqn} is a {entry.qualname}")
         _place(tree, _path_of(fqn, fields.get("planner_data")), value, fqn)
@@ -303,6 +311,19 @@ def load_dcp(folder: Path) -> tuple[Any, frozenset[str]]:
         for key, value in extra[0].items():
             tree.setdefault(key, value)
     return tree, frozenset(names)
+
+
+def _small_object(folder: Path, where: _Location | None, fqn: str) -> tuple[Any, frozenset[str]]:
+    """A pickled object saved beside the weights (a step, a data loader's state)
+    and the code names it refers to; None when large or unreadable — it is not
+    weights, and the step then comes from the folder's name."""
+    if where is None or where.length > _SMALL_OBJECT:
+        return None, frozenset()
+    try:
+        loaded = _read_item(folder / where.file, where.start, where.length, fqn)
+    except CheckpointError:
+        return None, frozenset()
+    return loaded.value, loaded.suspicious
 
 
 def _lightning_meta(path: Path) -> tuple[dict[Any, Any], frozenset[str]]:
