@@ -2,10 +2,10 @@
 
 Every selected matrix of a group (up to :data:`GROUP_CHECKPOINTS`
 checkpoints, :data:`GROUP_BYTES` of tensors) goes to the engine's parallel
-batch at once, so small checkpoints share it; one checkpoint larger than
-that goes in batches of :data:`GROUP_BYTES`, so it is never held whole. A tensor that cannot be
-turned into a matrix (a sparse or meta tensor, bytes that went missing) is
-a warning about that tensor; a failure of the whole batch raises, and the
+batch at once, so small checkpoints share it; a checkpoint read into memory
+that is larger goes in batches of :data:`GROUP_BYTES`, never held whole. A
+tensor that cannot be turned into a matrix (a sparse or meta tensor, bytes
+that went missing) is a warning about that tensor; a failure of the whole batch raises, and the
 scan then retries the group's checkpoints one by one.
 """
 
@@ -82,8 +82,8 @@ def _compute_all(group: list[Pending], options: ScanOptions) -> tuple[list[list[
     """Every selected tensor's outcome and each checkpoint's warnings. Tensors
     become engine inputs one at a time (one that cannot become a matrix costs
     only itself) and go to the engine in batches holding at most
-    :data:`GROUP_BYTES` of in-memory matrices (plus one), so a checkpoint
-    larger than memory — a pickle, a DCP folder — is never held whole;
+    :data:`GROUP_BYTES` of in-memory matrices (plus one), so a large checkpoint
+    read into memory — a pickle, a DCP folder — is never held whole;
     memory-mapped safetensors sources cost nothing until the engine reads them."""
     outcomes: list[list[tuple[Selected, Outcome]]] = [[] for _ in group]
     warnings: list[list[str]] = [[] for _ in group]

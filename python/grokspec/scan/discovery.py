@@ -14,7 +14,10 @@ A run is one series of checkpoints:
   run; ``a_step100.pt`` and ``b_step100.pt`` form two; Lightning's
   ``last.ckpt`` and a ``final.pth`` join the one numbered series beside them);
 - a file that holds many checkpoints (:mod:`grokspec.scan.multi`) is a run
-  whose checkpoints are its entries.
+  whose checkpoints are its entries;
+- a torch.distributed checkpoint folder (:mod:`grokspec.scan.dcp`) is one
+  checkpoint, treated as a file of its parent (``step_100/``, ``step-100/``,
+  Lightning's ``epoch=0-step=100.ckpt/`` form series by name), never walked into.
 
 Training state (optimizer, scheduler, RNG, arguments) is never a checkpoint:
 it is listed as skipped (:mod:`grokspec.scan.roles`). Steps from names follow

@@ -7,7 +7,9 @@ of DeepSpeed, ``step_N``, ``epoch_N``, ...) is one run; each folder is one
 checkpoint. In a folder, the model weights are the first of
 :data:`WEIGHT_NAMES` present (other copies of the same weights are skipped),
 else its other checkpoint files, one series per file name; training state is
-skipped by name (:mod:`grokspec.scan.roles`).
+skipped by name (:mod:`grokspec.scan.roles`). A torch.distributed checkpoint
+folder inside it counts as a file (accelerate's ``pytorch_model_fsdp_0/``,
+OLMo-core's ``model_and_optim/``; ``optimizer_0/`` is training state).
 
 Steps: the folder's number — except accelerate's ``checkpoint_K``, which
 counts saves, not steps (flagged ``"order"``). An HF output folder's final
