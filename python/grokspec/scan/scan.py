@@ -115,7 +115,8 @@ def scan(
     if not runs:
         raise ScanInputError(
             f"no checkpoints found under {display_name(str(directory))} "
-            "(looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz)"
+            "(looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz, "
+            "torch.distributed checkpoint folders)"
         )
     calibration = load_calibration(options.calibration) if options.calibration else None
     done = _Counter(sum(len(r.checkpoints) for r in runs), progress)
