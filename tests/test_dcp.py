@@ -381,3 +381,54 @@ def test_code_in_an_object_saved_beside_the_weights_is_named_and_never_run(tmp_p
         result.report.warnings
     )  # posix.system
     assert_close(entropies(result, "run")[7], expected_entropies(model.state_dict()))
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        return {"input_ids": torch.randint(0, 50, (8,), generator=g), "labels": torch.tensor(i % 2)}
+
+
+@pytest.mark.slow
+def test_hf_trainer_checkpoints_under_fsdp_sharded_state(tmp_path):
+    """A real Trainer's output folder with each checkpoint-N/ as FSDP's SHARDED_STATE_DICT
+    leaves it (accelerate's save_fsdp_model inside the Trainer): pytorch_model_fsdp_0/ and
+    optimizer_0/ instead of model.safetensors and optimizer.pt; trainer_state.json kept."""
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import load_file
+
+    out = tmp_path / "hf_out"
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=16,
+    )  # fmt: skip
+    args = transformers.TrainingArguments(
+        output_dir=str(out), max_steps=4, save_steps=2, eval_strategy="steps", eval_steps=2, logging_steps=1,
+        per_device_train_batch_size=4, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    model = transformers.BertForSequenceClassification(config)
+    transformers.Trainer(model=model, args=args, train_dataset=_Pairs(), eval_dataset=_Pairs()).train()
+    saved = {}
+    for step in (2, 4):
+        folder = out / f"checkpoint-{step}"
+        weights = load_file(folder / "model.safetensors")
+        optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
+        (folder / "model.safetensors").unlink()
+        (folder / "optimizer.pt").unlink()
+        dcp.save({"model": weights}, checkpoint_id=folder / "pytorch_model_fsdp_0")
+        dcp.save({"optimizer": optimizer}, checkpoint_id=folder / "optimizer_0")
+        saved[step] = weights
+    result = scan(out, cache_path=None)
+    assert result.report.failed_checkpoints == 0
+    assert result.report.run("hf_out").kind == "huggingface"
+    got = entropies(result, "hf_out")
+    assert sorted(got) == [2, 4]
+    for step, weights in saved.items():
+        assert_close(got[step], expected_entropies(weights))
+    skipped = {s.path: s.role for s in result.report.skipped}
+    assert skipped["checkpoint-2/optimizer_0"] == skipped["checkpoint-4/optimizer_0"] == "optimizer"
+    assert "eval_loss" in set(result.table["metric"])  # trainer_state.json's metrics are still read
