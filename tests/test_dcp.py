@@ -432,3 +432,12 @@ def test_hf_trainer_checkpoints_under_fsdp_sharded_state(tmp_path):
     skipped = {s.path: s.role for s in result.report.skipped}
     assert skipped["checkpoint-2/optimizer_0"] == skipped["checkpoint-4/optimizer_0"] == "optimizer"
     assert "eval_loss" in set(result.table["metric"])  # trainer_state.json's metrics are still read
+
+
+def test_an_unfinished_save_is_named_not_ignored(dcp_series):
+    """A save that died before writing .metadata leaves only .distcp files: the scan says so."""
+    run, _saved = dcp_series
+    (run / "step_300" / ".metadata").unlink()
+    result = scan(run)
+    assert sorted(entropies(result, "run")) == [100, 200]
+    assert any("step_300" in w and "without .metadata" in w for w in result.report.warnings), result.report.warnings

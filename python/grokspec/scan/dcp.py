@@ -46,10 +46,10 @@ from grokspec.scan.torch_pickle import (
     load_torch_zip,
 )
 
-__all__ = ["METADATA_NAME", "ChunkedTensor", "checkpoint_files", "is_dcp_folder", "load_dcp"]
+__all__ = ["DATA_SUFFIX", "METADATA_NAME", "ChunkedTensor", "checkpoint_files", "is_dcp_folder", "load_dcp"]
 
 METADATA_NAME = ".metadata"
-_DATA_SUFFIX = ".distcp"
+DATA_SUFFIX = ".distcp"
 #: Lightning keeps the rest of its checkpoint (global_step, epoch, hyperparameters) beside the DCP files.
 _LIGHTNING_META = "meta.pt"
 #: Pickled objects up to this size are decoded (steps, learning rates); larger ones are not weights.
@@ -63,7 +63,7 @@ def is_dcp_folder(folder: Path) -> bool:
         if not guards.is_regular_file(folder / METADATA_NAME):
             return False
         with os.scandir(folder) as entries:
-            return any(e.name.endswith(_DATA_SUFFIX) for e in entries)
+            return any(e.name.endswith(DATA_SUFFIX) for e in entries)
     except OSError:
         return False
 
@@ -71,7 +71,7 @@ def is_dcp_folder(folder: Path) -> bool:
 def checkpoint_files(folder: Path) -> tuple[Path, ...]:
     """Every file a DCP checkpoint is made of (its identity for the cache)."""
     try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(_DATA_SUFFIX) or n in (METADATA_NAME, _LIGHTNING_META))
+        names = sorted(n for n in os.listdir(folder) if n.endswith(DATA_SUFFIX) or n in (METADATA_NAME, _LIGHTNING_META))
     except OSError:
         return (folder / METADATA_NAME,)
     return tuple(folder / n for n in names)

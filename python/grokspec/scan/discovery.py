@@ -121,6 +121,11 @@ def discover(directory: Path) -> Discovery:
             found.runs.append(RunSpec(_name(here, directory), here, "files", (ref,), None))
             dirnames[:] = []
             continue
+        if any(n.endswith(dcp.DATA_SUFFIX) for n in filenames):  # DCP data without its metadata
+            found.warnings.append(
+                f"{_name(here, directory)}: .distcp files without {dcp.METADATA_NAME} "
+                "(an unfinished torch.distributed save?): not scanned"
+            )
         # torch.distributed checkpoint folders are checkpoints, as files are: never walked into.
         distributed = [d for d in dirnames if dcp.is_dcp_folder(here / d)]
         dirnames[:] = [d for d in dirnames if d not in distributed]
