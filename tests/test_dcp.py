@@ -4,8 +4,9 @@ The folders are written by ``torch.distributed.checkpoint.save`` itself — in
 one process, and by two ranks each saving its shards of DTensors
 (tests/dcp_writer.py) — in the layouts of Lightning's sharded FSDP
 checkpoints (written by Lightning's own ``FSDPStrategy.save_checkpoint`` from
-a real Trainer's checkpoint) and of accelerate's FSDP ``SHARDED_STATE_DICT``
-(its folder names, contents as its ``save_fsdp_model`` writes them). Each is
+a real Trainer's checkpoint), of a real Hugging Face Trainer's output folder
+and of accelerate's FSDP ``SHARDED_STATE_DICT`` (its folder names, contents
+as its ``save_fsdp_model`` writes them). Each is
 scanned as a user would; every matrix's entropy must be within 1e-6 of a
 float64 LAPACK reference, training state never read as weights, and a
 damaged or hostile folder reported while the rest of the scan goes on.
@@ -117,18 +118,30 @@ def test_one_dcp_folder_scanned_on_its_own(dcp_series):
     assert_close(got[200], expected_entropies(saved[200]))
 
 
-def test_rescan_uses_the_cache_and_a_changed_chunk_is_recomputed(dcp_series, tmp_path):
+def test_rescan_uses_the_cache_and_a_changed_chunk_is_recomputed(dcp_series, tmp_path, monkeypatch):
+    from grokspec.scan import compute
+
     run, _saved = dcp_series
     cache = tmp_path / "cache.sqlite"
     first = scan(run, cache_path=cache)
+    computed: list[int] = []
+    real = compute.compute_sources
+
+    def counting(sources: list[Any], options: Any) -> Any:
+        computed.append(len(sources))
+        return real(sources, options)
+
+    monkeypatch.setattr(compute, "compute_sources", counting)
     assert entropies(scan(run, cache_path=cache), "run") == entropies(first, "run")
-    # Overwrite step_300 with step_100's weights: its files change, so its rows must too.
+    assert computed == []  # nothing recomputed
+    # Save other weights as step_300: its files change, so its rows must too.
     torch.manual_seed(1)
     other = small_model()
     shutil.rmtree(run / "step_300")
     dcp.save({"model": other.state_dict(), "step": 300}, checkpoint_id=run / "step_300")
     again = entropies(scan(run, cache_path=cache), "run")
     assert_close(again[300], expected_entropies(other.state_dict()))
+    assert computed == [2]  # step_300's two matrices, and only them
 
 
 def _free_port() -> int:
