@@ -34,6 +34,7 @@ from torch.distributed.checkpoint.filesystem import _StorageInfo
 from grokspec.errors import CheckpointError
 from grokspec.scan.formats import matrix_shape, open_checkpoint
 from grokspec.scan.scan import ScanResult, scan
+from hf_runs import tiny_bert_trainer
 from reference import reference_entropy
 
 # torch warns that a save without a process group is taken to be a single process: that is the case here.
@@ -396,35 +397,16 @@ def test_code_in_an_object_saved_beside_the_weights_is_named_and_never_run(tmp_p
     assert_close(entropies(result, "run")[7], expected_entropies(model.state_dict()))
 
 
-class _Pairs(torch.utils.data.Dataset):
-    def __len__(self) -> int:
-        return 16
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(i)
-        return {"input_ids": torch.randint(0, 50, (8,), generator=g), "labels": torch.tensor(i % 2)}
-
-
 @pytest.mark.slow
 def test_hf_trainer_checkpoints_under_fsdp_sharded_state(tmp_path):
     """A real Trainer's output folder with each checkpoint-N/ as FSDP's SHARDED_STATE_DICT
     leaves it (accelerate's save_fsdp_model inside the Trainer): pytorch_model_fsdp_0/ and
     optimizer_0/ instead of model.safetensors and optimizer.pt; trainer_state.json kept."""
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from safetensors.torch import load_file
 
     out = tmp_path / "hf_out"
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=16,
-    )  # fmt: skip
-    args = transformers.TrainingArguments(
-        output_dir=str(out), max_steps=4, save_steps=2, eval_strategy="steps", eval_steps=2, logging_steps=1,
-        per_device_train_batch_size=4, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
-    )  # fmt: skip
-    model = transformers.BertForSequenceClassification(config)
-    transformers.Trainer(model=model, args=args, train_dataset=_Pairs(), eval_dataset=_Pairs()).train()
+    tiny_bert_trainer(out, max_steps=4, layers=1).train()
     saved = {}
     for step in (2, 4):
         folder = out / f"checkpoint-{step}"

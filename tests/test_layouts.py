@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from grokspec.cli import main
 from grokspec.scan.formats import matrix_shape
 from grokspec.scan.scan import ScanResult, scan
+from hf_runs import tiny_bert_trainer
 from reference import reference_entropy
 
 transformers = pytest.importorskip("transformers")
@@ -86,35 +87,11 @@ def exit_code(directory: Path, tmp_path: Path) -> int:
 # --- Hugging Face Trainer -------------------------------------------------------------------
 
 
-class Pairs(torch.utils.data.Dataset):
-    def __len__(self) -> int:
-        return 16
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(i)
-        return {"input_ids": torch.randint(0, 50, (8,), generator=g), "labels": torch.tensor(i % 2)}
-
-
 @pytest.fixture(scope="module")
 def hf_out(tmp_path_factory) -> Path:
     """Trainer.train() with save_steps=2 for 6 steps, then save_model() and save_state()."""
     out = tmp_path_factory.mktemp("hf") / "hf_out"
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=50,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=16,
-    )
-    args = transformers.TrainingArguments(
-        output_dir=str(out), max_steps=6, save_steps=2, eval_strategy="steps", eval_steps=2, logging_steps=1,
-        per_device_train_batch_size=4, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
-    )  # fmt: skip
-    trainer = transformers.Trainer(
-        model=transformers.BertForSequenceClassification(config), args=args, train_dataset=Pairs(), eval_dataset=Pairs()
-    )
+    trainer = tiny_bert_trainer(out, max_steps=6, layers=2)
     trainer.train()
     trainer.save_model()
     trainer.save_state()
