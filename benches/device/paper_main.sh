@@ -9,7 +9,9 @@ set -uo pipefail
 out=${1:?usage: paper_main.sh OUT_DIR [TIME_LIMIT_SECONDS]}
 limit=${2:-360}
 mkdir -p "$out"
-common=(--seeds 0-9 --p 97 --steps 50000 --eval-every 200 --checkpoint-every 5000 --stop-after-grok 3000 --device cuda --quiet)
+# PAPER_SEEDS, PAPER_STEPS and PAPER_DEVICE shrink it for a dry run on a CPU.
+common=(--seeds "${PAPER_SEEDS:-0-9}" --p 97 --steps "${PAPER_STEPS:-50000}" --eval-every 200 --checkpoint-every 5000
+        --stop-after-grok 3000 --device "${PAPER_DEVICE:-cuda}" --quiet)
 pids=()
 for task in add mul sub; do
     timeout "$limit" grokspec train --task "$task" --train-fraction 0.5 --out "$out/$task" "${common[@]}" \

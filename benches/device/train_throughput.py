@@ -36,7 +36,6 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,10,50")
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
-    import torch
 
     config = TrainConfig(device=args.device, checkpoint_every=100_000)
     rows = []
@@ -55,7 +54,14 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    device = str(torch.device("cuda") if args.device in ("auto", "cuda") and torch.cuda.is_available() else args.device)
+        # Written after every row: a run cut by its time limit keeps what it measured.
+        _write(args.out, args.device, rows)
+
+
+def _write(out: Path, device_arg: str, rows: list[dict[str, float]]) -> None:
+    import torch
+
+    device = str(torch.device("cuda") if device_arg in ("auto", "cuda") and torch.cuda.is_available() else device_arg)
     result = {
         "device": device,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -64,8 +70,8 @@ def main() -> None:
         "config": "TrainConfig() defaults: transformer d_model 128, (a+b) mod 97, batch 512, eval every 100",
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_throughput.json").write_text(json.dumps(result, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_throughput.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
