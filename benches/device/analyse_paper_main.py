@@ -90,7 +90,7 @@ def summarize(runs: list[RunRecord]) -> dict[str, Any]:
 
 
 def alarm_table(grokking: list[Path], controls: list[Path]) -> list[dict[str, Any]]:
-    command = ["grokspec", "alarms", *map(str, grokking), "--json"]
+    command = [sys.executable, "-m", "grokspec.cli", "alarms", *map(str, grokking), "--json"]
     for control in controls:
         command += ["--controls", str(control)]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
