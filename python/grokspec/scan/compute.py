@@ -21,6 +21,7 @@ from grokspec.scan.discovery import CheckpointRef
 from grokspec.scan.dispatch import weight_metrics
 from grokspec.scan.executors import compute_sources
 from grokspec.scan.failures import describe_failure
+from grokspec.scan.float8 import scale_names
 from grokspec.scan.formats import Checkpoint, Source, matrix_shape
 from grokspec.scan.guards import display_name
 from grokspec.scan.logs import finite_or_none
@@ -62,8 +63,10 @@ class Pending:
 def selected_matrices(checkpoint: Checkpoint, options: ScanOptions) -> list[Selected]:
     """The float tensors of at least 2 dimensions that the options keep."""
     chosen = []
-    for info in checkpoint.tensors():
-        if not info.is_float:
+    tensors = checkpoint.tensors()
+    scales = scale_names({info.name: info.dtype for info in tensors})  # parts of FP8 weights, not matrices
+    for info in tensors:
+        if not info.is_float or info.name in scales:
             continue
         shape = matrix_shape(info.shape)
         if shape is None or min(shape) < options.min_dim:

@@ -32,7 +32,8 @@ import numpy as np
 
 from grokspec import _core
 from grokspec.errors import CheckpointError
-from grokspec.scan import dcp, guards
+from grokspec.scan import dcp, float8, guards
+from grokspec.scan.float8 import FLOAT8_DTYPES
 from grokspec.scan.multi import MetricPoint
 from grokspec.scan.pickled import STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
 from grokspec.scan.statedict import NESTED_KEYS
@@ -50,7 +51,10 @@ __all__ = [
     "open_checkpoint",
 ]
 
-_FLOAT_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
+_FLOAT_DTYPES = {
+    "F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+}  # fmt: skip
 
 
 def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int] | None:
@@ -75,7 +79,7 @@ class TensorInfo:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype in ("float16", "bfloat16", "float32", "float64")
+        return self.dtype in ("float16", "bfloat16", "float32", "float64", *FLOAT8_DTYPES)
 
 
 class Checkpoint:
@@ -126,7 +130,34 @@ class SafetensorsCheckpoint(Checkpoint):
         return [info for _, info in self._index.values()]
 
     def sources(self, selected: list[tuple[str, int, int]]) -> list[Source]:
-        return [(str(self._index[name][0]), name, rows, cols) for name, rows, cols in selected]
+        # FP8 weights are decoded here (the engine reads floats of 16 bits and up).
+        return [
+            self._float8(name, rows, cols)
+            if self._index[name][1].dtype in FLOAT8_DTYPES
+            else (str(self._index[name][0]), name, rows, cols)
+            for name, rows, cols in selected
+        ]
+
+    def _stored(self, name: str) -> np.ndarray:
+        """A tensor's stored elements, flat, through a memory map (header checked on open)."""
+        shard, info = self._index[name]
+        with open(shard, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            start, end = json.loads(handle.read(length))[name]["data_offsets"]
+        code = np.dtype({"float32": "<f4", "float64": "<f8", "float16": "<f2", "bfloat16": "<u2"}.get(info.dtype, "u1"))
+        count = (end - start) // code.itemsize
+        if count == 0:
+            return np.zeros(0, dtype=np.float32)
+        stored = np.memmap(shard, dtype=code, mode="r", offset=8 + length + start, shape=(count,))
+        return (np.asarray(stored, dtype=np.uint32) << 16).view(np.float32) if info.dtype == "bfloat16" else stored
+
+    def _float8(self, name: str, rows: int, cols: int) -> np.ndarray:
+        values = float8.decode(self._stored(name), self._index[name][1].dtype).reshape(rows, cols)
+        scale = float8.scale_name(name, self._index)
+        if scale is None:
+            return values
+        scale_values = np.asarray(self._stored(scale), dtype=np.float32).reshape(self._index[scale][1].shape)
+        return float8.dequantize(name, values, scale_values)
 
     def arrays(self, names: list[str]) -> dict[str, np.ndarray]:
         import torch
@@ -177,7 +208,14 @@ class ArrayCheckpoint(Checkpoint):
         return array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
 
     def sources(self, selected: list[tuple[str, int, int]]) -> list[Source]:
-        return [np.ascontiguousarray(self._float_array(name).reshape(rows, cols)) for name, rows, cols in selected]
+        return [self._matrix(name, rows, cols) for name, rows, cols in selected]
+
+    def _matrix(self, name: str, rows: int, cols: int) -> np.ndarray:
+        matrix = np.ascontiguousarray(self._float_array(name).reshape(rows, cols))
+        if _dtype_name(self._arrays[name]) not in FLOAT8_DTYPES:
+            return matrix
+        scale = float8.scale_name(name, self._arrays)  # FP8 codes decoded by _float_array; now their scale
+        return float8.dequantize(name, matrix, None if scale is None else self._float_array(scale))
 
     def arrays(self, names: list[str]) -> dict[str, np.ndarray]:
         return {name: self._float_array(name).astype(np.float32, copy=False) for name in names}

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from grokspec.scan.float8 import FLOAT8_DTYPES, decode
 from grokspec.scan.halfs import read_widened
 from grokspec.scan.safe_pickle import MAX_NDIM, Constructor, Opaque, UnreadablePickle, safe_load
 from grokspec.scan.torch_dtypes import FLOAT_DTYPES, LAYOUT, STORAGE_DTYPES, TORCH_DTYPES
@@ -105,7 +106,8 @@ class TensorRef(_Sealed):
         code, itemsize = LAYOUT[self.dtype]
         numpy_dtype = np.dtype(code).newbyteorder(">") if self.storage.big_endian and itemsize > 1 else np.dtype(code)
         if math.prod(self.shape) == 0:
-            return np.zeros(self.shape, dtype=np.float32 if self.dtype in FLOAT_DTYPES else numpy_dtype.newbyteorder("="))
+            floats = self.dtype in FLOAT_DTYPES or self.dtype in FLOAT8_DTYPES
+            return np.zeros(self.shape, dtype=np.float32 if floats else numpy_dtype.newbyteorder("="))
         if self.dtype in ("bfloat16", "float16") and self.stride == _row_major(self.shape) and self.storage.offset is not None:
             start, count = self.storage.offset + self.offset * itemsize, math.prod(self.shape)  # bounds checked by _tensor
             half = read_widened(self.storage.path, start, count, self.dtype == "bfloat16", self.storage.big_endian)
@@ -118,6 +120,8 @@ class TensorRef(_Sealed):
             return (values.astype(np.uint32) << 16).view(np.float32)
         if self.dtype == "float16":
             return values.astype(np.float32)
+        if self.dtype in FLOAT8_DTYPES:  # FP8 codes: exact float32 values (their scale is the checkpoint's)
+            return decode(values, self.dtype)
         return values
 
 
