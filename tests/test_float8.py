@@ -117,3 +117,18 @@ def test_a_scale_of_unknown_layout_is_a_warning_and_the_rest_scans(tmp_path):
 def test_dequantize_refuses_a_scale_that_is_not_finite():
     with pytest.raises(CheckpointError, match="NaN or infinity"):
         dequantize("w", np.ones((4, 4), dtype=np.float32), np.array([1.0, np.inf, 1.0, 1.0]))
+
+
+def test_integer_matrices_left_out_are_named(tmp_path):
+    # A GPTQ-style layer: packed int32 weights and their float scales.
+    tensors = {
+        "q.qweight": torch.randint(-(2**31), 2**31 - 1, (16, 64), dtype=torch.int32),
+        "q.qzeros": torch.zeros(1, 8, dtype=torch.int32),  # short side 1: not a matrix
+        "q.scales": torch.rand(4, 64),
+        "norm.weight": torch.ones(64),
+    }
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    result = scan(tmp_path, ScanOptions(), cache_path=None)
+    assert set(_entropies(result)) == {"q.scales"}
+    [note] = [w for w in result.warnings if "integer" in w]
+    assert "1 integer matrix not analysed" in note and "q.qweight" in note and "qzeros" not in note

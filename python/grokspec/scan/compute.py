@@ -77,6 +77,29 @@ def selected_matrices(checkpoint: Checkpoint, options: ScanOptions) -> list[Sele
     return chosen
 
 
+#: Integer dtypes as the formats name them (torch/numpy, safetensors lower-cased).
+_INTEGER_DTYPES = frozenset(f"{prefix}{bits}" for bits in (8, 16, 32, 64) for prefix in ("int", "uint", "i", "u"))
+
+
+def integer_matrices_note(checkpoint: Checkpoint, options: ScanOptions) -> str | None:
+    """Names the integer matrices a scan leaves out — quantized weights (GPTQ/AWQ
+    ``qweight``, bitsandbytes int8) are stored so, and a scan that covered only a
+    model's float tensors must say so — or None."""
+    skipped = [
+        display_name(info.name)
+        for info in checkpoint.tensors()
+        if info.dtype in _INTEGER_DTYPES
+        and (shape := matrix_shape(info.shape)) is not None
+        and min(shape) >= options.min_dim
+        and options.keeps_tensor(info.name)
+    ]
+    if not skipped:
+        return None
+    shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    count = f"{len(skipped)} integer matri{'x' if len(skipped) == 1 else 'ces'}"
+    return f"{count} not analysed (quantized weights? grokspec reads float weights): {shown}"
+
+
 #: A tensor's statistics (metric -> value) or why the engine could not compute it.
 Outcome = dict[str, Any] | BaseException
 
@@ -126,7 +149,9 @@ def compute_group(group: list[Pending], options: ScanOptions, representation: Re
     out = []
     for pending, done, tensor_warnings in zip(group, outcomes, source_warnings):
         rows: list[dict[str, Any]] = []
-        warnings: list[str] = list(getattr(pending.checkpoint, "notes", ())) + tensor_warnings
+        integer_note = integer_matrices_note(pending.checkpoint, options)
+        notes = list(getattr(pending.checkpoint, "notes", ())) + ([integer_note] if integer_note else [])
+        warnings: list[str] = notes + tensor_warnings
         if not pending.selected and not warnings:  # a checkpoint never vanishes without a word
             warnings.append("no weight matrix to scan (no floating-point tensor of 2 or more dimensions)")
         for (raw_name, r, c, dtype), outcome in done:
