@@ -43,6 +43,8 @@ from grokspec.scan.layouts import (
     folder_candidates,
     folder_series,
     group_key,
+    megatron_partitions,
+    megatron_split_warning,
     relative,
     shard_files,
     stem,
@@ -126,6 +128,10 @@ def discover(directory: Path) -> Discovery:
                 f"{_name(here, directory)}: .distcp files without {dcp.METADATA_NAME} "
                 "(an unfinished torch.distributed save?): not scanned"
             )
+        partitions = megatron_partitions(dirnames)
+        if len(partitions) > 1:  # slices of the matrices, never scanned one by one
+            found.warnings.append(megatron_split_warning(here, partitions, directory))
+            dirnames[:] = [d for d in dirnames if d not in partitions]
         # torch.distributed checkpoint folders are checkpoints, as files are: never walked into.
         distributed = [d for d in dirnames if dcp.is_dcp_folder(here / d)]
         dirnames[:] = [d for d in dirnames if d not in distributed]

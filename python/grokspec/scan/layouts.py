@@ -39,6 +39,9 @@ __all__ = [
     "FolderSeries",
     "final_model_step",
     "folder_candidates",
+    "megatron_partitions",
+    "megatron_split_warning",
+    "megatron_weights",
     "folder_series",
     "group_key",
     "relative",
@@ -58,9 +61,12 @@ WEIGHT_NAMES = (
     "model.pt",
     "model.pth",
     "pytorch_model_fsdp.bin",
+    MEGATRON_WEIGHTS := "mp_rank_00/model_optim_rng.pt",
 )
 EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
 _ACCELERATE = re.compile(r"^checkpoint_\d+$")
+#: Megatron-LM's per-partition folders of an ``iter_N`` checkpoint (tensor rank, pipeline rank).
+_MEGATRON_PARTITION = re.compile(r"^mp_rank_\d{2}(_\d{3})?$")
 _RANDOM_STATES = re.compile(r"^random_states_\d+\.pkl$")
 
 
@@ -114,7 +120,7 @@ def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries
         except OSError as error:
             warnings.append(f"cannot list {folder}: {error.strerror}")
             continue
-        found, folder_skipped, folder_warnings = folder_candidates(folder, names, base)
+        found, folder_skipped, folder_warnings = folder_candidates(folder, names + megatron_weights(folder), base)
         if not found:
             continue
         skipped.extend(folder_skipped)
@@ -130,6 +136,31 @@ def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries
     entries.sort(key=lambda e: (e.step, e.folder.name))
     kind = next(iter(kinds)) if len(kinds) == 1 else "folders"
     return FolderSeries(kind, tuple(entries), tuple(skipped), tuple(warnings))
+
+
+def megatron_partitions(subfolders: list[str]) -> list[str]:
+    """Megatron-LM's per-partition folders among `subfolders` (``mp_rank_00``, ``mp_rank_01_002``, ...)."""
+    return sorted(n for n in subfolders if _MEGATRON_PARTITION.match(n))
+
+
+def megatron_split_warning(folder: Path, partitions: list[str], base: Path) -> str:
+    """Why a Megatron checkpoint split over model-parallel ranks is not scanned."""
+    return (
+        f"{relative(folder, base)}: a Megatron checkpoint split over {len(partitions)} model-parallel "
+        f"partitions ({', '.join(partitions[:3])}, ...): each holds slices of the matrices, whose entropies "
+        "are not the model's; merge them into one partition (Megatron's checkpoint converter) to scan it"
+    )
+
+
+def megatron_weights(folder: Path) -> list[str]:
+    """Megatron-LM's legacy checkpoint, ``iter_N/mp_rank_00/model_optim_rng.pt``, as a
+    name inside `folder` — only when the model is in one partition (a split one
+    is reported by discovery)."""
+    try:
+        partitions = megatron_partitions([p.name for p in folder.iterdir() if p.is_dir()])
+    except OSError:
+        return []
+    return [MEGATRON_WEIGHTS] if partitions == ["mp_rank_00"] and guards.is_regular_file(folder / MEGATRON_WEIGHTS) else []
 
 
 def stem(name: str) -> str | None:

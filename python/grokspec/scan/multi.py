@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from grokspec.scan.roles import is_training_state_key
 from grokspec.scan.safe_pickle import resolve
 from grokspec.scan.statedict import as_mapping, find_state_dict, is_tensor
 from grokspec.scan.torch_pickle import TensorRef
@@ -77,7 +78,10 @@ def find_multi(value: Any) -> MultiLayout | None:
     mapping = as_mapping(value)
     if mapping is None:
         return None
-    keys = [k for k in LIST_KEYS if k in mapping] + [k for k in mapping if isinstance(k, str) and k not in LIST_KEYS]
+    # Training state (Megatron's per-rank `rng_state` list, say) is never a list of checkpoints.
+    keys = [k for k in LIST_KEYS if k in mapping] + [
+        k for k in mapping if isinstance(k, str) and k not in LIST_KEYS and not is_training_state_key(k)
+    ]
     for key in keys:
         entries = mapping[key]
         if not isinstance(entries, (list, tuple)) or not entries or not all(_is_state_dict(v) for v in entries):
