@@ -81,3 +81,28 @@ def test_a_model_split_over_partitions_is_named_not_scanned_as_slices(tmp_path):
     assert set(entropy["run"]) == {"tp1"}
     [warning] = [w for w in result.warnings if "tp2" in w]
     assert "2 model-parallel partitions" in warning and "mp_rank_01" in warning
+
+
+@pytest.mark.parametrize(
+    ("layout", "files"),
+    [
+        ("meta", ["consolidated.00.pth", "consolidated.01.pth"]),
+        ("deepspeed", ["global_step100/mp_rank_00_model_states.pt", "global_step100/mp_rank_01_model_states.pt"]),
+    ],
+)
+def test_model_parallel_files_of_other_libraries_are_named_not_scanned(tmp_path, layout, files):
+    # Meta's Llama releases above 7B: one consolidated.NN.pth per tensor-parallel rank beside
+    # params.json; DeepSpeed with tensor parallelism: one mp_rank_NN_model_states.pt per rank.
+    run = tmp_path / layout
+    for i, name in enumerate(files):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"module": {"wq.weight": torch.randn(8, 16, generator=torch.Generator().manual_seed(i))}}, run / name)
+    (run / "params.json").write_text('{"dim": 16}')
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    torch.save({"wq.weight": torch.randn(8, 16)}, whole / "consolidated.00.pth")  # one partition: the model
+    result = scan(tmp_path, ScanOptions(), cache_path=None)
+    entropy = result.table[result.table["metric"] == "entropy"]
+    assert set(entropy["run"]) == {"whole"}, "slices of a matrix are never scanned as checkpoints of a series"
+    [warning] = [w for w in result.warnings if "model-parallel" in w]
+    assert "2 model-parallel partitions" in warning and Path(files[1]).name in warning

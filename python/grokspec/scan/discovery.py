@@ -44,7 +44,8 @@ from grokspec.scan.layouts import (
     folder_series,
     group_key,
     megatron_partitions,
-    megatron_split_warning,
+    model_parallel_files,
+    model_parallel_warning,
     relative,
     shard_files,
     stem,
@@ -130,7 +131,7 @@ def discover(directory: Path) -> Discovery:
             )
         partitions = megatron_partitions(dirnames)
         if len(partitions) > 1:  # slices of the matrices, never scanned one by one
-            found.warnings.append(megatron_split_warning(here, partitions, directory))
+            found.warnings.append(model_parallel_warning(here, partitions, directory))
             dirnames[:] = [d for d in dirnames if d not in partitions]
         # torch.distributed checkpoint folders are checkpoints, as files are: never walked into.
         distributed = [d for d in dirnames if dcp.is_dcp_folder(here / d)]
@@ -143,6 +144,10 @@ def discover(directory: Path) -> Discovery:
             dirnames[:] = []
             continue
         filenames = sorted(filenames + distributed)
+        split_files = model_parallel_files(filenames)
+        if split_files:
+            found.warnings.append(model_parallel_warning(here, split_files, directory))
+            filenames = [n for n in filenames if n not in split_files]
         series = folder_series(here, dirnames, directory)
         if series is not None:
             claimed = {e.folder.name for e in series.entries}

@@ -40,7 +40,8 @@ __all__ = [
     "final_model_step",
     "folder_candidates",
     "megatron_partitions",
-    "megatron_split_warning",
+    "model_parallel_files",
+    "model_parallel_warning",
     "megatron_weights",
     "folder_series",
     "group_key",
@@ -67,6 +68,8 @@ EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", ".pt
 _ACCELERATE = re.compile(r"^checkpoint_\d+$")
 #: Megatron-LM's per-partition folders of an ``iter_N`` checkpoint (tensor rank, pipeline rank).
 _MEGATRON_PARTITION = re.compile(r"^mp_rank_\d{2}(_\d{3})?$")
+#: Files that are one model-parallel partition each, when a folder holds several.
+_PARTITION_FILES = (re.compile(r"^mp_rank_\d{2}_model_states\.pt$"), re.compile(r"^consolidated\.\d{2}\.pth$"))
 _RANDOM_STATES = re.compile(r"^random_states_\d+\.pkl$")
 
 
@@ -143,12 +146,23 @@ def megatron_partitions(subfolders: list[str]) -> list[str]:
     return sorted(n for n in subfolders if _MEGATRON_PARTITION.match(n))
 
 
-def megatron_split_warning(folder: Path, partitions: list[str], base: Path) -> str:
-    """Why a Megatron checkpoint split over model-parallel ranks is not scanned."""
+def model_parallel_files(names: list[str]) -> list[str]:
+    """Files among `names` that are model-parallel partitions of one model, when there
+    are several: DeepSpeed's ``mp_rank_NN_model_states.pt``, Meta's ``consolidated.NN.pth``."""
+    out: list[str] = []
+    for pattern in _PARTITION_FILES:
+        matches = sorted(n for n in names if pattern.match(n))
+        out += matches if len(matches) > 1 else []
+    return out
+
+
+def model_parallel_warning(folder: Path, partitions: list[str], base: Path) -> str:
+    """Why a checkpoint split over model-parallel ranks (tensor or pipeline) is not scanned."""
     return (
-        f"{relative(folder, base)}: a Megatron checkpoint split over {len(partitions)} model-parallel "
+        f"{relative(folder, base)}: one model split over {len(partitions)} model-parallel "
         f"partitions ({', '.join(partitions[:3])}, ...): each holds slices of the matrices, whose entropies "
-        "are not the model's; merge them into one partition (Megatron's checkpoint converter) to scan it"
+        "are not the model's; merge them into one (e.g. Megatron's checkpoint converter, DeepSpeed's "
+        "zero_to_fp32.py, Meta's conversion script) to scan it"
     )
 
 
@@ -200,6 +214,10 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
     training state (``optimizer_0/``); a folder's only model one counts as its weights."""
     skipped = skipped_by_name(folder, names, base)
     warnings: list[str] = []
+    partitions = model_parallel_files(names)
+    if partitions:
+        warnings.append(model_parallel_warning(folder, partitions, base))
+        names = [n for n in names if n not in partitions]
     sharded: set[str] = set()
     files: dict[str, tuple[Path, ...]] = {}
     distributed = [n for n in names if (folder / n).is_dir()]
