@@ -132,3 +132,19 @@ def test_integer_matrices_left_out_are_named(tmp_path):
     assert set(_entropies(result)) == {"q.scales"}
     [note] = [w for w in result.warnings if "integer" in w]
     assert "1 integer matrix not analysed" in note and "q.qweight" in note and "qzeros" not in note
+
+
+@pytest.mark.parametrize("writer", ["safetensors", "torch.save"])
+def test_a_scale_stored_as_8_bits_is_refused_not_read_as_numbers(tmp_path, writer):
+    # MX formats keep exponent-only 8-bit scales; read as uint8 they would be wrong numbers.
+    tensors = {
+        "w.weight": torch.randn(64, 32).to(torch.float8_e4m3fn),
+        "w.weight_scale": torch.full((64, 1), 127, dtype=torch.uint8),
+    }
+    if writer == "safetensors":
+        save_file(tensors, str(tmp_path / "model.safetensors"))
+    else:
+        torch.save(tensors, tmp_path / "step_1.pt")
+    result = scan(tmp_path, ScanOptions(), cache_path=None)
+    assert "w.weight" not in _entropies(result)
+    assert any("w.weight" in w and ("uint8" in w or "u8" in w) for w in result.warnings), result.warnings

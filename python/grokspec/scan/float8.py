@@ -23,7 +23,7 @@ import numpy as np
 
 from grokspec.errors import CheckpointError
 
-__all__ = ["FLOAT8_DTYPES", "SCALE_SUFFIXES", "decode", "dequantize", "scale_name", "scale_names"]
+__all__ = ["FLOAT8_DTYPES", "SCALE_SUFFIXES", "check_scale_dtype", "decode", "dequantize", "scale_name", "scale_names"]
 
 #: numpy-style names of the FP8 dtypes grokspec decodes.
 FLOAT8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
@@ -76,6 +76,13 @@ def scale_names(dtypes: dict[str, str]) -> set[str]:
     """Names (among `dtypes`: name -> dtype) that are the scales of FP8 tensors: not
     matrices of their own."""
     return {s for name, dtype in dtypes.items() if dtype in FLOAT8_DTYPES and (s := scale_name(name, dtypes)) is not None}
+
+
+def check_scale_dtype(name: str, dtype: str) -> None:
+    """Scales are read as floats of 16 bits and up; any other (an 8-bit exponent-only
+    E8M0 scale of MX formats, an integer) is refused rather than read as numbers."""
+    if dtype not in ("float16", "bfloat16", "float32", "float64"):
+        raise CheckpointError(f"the scale of {name} is stored as {dtype}, which grokspec does not read as a scale: not computed")
 
 
 def _block_edge(length: int, blocks: int) -> int | None:

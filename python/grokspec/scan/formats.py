@@ -156,6 +156,7 @@ class SafetensorsCheckpoint(Checkpoint):
         scale = float8.scale_name(name, self._index)
         if scale is None:
             return values
+        float8.check_scale_dtype(name, self._index[scale][1].dtype)
         scale_values = np.asarray(self._stored(scale), dtype=np.float32).reshape(self._index[scale][1].shape)
         return float8.dequantize(name, values, scale_values)
 
@@ -215,7 +216,10 @@ class ArrayCheckpoint(Checkpoint):
         if _dtype_name(self._arrays[name]) not in FLOAT8_DTYPES:
             return matrix
         scale = float8.scale_name(name, self._arrays)  # FP8 codes decoded by _float_array; now their scale
-        return float8.dequantize(name, matrix, None if scale is None else self._float_array(scale))
+        if scale is None:
+            return matrix
+        float8.check_scale_dtype(name, _dtype_name(self._arrays[scale]))
+        return float8.dequantize(name, matrix, self._float_array(scale))
 
     def arrays(self, names: list[str]) -> dict[str, np.ndarray]:
         return {name: self._float_array(name).astype(np.float32, copy=False) for name in names}
