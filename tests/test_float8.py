@@ -134,6 +134,23 @@ def test_integer_matrices_left_out_are_named(tmp_path):
     assert "1 integer matrix not analysed" in note and "q.qweight" in note and "qzeros" not in note
 
 
+def test_bitsandbytes_4bit_weights_are_named_though_packed_as_a_column(tmp_path):
+    # bitsandbytes' 4-bit layout as transformers saves it: the weight packed two codes a byte
+    # in an (n, 1) uint8 column, with its absmax, quant map and quant state beside it.
+    tensors = {
+        "fc.weight": torch.randint(0, 255, (64 * 32 // 2, 1), dtype=torch.uint8),
+        "fc.weight.absmax": torch.rand(32),
+        "fc.weight.quant_map": torch.rand(16),
+        "fc.weight.quant_state.bitsandbytes__nf4": torch.zeros(40, dtype=torch.uint8),
+        "head.weight": torch.randn(10, 32),
+    }
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    result = scan(tmp_path, ScanOptions(), cache_path=None)
+    assert set(_entropies(result)) == {"head.weight"}
+    [note] = [w for w in result.warnings if "integer" in w]
+    assert "1 integer matrix not analysed" in note and "fc.weight" in note and "quant_state" not in note
+
+
 @pytest.mark.parametrize("writer", ["safetensors", "torch.save"])
 def test_a_scale_stored_as_8_bits_is_refused_not_read_as_numbers(tmp_path, writer):
     # MX formats keep exponent-only 8-bit scales; read as uint8 they would be wrong numbers.

@@ -81,17 +81,23 @@ def selected_matrices(checkpoint: Checkpoint, options: ScanOptions) -> list[Sele
 _INTEGER_DTYPES = frozenset(f"{prefix}{bits}" for bits in (8, 16, 32, 64) for prefix in ("int", "uint", "i", "u"))
 
 
+def _bnb_4bit(name: str, names: set[str]) -> bool:
+    """bitsandbytes' 4-bit weights are packed as an (n, 1) byte column beside their quant state."""
+    return any(f"{name}.quant_state.bitsandbytes__{kind}" in names for kind in ("nf4", "fp4"))
+
+
 def integer_matrices_note(checkpoint: Checkpoint, options: ScanOptions) -> str | None:
     """Names the integer matrices a scan leaves out — quantized weights (GPTQ/AWQ
     ``qweight``, bitsandbytes int8) are stored so, and a scan that covered only a
     model's float tensors must say so — or None."""
+    tensors = checkpoint.tensors()
+    names = {info.name for info in tensors}
     skipped = [
         display_name(info.name)
-        for info in checkpoint.tensors()
+        for info in tensors
         if info.dtype in _INTEGER_DTYPES
-        and (shape := matrix_shape(info.shape)) is not None
-        and min(shape) >= options.min_dim
         and options.keeps_tensor(info.name)
+        and (_bnb_4bit(info.name, names) or ((shape := matrix_shape(info.shape)) is not None and min(shape) >= options.min_dim))
     ]
     if not skipped:
         return None
