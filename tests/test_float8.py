@@ -165,3 +165,14 @@ def test_a_scale_stored_as_8_bits_is_refused_not_read_as_numbers(tmp_path, write
     result = scan(tmp_path, ScanOptions(), cache_path=None)
     assert "w.weight" not in _entropies(result)
     assert any("w.weight" in w and ("uint8" in w or "u8" in w) for w in result.warnings), result.warnings
+
+
+def test_an_fp8_matrix_above_the_memory_budget_is_refused(tmp_path, monkeypatch):
+    from grokspec.scan import guards
+
+    tensors = {"big.weight": torch.randn(256, 256).to(torch.float8_e4m3fn), "small.weight": torch.randn(8, 8)}
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    monkeypatch.setenv(guards.MEMORY_BUDGET_ENV, str(200_000))  # the decoded 256x256 float32 is 262,144 bytes
+    result = scan(tmp_path, ScanOptions(), cache_path=None)
+    assert set(_entropies(result)) == {"small.weight"}
+    assert any("big.weight" in w and "memory budget" in w for w in result.warnings), result.warnings

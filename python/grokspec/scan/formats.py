@@ -152,6 +152,7 @@ class SafetensorsCheckpoint(Checkpoint):
         return (np.asarray(stored, dtype=np.uint32) << 16).view(np.float32) if info.dtype == "bfloat16" else stored
 
     def _float8(self, name: str, rows: int, cols: int) -> np.ndarray:
+        guards.check_declared_bytes(rows * cols * 4, f"tensor {name} (FP8, decoded to float32)")  # 4x its bytes
         values = float8.decode(self._stored(name), self._index[name][1].dtype).reshape(rows, cols)
         scale = float8.scale_name(name, self._index)
         if scale is None:
