@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from grokspec.scan.options import ScanOptions
-from grokspec.scan.scan import scan
+from grokspec.scan.scan import ScanInputError, scan
 from reference import reference_entropy
 
 
@@ -106,3 +106,10 @@ def test_model_parallel_files_of_other_libraries_are_named_not_scanned(tmp_path,
     assert set(entropy["run"]) == {"whole"}, "slices of a matrix are never scanned as checkpoints of a series"
     [warning] = [w for w in result.warnings if "model-parallel" in w]
     assert "2 model-parallel partitions" in warning and Path(files[1]).name in warning
+
+
+def test_a_folder_of_partitions_only_says_why_nothing_was_scanned(tmp_path):
+    for i in range(2):
+        torch.save({"wq.weight": torch.randn(8, 16)}, tmp_path / f"consolidated.0{i}.pth")
+    with pytest.raises(ScanInputError, match=r"no checkpoints found.*2 model-parallel partitions"):
+        scan(tmp_path, ScanOptions(), cache_path=None)

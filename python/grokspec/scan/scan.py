@@ -113,10 +113,14 @@ def scan(
     runs = [_printable(r) for r in runs if r.checkpoints or r.log]
     runs = subsample(runs, options)  # --every / --steps (scan.subsample)
     if not runs:
+        # What discovery did find (model-parallel partitions, training state) is the likely answer.
+        found = warnings[:3]
+        if skipped:
+            found.append(f"skipped {len(skipped)} file(s) of training state ({skipped[0].path}, ...)")
         raise ScanInputError(
             f"no checkpoints found under {display_name(str(directory))} "
             "(looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz, "
-            "torch.distributed checkpoint folders)"
+            "torch.distributed checkpoint folders)" + "".join(f"; {line}" for line in found)
         )
     calibration = load_calibration(options.calibration) if options.calibration else None
     done = _Counter(sum(len(r.checkpoints) for r in runs), progress)
