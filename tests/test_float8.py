@@ -65,6 +65,11 @@ def _fp8_checkpoint() -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     tensors["c.weight_scale_inv"] = blocks
     full = blocks.repeat_interleave(128, 0)[:300].repeat_interleave(128, 1)[:, :200]
     want["c.weight"] = tensors["c.weight"].float().numpy() * full.numpy()
+    # Per-column scale, [1, in], on e5m2 codes.
+    columns = torch.linspace(0.02, 0.5, 40).reshape(1, 40)
+    tensors["f.weight"] = (_weights(6, 48, 40) / columns).to(torch.float8_e5m2)
+    tensors["f.weight_scale"] = columns
+    want["f.weight"] = tensors["f.weight"].float().numpy() * columns.numpy()
     # e5m2 with no scale, and an ordinary float32 matrix beside them.
     tensors["d.weight"] = _weights(4, 40, 72).to(torch.float8_e5m2)
     want["d.weight"] = tensors["d.weight"].float().numpy()
@@ -100,7 +105,7 @@ def test_fp8_weights_scan_as_the_dequantized_matrices(tmp_path, writer):
         assert got[name] == pytest.approx(_entropy(matrix), abs=1e-6), name
     assert not result.warnings
     # The scale matters: the codes alone are a different matrix (rows and blocks rescaled).
-    for name in ("b.weight", "c.weight"):
+    for name in ("b.weight", "c.weight", "f.weight"):
         assert abs(got[name] - _entropy(tensors[name].float().numpy())) > 1e-3
 
 
