@@ -22,6 +22,7 @@ from functools import cache
 import numpy as np
 
 from grokspec.errors import CheckpointError
+from grokspec.scan.torch_dtypes import FLOAT_DTYPES
 
 __all__ = ["FLOAT8_DTYPES", "SCALE_SUFFIXES", "check_scale_dtype", "decode", "dequantize", "scale_name", "scale_names"]
 
@@ -81,7 +82,7 @@ def scale_names(dtypes: dict[str, str]) -> set[str]:
 def check_scale_dtype(name: str, dtype: str) -> None:
     """Scales are read as floats of 16 bits and up; any other (an 8-bit exponent-only
     E8M0 scale of MX formats, an integer) is refused rather than read as numbers."""
-    if dtype not in ("float16", "bfloat16", "float32", "float64"):
+    if dtype not in FLOAT_DTYPES:
         raise CheckpointError(f"the scale of {name} is stored as {dtype}, which grokspec does not read as a scale: not computed")
 
 

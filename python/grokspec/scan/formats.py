@@ -37,6 +37,7 @@ from grokspec.scan.float8 import FLOAT8_DTYPES
 from grokspec.scan.multi import MetricPoint
 from grokspec.scan.pickled import STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
 from grokspec.scan.statedict import NESTED_KEYS
+from grokspec.scan.torch_dtypes import FLOAT_DTYPES, LAYOUT
 from grokspec.scan.torch_pickle import TensorRef
 
 __all__ = [
@@ -79,7 +80,7 @@ class TensorInfo:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype in ("float16", "bfloat16", "float32", "float64", *FLOAT8_DTYPES)
+        return self.dtype in FLOAT_DTYPES or self.dtype in FLOAT8_DTYPES
 
 
 class Checkpoint:
@@ -144,7 +145,7 @@ class SafetensorsCheckpoint(Checkpoint):
         with open(shard, "rb") as handle:
             length = int.from_bytes(handle.read(8), "little")
             start, end = json.loads(handle.read(length))[name]["data_offsets"]
-        code = np.dtype({"float32": "<f4", "float64": "<f8", "float16": "<f2", "bfloat16": "<u2"}.get(info.dtype, "u1"))
+        code = np.dtype(LAYOUT[info.dtype][0])  # only FP8 weights and float scales come here
         count = (end - start) // code.itemsize
         if count == 0:
             return np.zeros(0, dtype=np.float32)
