@@ -1,6 +1,8 @@
 //! Times `spectrum()` end to end on small and mid sizes:
 //! `cargo run --release --example spectrum_timing [ROWSxCOLS]` (`REPS=k`
-//! sets the repeats; the mean is printed, after one warm-up run). A tuning aid.
+//! sets the repeats; the mean is printed, after one warm-up run; `ROW_MAJOR=1`
+//! times the transposed, row-major view, the layout of a C-ordered numpy
+//! array). A tuning aid.
 
 use std::time::Instant;
 
@@ -34,16 +36,9 @@ fn main() {
                 .ok()
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(if rows >= 600 { 20 } else { 500 });
-            let run = || {
-                spectrum(
-                    MatrixView::F32(a.as_ref()),
-                    Method::Gram,
-                    false,
-                    target,
-                    par,
-                )
-                .unwrap()
-            };
+            let row_major = std::env::var("ROW_MAJOR").is_ok_and(|v| v == "1");
+            let view = if row_major { a.transpose() } else { a.as_ref() };
+            let run = || spectrum(MatrixView::F32(view), Method::Gram, false, target, par).unwrap();
             run();
             let t = Instant::now();
             for _ in 0..reps {

@@ -283,20 +283,15 @@ fn gram_tridiagonal(prepared: Prepared<'_>, par: Par) -> GramTridiagonal<'_> {
     let (rows, cols) = prepared.tall_shape();
     let mut gram = Mat::<f64>::zeros(cols, cols);
     let block = block_rows(rows, cols);
-    // A row-major block when the source is row-major keeps the copy sequential.
-    let mut buffer = if prepared.prefers_row_major() {
-        Mat::<f64>::zeros(cols, block)
-    } else {
-        Mat::<f64>::zeros(block, cols)
-    };
+    // Column-major whatever the source's layout: faer's product of a
+    // row-major block with its transpose took twice as long (4096², 2
+    // threads: 1.25-2.05 s against 0.77-0.93 s including the transposing
+    // copy), and numpy's C order makes that the common case.
+    let mut buffer = Mat::<f64>::zeros(block, cols);
     let mut start = 0;
     while start < rows {
         let len = block.min(rows - start);
-        let mut rows_block = if prepared.prefers_row_major() {
-            buffer.as_mut().transpose_mut().subrows_mut(0, len)
-        } else {
-            buffer.as_mut().subrows_mut(0, len)
-        };
+        let mut rows_block = buffer.as_mut().subrows_mut(0, len);
         prepared.write_rows(start, rows_block.rb_mut());
         let rows_block = rows_block.into_const();
         triangular::matmul(
