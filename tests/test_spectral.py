@@ -334,12 +334,12 @@ def test_any_strides_give_the_same_result():
         assert abs(spectral_entropy(view) - want) <= ENTROPY_TOL, name
 
 
-@pytest.mark.parametrize("shape", [(300, 150), (150, 300)])
+@pytest.mark.parametrize("shape", [(700, 550), (550, 700)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("center", [False, True])
 def test_row_and_column_major_agree_past_one_copy_tile(shape, dtype, center):
-    # Row-major data is copied into column-major blocks 64 columns at a
-    # time: 150 columns are two whole tiles and a partial one.
+    # Row-major data with 512 columns or more is copied into column-major
+    # blocks 64 columns at a time: 550 are eight whole tiles and a partial one.
     base = random_matrix(*shape, seed=11).astype(dtype)
     want = reference_entropy(base.astype(np.float64), center=center)
     for view in (np.ascontiguousarray(base), np.asfortranarray(base)):

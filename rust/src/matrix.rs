@@ -230,6 +230,22 @@ impl<'a> Prepared<'a> {
         self.scale
     }
 
+    /// Whether `B` is stored row by row (then row blocks are best written
+    /// row-major, so that the copy reads memory in order).
+    pub fn prefers_row_major(&self) -> bool {
+        let (row_stride, col_stride) = match self.view {
+            MatrixView::F32(m) => (m.row_stride(), m.col_stride()),
+            MatrixView::F64(m) => (m.row_stride(), m.col_stride()),
+            MatrixView::Packed(m) => (m.cols as isize, 1),
+        };
+        let (row_stride, col_stride) = if self.transposed {
+            (col_stride, row_stride)
+        } else {
+            (row_stride, col_stride)
+        };
+        col_stride.unsigned_abs() < row_stride.unsigned_abs()
+    }
+
     /// The user's matrix.
     pub fn view(&self) -> MatrixView<'a> {
         self.view
