@@ -634,6 +634,29 @@ mod tests {
     }
 
     #[test]
+    fn row_major_data_is_copied_exactly_into_column_major_blocks() {
+        // A tall 160 x 150 matrix stored row by row (the transpose of a
+        // column-major 150 x 160 one), rows 3..10 written as one column-major
+        // block: 150 columns are two whole copy tiles of 64 and a partial one.
+        let value = |i: usize, j: usize| (i * 150 + j) as f32 - 12_000.0;
+        let storage = Mat::<f32>::from_fn(150, 160, |j, i| value(i, j));
+        let view = storage.transpose();
+        assert_eq!(
+            (view.nrows(), view.ncols(), view.col_stride()),
+            (160, 150, 1)
+        );
+        let p = Prepared::new(MatrixView::F32(view), false).unwrap();
+        assert_eq!(p.tall_shape(), (160, 150));
+        let mut block = Mat::<f64>::zeros(7, 150);
+        p.write_rows(3, block.as_mut());
+        for i in 0..7 {
+            for j in 0..150 {
+                assert_eq!(block[(i, j)], f64::from(value(i + 3, j)) * p.scale());
+            }
+        }
+    }
+
+    #[test]
     fn centring_subtracts_the_users_column_means() {
         let a = Mat::<f32>::from_fn(3, 2, |i, j| (i + 10 * j) as f32);
         for transpose in [false, true] {
