@@ -340,6 +340,8 @@ def test_any_strides_give_the_same_result():
 def test_row_and_column_major_agree_past_one_copy_tile(shape, dtype, center):
     # Row-major data with 512 columns or more is copied into column-major
     # blocks 64 columns at a time: 550 are eight whole tiles and a partial one.
+    # The tall C-ordered and the wide Fortran-ordered views take that copy
+    # (a wide matrix is read as its transpose); the other two do not.
     base = random_matrix(*shape, seed=11).astype(dtype)
     want = reference_entropy(base.astype(np.float64), center=center)
     for view in (np.ascontiguousarray(base), np.asfortranarray(base)):

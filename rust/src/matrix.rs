@@ -333,8 +333,9 @@ impl<'a> Prepared<'a> {
         let scale = self.scale;
         if dst.row_stride() == 1 && b.col_stride() == 1 && b.row_stride() != 1 {
             // Row-major data into a column-major block: a transposing copy,
-            // a few columns at a time so that the source lines they share
-            // stay in cache (4096² float32: 0.10 s -> see PERFORMANCE.md).
+            // 64 columns at a time (16, 64 and 256 measured alike: 0.08-0.10 s
+            // for 4096² float32 against 0.02 s for a sequential copy; the Gram
+            // product gains far more, see `gram_tridiagonal`).
             const TILE: usize = 64;
             for first in (0..cols).step_by(TILE) {
                 let width = TILE.min(cols - first);
