@@ -220,6 +220,43 @@ def test_empty_and_checkpointless_directories_cannot_be_scanned(tmp_path):
         scan(tmp_path / "missing", cache_path=None)
 
 
+def test_a_folder_of_foreign_weights_names_their_formats(tmp_path):
+    # Flax, Keras, TensorFlow and GGUF weights are not read; the error says
+    # what was there instead of only "no checkpoints found". Nothing is opened.
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "checkpoint-10" / "flax_model.msgpack").write_bytes(b"\x81\xa3not read")
+    (tmp_path / "tf" / "ckpt").mkdir(parents=True)
+    (tmp_path / "tf" / "ckpt" / "ckpt-5.data-00000-of-00001").write_bytes(b"")
+    (tmp_path / "model.Q4_K_M.gguf").write_bytes(b"GGUF")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ScanInputError) as raised:
+        scan(tmp_path, cache_path=None)
+    message = str(raised.value)
+    assert "no checkpoints found" in message
+    assert "checkpoint-10/flax_model.msgpack (Flax/JAX msgpack)" in message
+    assert "model.Q4_K_M.gguf (GGUF" in message
+    assert "ckpt-5.data-00000-of-00001 (TensorFlow checkpoint)" in message
+    assert "notes.txt" not in message
+    # A tree deeper than Python's recursion limit is not walked to the bottom
+    # (discovery's walk raised RecursionError before), and says so.
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    for _ in range(1200):
+        deep = deep / "d"
+        deep.mkdir()  # 2,400 characters of path: still under PATH_MAX
+    try:
+        with pytest.raises(ScanInputError, match="no checkpoints found") as raised:
+            scan(tmp_path, cache_path=None)
+        assert "levels deep are not searched" in str(raised.value)
+    finally:  # bottom up, without recursion (shutil.rmtree and pytest's cleanup recurse)
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
+    # Beside a readable checkpoint they are not an error.
+    save_file({"w": torch.randn(8, 6)}, tmp_path / "step_1.safetensors")
+    assert set(scan(tmp_path, cache_path=None).table["tensor"]) == {"w"}
+
+
 @pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else False, reason="root reads any file")
 def test_unreadable_file_is_a_warning(tmp_path):
     torch.save(weights(1), tmp_path / "step_1.pt")

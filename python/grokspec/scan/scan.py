@@ -33,6 +33,7 @@ from grokspec.scan.compute import GROUP_BYTES, GROUP_CHECKPOINTS, WEIGHT_METRICS
 from grokspec.scan.compute import compute_group as _compute_group
 from grokspec.scan.discovery import ALIASES, OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
 from grokspec.scan.failures import describe_failure
+from grokspec.scan.foreign import find_foreign
 from grokspec.scan.formats import TrainingStateFile, open_checkpoint
 from grokspec.scan.guards import check_shard_index, display_name
 from grokspec.scan.logs import MAX_STEP, finite_or_none, log_rows, metrics_file_rows
@@ -117,6 +118,10 @@ def scan(
         found = warnings[:3]
         if skipped:
             found.append(f"skipped {len(skipped)} file(s) of training state ({skipped[0].path}, ...)")
+        foreign = find_foreign(directory)
+        if foreign:
+            names = ", ".join(f"{display_name(f.path)} ({f.format})" for f in foreign)
+            found.append(f"found weights in formats grokspec does not read (it reads PyTorch and safetensors): {names}")
         raise ScanInputError(
             f"no checkpoints found under {display_name(str(directory))} "
             "(looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz, "
