@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ from grokspec.cli import main
 from grokspec.events import collapse_step, crossing_step
 from grokspec.lab.config import TrainConfig
 from grokspec.scan.alarm_quality import alarm_quality, auroc, median_ci, tune, youden
-from grokspec.scan.run_metrics import chance_of, read_trajectory, trajectory_from_records
+from grokspec.scan.run_metrics import chance_of, read_trajectory, run_dirs_under, trajectory_from_records
 
 STEP = 100
 
@@ -254,6 +255,22 @@ def test_alarms_command(tmp_path):
     (tmp_path / "empty").mkdir()
     bad = CliRunner().invoke(main, ["alarms", str(tmp_path / "empty")])
     assert bad.exit_code == 2 and "no grokspec run dir" in bad.output
+
+
+def test_run_dirs_are_found_nested_but_a_hostile_depth_is_not_walked(tmp_path):
+    _write_run(tmp_path / "sweep" / "lr_1e-3" / "seed_0", plateau_run())
+    deep = tmp_path / "sweep"
+    for _ in range(1200):  # Path.rglob raised RecursionError here
+        deep = deep / "d"
+        deep.mkdir()
+    _write_run(deep / "buried", plateau_run())
+    try:
+        assert run_dirs_under(tmp_path) == [tmp_path / "sweep" / "lr_1e-3" / "seed_0"]
+    finally:  # bottom up, without recursion (shutil.rmtree recurses)
+        shutil.rmtree(deep / "buried")
+        while deep != tmp_path / "sweep":
+            deep.rmdir()
+            deep = deep.parent
 
 
 def test_importing_the_rules_imports_no_heavy_library():

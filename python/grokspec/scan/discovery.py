@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
 from grokspec.scan import dcp
+from grokspec.scan.guards import MAX_FOLDER_DEPTH
 from grokspec.scan.layouts import (
     WEIGHT_NAMES,
     Candidate,
@@ -104,10 +105,6 @@ class Discovery(NamedTuple):
     skipped: list[SkippedFile]
 
 
-#: Folder levels searched below the scanned one (checkpoint trees are a few levels deep).
-MAX_DEPTH = 64
-
-
 def _name(path: Path, base: Path) -> str:
     """The run's name: its path below the scanned dir, or that dir's own name."""
     relative_name = str(path.relative_to(base))
@@ -123,9 +120,8 @@ def discover(directory: Path) -> Discovery:
     ):
         here = Path(current)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != OUTPUT_DIR_NAME)
-        if dirnames and len(here.relative_to(directory).parts) >= MAX_DEPTH:
-            # os.walk recurses: a hostile tree ~1,000 levels deep would end the scan with a RecursionError.
-            found.warnings.append(f"{_name(here, directory)}: folders more than {MAX_DEPTH} levels deep are not searched")
+        if dirnames and len(here.relative_to(directory).parts) >= MAX_FOLDER_DEPTH:
+            found.warnings.append(f"{_name(here, directory)}: folders more than {MAX_FOLDER_DEPTH} levels deep are not searched")
             dirnames[:] = []
         if dcp.is_dcp_folder(here):  # scanned on its own (below, a parent takes its DCP folders as files)
             ref = CheckpointRef(here, here.name, step_from_name(here.name), dcp.checkpoint_files(here))

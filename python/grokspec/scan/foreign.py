@@ -18,8 +18,8 @@ __all__ = ["ForeignFile", "find_foreign"]
 
 #: Entries looked at, at most (a huge tree is sampled, not walked).
 MAX_ENTRIES = 20_000
-#: Folder levels below the scanned one looked into (os.walk recurses: a
-#: hostile tree thousands of levels deep must not reach Python's limit).
+#: Folder levels below the scanned one looked into (foreign weights sit near
+#: the top; see also guards.MAX_FOLDER_DEPTH).
 MAX_DEPTH = 6
 
 _BY_SUFFIX = {

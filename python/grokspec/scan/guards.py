@@ -56,6 +56,10 @@ MEMORY_BUDGET_ENV = "GROKSPEC_MEMORY_BUDGET"
 INDEX_SIZE_LIMIT = 64 * 2**20
 #: Members of one archive; numpy and torch write one per array or storage.
 ZIP_MEMBER_LIMIT = 1_000_000
+#: Folder levels searched below a scanned folder. Checkpoint trees are a few
+#: levels deep; os.walk and Path.rglob recurse, and a hostile tree ~1,000
+#: levels deep ended a scan with a RecursionError.
+MAX_FOLDER_DEPTH = 64
 _SUFFIXES = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _KINDS = (
     (stat.S_ISDIR, "a folder"),

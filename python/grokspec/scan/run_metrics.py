@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from grokspec.alarms import REPRESENTATION_SERIES, Trajectory
 from grokspec.lab.rundir import RunDir, is_run_dir
+from grokspec.scan.guards import MAX_FOLDER_DEPTH
 
 __all__ = ["chance_of", "read_trajectory", "run_dirs_under", "trajectory_from_records"]
 
@@ -64,8 +66,16 @@ def read_trajectory(run_dir: Path) -> Trajectory:
 
 
 def run_dirs_under(path: Path) -> list[Path]:
-    """`path` itself when it is a run dir, else every run dir below it, sorted."""
+    """`path` itself when it is a run dir, else every run dir below it, sorted
+    (at most MAX_FOLDER_DEPTH levels down)."""
     path = Path(path)
     if is_run_dir(path):
         return [path]
-    return sorted(p.parent for p in path.rglob("config.json") if is_run_dir(p.parent))
+    found = []
+    for root, dirs, files in os.walk(path):
+        here = Path(root)
+        if len(here.relative_to(path).parts) >= MAX_FOLDER_DEPTH:
+            dirs.clear()
+        if "config.json" in files and is_run_dir(here):
+            found.append(here)
+    return sorted(found)
