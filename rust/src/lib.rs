@@ -11,6 +11,7 @@
 pub mod band_reduction;
 pub mod batch;
 pub mod bulge_chasing;
+pub mod dense_tridiagonal;
 pub mod entropy;
 pub mod error;
 pub mod householder;

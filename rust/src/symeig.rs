@@ -94,6 +94,9 @@ fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
     if n == 0 {
         return (Vec::new(), Vec::new());
     }
+    if n <= crate::dense_tridiagonal::faster_up_to() {
+        return crate::dense_tridiagonal::tridiagonalize_dense(a);
+    }
     let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
     let mut householder = Mat::<f64>::zeros(block, n - 1);
     let scratch = tridiag::tridiag_in_place_scratch::<f64>(n, par, Default::default());
