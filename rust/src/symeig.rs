@@ -103,7 +103,7 @@ fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
         _ => crate::dense_tridiagonal::faster_up_to().min(96),
     };
     if n <= limit {
-        return crate::dense_tridiagonal::tridiagonalize_dense(a);
+        return crate::dense_tridiagonal::tridiagonalize_dense(a.rb());
     }
     let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
     let mut householder = Mat::<f64>::zeros(block, n - 1);
