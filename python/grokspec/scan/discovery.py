@@ -17,7 +17,9 @@ A run is one series of checkpoints:
   whose checkpoints are its entries;
 - a torch.distributed checkpoint folder (:mod:`grokspec.scan.dcp`) is one
   checkpoint, treated as a file of its parent (``step_100/``, ``step-100/``,
-  Lightning's ``epoch=0-step=100.ckpt/`` form series by name), never walked into.
+  Lightning's ``epoch=0-step=100.ckpt/`` form series by name), never walked into;
+- a repo in the Hugging Face Hub's download cache (:mod:`grokspec.scan.hub_cache`):
+  its snapshots are the checkpoints, their steps from the revisions' names.
 
 Training state (optimizer, scheduler, RNG, arguments) is never a checkpoint:
 it is listed as skipped (:mod:`grokspec.scan.roles`). Steps from names follow
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
-from grokspec.scan import dcp
+from grokspec.scan import dcp, hub_cache
 from grokspec.scan.guards import MAX_FOLDER_DEPTH
 from grokspec.scan.layouts import (
     WEIGHT_NAMES,
@@ -89,7 +91,7 @@ class RunSpec:
     #: The run's name in the table: its directory relative to the scanned one.
     name: str
     root: Path
-    #: "grokspec", "huggingface", "accelerate", "deepspeed", "lightning", "folders", "multi" or "files".
+    #: "grokspec", "huggingface", "accelerate", "deepspeed", "lightning", "folders", "hub_cache", "multi" or "files".
     kind: str
     checkpoints: tuple[CheckpointRef, ...]
     #: metrics.jsonl or trainer_state.json, when the run has one.
@@ -140,6 +142,10 @@ def discover(directory: Path) -> Discovery:
         # torch.distributed checkpoint folders are checkpoints, as files are: never walked into.
         distributed = [d for d in dirnames if dcp.is_dcp_folder(here / d)]
         dirnames[:] = [d for d in dirnames if d not in distributed]
+        if hub_cache.is_repo(here, dirnames):
+            _hub_runs(here, directory, found)
+            dirnames[:] = []
+            continue
         if is_run_dir(here):
             run_dir = RunDir(here)
             refs = tuple(_ref(path, here, step) for step, path in run_dir.list_checkpoints())
@@ -204,6 +210,38 @@ def _folder_runs(here: Path, series: FolderSeries, filenames: list[str], base: P
     return rest
 
 
+def _hub_runs(repo: Path, base: Path, found: Discovery) -> None:
+    """A cached Hub repo: snapshots with a numbered revision form the repo's series;
+    each other snapshot is a run of its own (the only snapshot keeps the repo's name)."""
+    revisions, warnings = hub_cache.revisions(repo)
+    found.warnings.extend(f"{_name(repo, base)}: {w}" for w in warnings)
+    name = _name(repo, base)
+    series: list[CheckpointRef] = []
+    alone: list[tuple[str, CheckpointRef]] = []
+    for revision in revisions:
+        try:
+            names = sorted(p.name for p in revision.folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p))
+        except OSError as error:
+            found.warnings.append(f"cannot list {revision.folder}: {error.strerror}")
+            continue
+        candidates, skipped, candidate_warnings = folder_candidates(revision.folder, names, base)
+        found.skipped.extend(skipped)
+        found.warnings.extend(candidate_warnings)
+        for candidate in candidates:
+            suffix = "" if candidate.series == "" else f"/{candidate.path.name}"
+            ref = CheckpointRef(candidate.path, f"{revision.name}{suffix}", revision.step, candidate.files)
+            if revision.step is not None and candidate.series == "":
+                series.append(ref)
+            else:
+                alone.append((revision.name if candidate.series == "" else f"{revision.name}{suffix}", ref))
+    series.sort(key=lambda r: (r.name_step, r.label))
+    if series:
+        found.runs.append(RunSpec(name, repo, "hub_cache", tuple(series), None))
+    for run_suffix, ref in alone:
+        run_name = name if not series and len(alone) == 1 else f"{name}/{run_suffix}"
+        found.runs.append(RunSpec(run_name, repo, "hub_cache", (ref,), None))
+
+
 def _callback_log(here: Path) -> tuple[Path, ...]:
     """metrics.jsonl that grokspec's Trainer/Lightning callbacks keep beside the checkpoints."""
     return (here / "metrics.jsonl",) if (here / "metrics.jsonl").is_file() else ()
@@ -239,6 +277,8 @@ def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -
     # A folder named as a checkpoint (checkpoint-60/, scanned on its own)
     # gives its files the step it gives them when its parent is scanned.
     own_step = folder_step(here.name)
+    if own_step is None:  # a Hub cache snapshot: the step its revision's name gives
+        own_step = hub_cache.snapshot_step(here)
     own_source = (
         "order" if here.name.startswith("checkpoint_") and any(n.startswith("random_states_") for n in filenames) else "name"
     )
