@@ -749,3 +749,18 @@ def test_fuzzed_configs_are_valid_or_one_value_error(config):
         TrainConfig.from_dict(config)
     except ValueError as error:
         assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize("name, guard", [("a.npz", check_npz), ("a.pt", check_torch_zip)])
+def test_an_archive_whose_directory_points_before_its_start_is_refused(tmp_path, name, guard):
+    """The end record's directory offset raised by 1000: zipfile still finds the
+    directory, and gives the first member a negative offset (a seek to it raised
+    OSError, found by the fuzzer above)."""
+    data = bytearray(valid_bytes(Path(name).suffix))
+    # torch writes a zip64 end record (its offset field at +48, 8 bytes); numpy the classic one (+16, 4 bytes)
+    end, at, width = (data.rfind(b"PK\x06\x06"), 48, 8) if b"PK\x06\x06" in data else (data.rindex(b"PK\x05\x06"), 16, 4)
+    offset = int.from_bytes(data[end + at : end + at + width], "little")
+    data[end + at : end + at + width] = (offset + 1000).to_bytes(width, "little")
+    (tmp_path / name).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="starts before the archive"):
+        guard(tmp_path / name)

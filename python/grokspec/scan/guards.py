@@ -196,6 +196,8 @@ def _check_member(info: zipfile.ZipInfo, file_size: int, name: str) -> None:
         raise CheckpointError(f"{where} uses an unsupported compression (method {info.compress_type})")
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
         raise CheckpointError(f"{where} is stored uncompressed but declares two different sizes (damaged)")
+    if info.header_offset < 0:  # zipfile subtracts the bytes it thinks precede the archive
+        raise CheckpointError(f"{where} starts before the archive does (damaged)")
     if info.header_offset + info.compress_size > file_size:
         raise CheckpointError(f"{where} reaches past the end of the file (truncated)")
 
