@@ -162,7 +162,8 @@ def discover(directory: Path) -> Discovery:
         if series is not None:
             claimed = {e.folder.name for e in series.entries}
             dirnames[:] = [d for d in dirnames if d not in claimed]
-            filenames = _folder_runs(here, series, filenames, directory, found)
+            filenames, finals = _folder_runs(here, series, filenames, dirnames, directory, found)
+            dirnames[:] = [d for d in dirnames if d not in finals]
         _file_runs(here, filenames, directory, found)
     return found
 
@@ -175,8 +176,11 @@ def _ref(
     return CheckpointRef(path, str(path.relative_to(root)), name_step, files, source)
 
 
-def _folder_runs(here: Path, series: FolderSeries, filenames: list[str], base: Path, found: Discovery) -> list[str]:
-    """Runs of a directory of checkpoint folders; returns the root's files left for file runs."""
+def _folder_runs(
+    here: Path, series: FolderSeries, filenames: list[str], subfolders: list[str], base: Path, found: Discovery
+) -> tuple[list[str], set[str]]:
+    """Runs of a directory of checkpoint folders; returns the root's files left
+    for file runs and the root's subfolders it claimed (a pipeline's final models)."""
     found.skipped.extend(series.skipped)
     found.warnings.extend(series.warnings)
     name = _name(here, base)
@@ -189,25 +193,49 @@ def _folder_runs(here: Path, series: FolderSeries, filenames: list[str], base: P
     root_weights, rest, skipped, warnings = _root_final_model(here, filenames, base)
     found.skipped.extend(skipped)
     found.warnings.extend(warnings)
-    if root_weights is not None:
-        step, duplicate = final_model_step(here, series, root_weights)
-        relative_path = relative(root_weights.path, base)
+    components = _root_components(here, set(by_series), subfolders, base, found)
+    apart: list[Candidate] = []  # final models at no step of the series: runs of their own
+    for final in ([root_weights] if root_weights is not None else []) + components:
+        step, duplicate = final_model_step(here, series, final)
         if duplicate is not None:
             found.skipped.append(
-                SkippedFile(relative_path, "duplicate", f"the final model, the same step ({step}) as {duplicate}/")
+                SkippedFile(relative(final.path, base), "duplicate", f"the final model, the same step ({step}) as {duplicate}/")
             )
         elif step is not None:
-            by_series.setdefault("", []).append(_ref(root_weights.path, here, step, "trainer_state", root_weights.files))
+            by_series.setdefault(final.series, []).append(_ref(final.path, here, step, "trainer_state", final.files))
         else:
-            final = (_ref(root_weights.path, here, None, "name", root_weights.files),)
-            found.runs.append(RunSpec(f"{name}/final", here, series.kind, final, None))
+            apart.append(final)
+    single = len(by_series) == 1
+    for final in apart:
+        run_name = f"{name}/final" if single or not final.series else f"{name}/{final.series}/final"
+        found.runs.append(RunSpec(run_name, here, series.kind, (_ref(final.path, here, None, "name", final.files),), None))
     log = here / "trainer_state.json" if (here / "trainer_state.json").is_file() else _newest_state(series)
     extra = _callback_log(here)
     for key, refs in sorted(by_series.items()):
         refs.sort(key=lambda r: (r.name_step if r.name_step is not None else -1, r.label))
-        run_name = name if not key else f"{name}/{key}"
+        run_name = name if not key or single else f"{name}/{key}"
         found.runs.append(RunSpec(run_name, here, series.kind, tuple(refs), None if key else log, () if key else extra))
-    return rest
+    return rest, {c.path.parent.name for c in components}
+
+
+def _root_components(here: Path, keys: set[str], subfolders: list[str], base: Path, found: Discovery) -> list[Candidate]:
+    """The final models a pipeline keeps in subfolders of the output folder
+    (diffusers: ``unet/`` beside ``checkpoint-N/unet/``), one per series of that name."""
+    out: list[Candidate] = []
+    for key in sorted(keys & set(subfolders)):
+        folder = here / key
+        try:
+            names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        except OSError as error:
+            found.warnings.append(f"cannot list {folder}: {error.strerror}")
+            continue
+        candidates, skipped, warnings = folder_candidates(folder, names, base)
+        weights = next((c for c in candidates if c.series == ""), None)
+        if weights is not None:
+            found.skipped.extend(skipped)
+            found.warnings.extend(warnings)
+            out.append(Candidate(weights.path, weights.files, key))
+    return out
 
 
 def _hub_runs(repo: Path, base: Path, found: Discovery) -> None:
@@ -279,6 +307,8 @@ def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -
     own_step = folder_step(here.name)
     if own_step is None:  # a Hub cache snapshot: the step its revision's name gives
         own_step = hub_cache.snapshot_step(here)
+    if own_step is None:  # a model's subfolder of a checkpoint folder (checkpoint-N/unet/)
+        own_step = folder_step(here.parent.name)
     own_source = (
         "order" if here.name.startswith("checkpoint_") and any(n.startswith("random_states_") for n in filenames) else "name"
     )

@@ -11,6 +11,12 @@ skipped by name (:mod:`grokspec.scan.roles`). A torch.distributed checkpoint
 folder inside it counts as a file (accelerate's ``pytorch_model_fsdp_0/``,
 OLMo-core's ``model_and_optim/``; ``optimizer_0/`` is training state).
 
+A checkpoint folder without weights of its own may keep its models in
+subfolders, one model each — diffusers' training scripts save
+``checkpoint-N/unet/`` and ``checkpoint-N/unet_ema/`` beside accelerate's
+training state: each such subfolder is a series of its own, named by the
+subfolder.
+
 Steps: the folder's number — except accelerate's ``checkpoint_K``, which
 counts saves, not steps (flagged ``"order"``). An HF output folder's final
 model at its root gets ``global_step`` of the root ``trainer_state.json``
@@ -34,8 +40,10 @@ from grokspec.scan.steps import INIT_NAMES, folder_step, trainer_state_step
 
 __all__ = [
     "EXTENSIONS",
+    "MAX_COMPONENTS",
     "WEIGHT_NAMES",
     "Candidate",
+    "component_candidates",
     "FolderSeries",
     "final_model_step",
     "folder_candidates",
@@ -62,8 +70,14 @@ WEIGHT_NAMES = (
     "model.pt",
     "model.pth",
     "pytorch_model_fsdp.bin",
+    # diffusers' save_pretrained of one model (a UNet, a transformer, a VAE)
+    "diffusion_pytorch_model.safetensors.index.json",
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.bin",
     MEGATRON_WEIGHTS := "mp_rank_00/model_optim_rng.pt",
 )
+#: How many subfolders of one checkpoint folder are looked into for its models.
+MAX_COMPONENTS = 32
 EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
 _ACCELERATE = re.compile(r"^checkpoint_\d+$")
 #: Megatron-LM's per-partition folders of an ``iter_N`` checkpoint (tensor rank, pipeline rank).
@@ -124,6 +138,8 @@ def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries
             warnings.append(f"cannot list {folder}: {error.strerror}")
             continue
         found, folder_skipped, folder_warnings = folder_candidates(folder, names + megatron_weights(folder), base)
+        if not found:
+            found, folder_skipped, folder_warnings = component_candidates(folder, base, folder_skipped, folder_warnings)
         if not found:
             continue
         skipped.extend(folder_skipped)
@@ -250,9 +266,42 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
         if primary is not None and name in WEIGHT_NAMES and name != primary:
             skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {primary}"))
             continue
-        series = "" if name == primary else group_key(stem(name) or name)
+        series = "" if name == primary else _series_key(stem(name) or name)
         found.append(Candidate(folder / name, parts, series))
     return found, skipped, warnings
+
+
+def component_candidates(
+    folder: Path, base: Path, skipped: list[SkippedFile], warnings: list[str]
+) -> tuple[list[Candidate], list[SkippedFile], list[str]]:
+    """The models a checkpoint folder keeps in subfolders (``unet/``, ``unet_ema/``,
+    ``text_encoder/``), each the series of its subfolder's name; the folder's own
+    training state (`skipped`) is kept with theirs."""
+    try:
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return [], skipped, warnings
+    found: list[Candidate] = []
+    for sub in subfolders[:MAX_COMPONENTS]:
+        if dcp.is_dcp_folder(sub) or folder_role(sub.name) or megatron_partitions([sub.name]):
+            continue
+        try:
+            names = sorted(p.name for p in sub.iterdir() if p.is_file())
+        except OSError:
+            continue
+        candidates, sub_skipped, sub_warnings = folder_candidates(sub, names, base)
+        skipped = skipped + sub_skipped
+        warnings = warnings + sub_warnings
+        key = _series_key(sub.name)  # unet, unet_ema; global_step# alike in every checkpoint folder
+        for c in candidates:
+            found.append(Candidate(c.path, c.files, key if c.series == "" else f"{key}/{c.series}"))
+    return found, skipped, warnings
+
+
+def _series_key(file_stem: str) -> str:
+    """A checkpoint folder's other file's series: its name (its numbers replaced)."""
+    key = group_key(file_stem)
+    return file_stem if key == "*" else key
 
 
 def final_model_step(here: Path, series: FolderSeries, final: Candidate) -> tuple[int | None, str | None]:
