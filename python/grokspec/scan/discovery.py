@@ -53,7 +53,7 @@ from grokspec.scan.layouts import (
     shard_files,
     stem,
 )
-from grokspec.scan.pickled import count_entries
+from grokspec.scan.pickled import PICKLE_SUFFIXES, count_entries
 from grokspec.scan.roles import SkippedFile
 from grokspec.scan.steps import folder_step, step_from_name, trainer_state_step
 
@@ -61,9 +61,23 @@ __all__ = ["ALIASES", "OUTPUT_DIR_NAME", "CheckpointRef", "Discovery", "RunSpec"
 
 #: scan's default output folder, never scanned itself.
 OUTPUT_DIR_NAME = "grokspec-scan"
-#: Names without a number that belong to the numbered series beside them.
-ALIASES = frozenset({"last", "final", "latest", "final_model", "last_model"})
-_PICKLES = (".pt", ".pth", ".bin", ".ckpt")
+#: Names without a number that belong to the numbered series beside them: copies of one of
+#: its checkpoints (the newest, or the best by a metric: timm's and the ImageNet
+#: example's ``model_best.pth.tar``, fairseq's ``checkpoint_best.pt``).
+ALIASES = frozenset(
+    {
+        "last",
+        "final",
+        "latest",
+        "final_model",
+        "last_model",
+        "best",
+        "model_best",
+        "best_model",
+        "checkpoint_best",
+        "checkpoint_last",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -323,11 +337,11 @@ def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -
             step, source = state_step, "trainer_state"
         key = group_key(file_stem)
         groups.setdefault(key, []).append(_ref(candidate.path, here, step, source, candidate.files))
-    _join_aliases(groups)
     name = _name(here, base)
     log = here / "trainer_state.json" if (here / "trainer_state.json").is_file() else None
     multi = {key: _split_multi(refs, key) for key, refs in groups.items()}
     groups = {key: rest for key, (_, rest) in multi.items() if rest}
+    _join_aliases(groups)  # after the files holding whole runs are set apart: those are no series to join
     whole = [(ref, entries) for found_multi, _ in multi.values() for ref, entries in found_multi]
     for ref, entries in whole:
         alone = len(whole) == 1 and not groups
@@ -360,11 +374,11 @@ def _split_multi(
     and the rest. Files without a number are each looked into; a numbered
     series only through its first file (one look, however long the series)."""
     looked = refs if key == "*" else refs[:1]
-    counts = {id(r): count_entries(r.path) if r.path.name.endswith(_PICKLES) else None for r in looked}
+    counts = {id(r): count_entries(r.path) if r.path.name.endswith(PICKLE_SUFFIXES) else None for r in looked}
     if not any(counts.values()):
         return [], refs
     if key != "*":
-        counts = {id(r): count_entries(r.path) if r.path.name.endswith(_PICKLES) else None for r in refs}
+        counts = {id(r): count_entries(r.path) if r.path.name.endswith(PICKLE_SUFFIXES) else None for r in refs}
     whole = []
     for ref in refs:
         count = counts.get(id(ref))

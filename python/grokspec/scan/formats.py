@@ -35,7 +35,7 @@ from grokspec.errors import CheckpointError
 from grokspec.scan import dcp, float8, guards
 from grokspec.scan.float8 import FLOAT8_DTYPES
 from grokspec.scan.multi import MetricPoint
-from grokspec.scan.pickled import STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
+from grokspec.scan.pickled import PICKLE_SUFFIXES, STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
 from grokspec.scan.statedict import NESTED_KEYS
 from grokspec.scan.torch_dtypes import FLOAT_DTYPES, LAYOUT
 from grokspec.scan.torch_pickle import TensorRef
@@ -333,7 +333,7 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False, entry: int | None
             return ArrayCheckpoint(path, arrays, next((p.metadata_step for p in parts if p.metadata_step), None))
         if name.endswith(".npz"):
             return _load_npz(path)
-        if name.endswith((".pt", ".pth", ".bin", ".ckpt")):
+        if name.endswith(PICKLE_SUFFIXES):
             return _load_torch(path, trust_pickle, entry)
     except CheckpointError:
         raise

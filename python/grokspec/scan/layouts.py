@@ -35,6 +35,7 @@ from pathlib import Path
 
 from grokspec.errors import CheckpointError
 from grokspec.scan import dcp, guards
+from grokspec.scan.pickled import PICKLE_SUFFIXES, holds_torch_file
 from grokspec.scan.roles import SkippedFile, folder_role, name_role
 from grokspec.scan.steps import INIT_NAMES, folder_step, trainer_state_step
 
@@ -78,7 +79,7 @@ WEIGHT_NAMES = (
 )
 #: How many subfolders of one checkpoint folder are looked into for its models.
 MAX_COMPONENTS = 32
-EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")
+EXTENSIONS = (".safetensors.index.json", ".bin.index.json", ".safetensors", *PICKLE_SUFFIXES, ".npz")
 _ACCELERATE = re.compile(r"^checkpoint_\d+$")
 #: Megatron-LM's per-partition folders of an ``iter_N`` checkpoint (tensor rank, pipeline rank).
 _MEGATRON_PARTITION = re.compile(r"^mp_rank_\d{2}(_\d{3})?$")
@@ -246,7 +247,7 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
     for name in names:
         if name in distributed:
             continue
-        if name_role(name) is None and stem(name) is not None:
+        if name_role(name) is None and stem(name) is not None and _not_an_archive(folder, name):
             if name.endswith(".index.json"):
                 shards, warning = shard_files(folder / name)
                 if warning:
@@ -296,6 +297,13 @@ def component_candidates(
         for c in candidates:
             found.append(Candidate(c.path, c.files, key if c.series == "" else f"{key}/{c.series}"))
     return found, skipped, warnings
+
+
+def _not_an_archive(folder: Path, name: str) -> bool:
+    """A bare ``.tar`` is a checkpoint only when it holds a torch.save file (``.pth.tar`` always is)."""
+    if not name.endswith(".tar") or name.endswith((".pth.tar", ".pt.tar", ".ckpt.tar")):
+        return True
+    return holds_torch_file(folder / name)
 
 
 def _series_key(file_stem: str) -> str:

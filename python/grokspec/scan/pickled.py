@@ -33,10 +33,38 @@ from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, resolve
 from grokspec.scan.statedict import MAX_DEPTH, MAX_NODES, Walk, as_mapping, find_state_dict, tensor_leaves
 from grokspec.scan.torch_pickle import load_torch_file
 
-__all__ = ["STEP_KEYS", "PickleContent", "TrainingStateFile", "count_entries", "read_pickle", "step_from_metadata"]
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "STEP_KEYS",
+    "PickleContent",
+    "TrainingStateFile",
+    "count_entries",
+    "holds_torch_file",
+    "read_pickle",
+    "step_from_metadata",
+]
 
 #: Metadata keys that carry the step, in order of preference.
 STEP_KEYS = ("step", "global_step", "epoch")
+#: Names of files written by ``torch.save``. ``.tar`` is the PyTorch tutorials' convention for
+#: a general checkpoint (the ImageNet example's ``model_best.pth.tar``, timm's
+#: ``checkpoint-N.pth.tar``); a bare ``.tar`` is read only when it holds a torch file
+#: (:func:`holds_torch_file`), a real tar archive is not a checkpoint.
+PICKLE_SUFFIXES = (".pth.tar", ".pt.tar", ".ckpt.tar", ".tar", ".pt", ".pth", ".bin", ".ckpt")
+#: The first bytes of torch.save's two formats: a zip archive, or the legacy
+#: format's protocol-2 pickle of its 10-byte magic number.
+_TORCH_MAGICS = (b"PK\x03\x04", b"\x80\x02\x8a\x0a")
+
+
+def holds_torch_file(path: Path) -> bool:
+    """Whether a bare ``.tar`` file is a torch.save file (not a tar archive); never blocks."""
+    if not guards.is_regular_file(path):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4).startswith(_TORCH_MAGICS)
+    except OSError:
+        return False
 
 
 class TrainingStateFile(CheckpointError):

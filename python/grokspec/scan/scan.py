@@ -124,7 +124,7 @@ def scan(
             found.append(f"found weights in formats grokspec does not read (it reads PyTorch and safetensors): {names}")
         raise ScanInputError(
             f"no checkpoints found under {display_name(str(directory))} "
-            "(looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin, .ckpt, .npz, "
+            "(looked for grokspec runs, checkpoint-N/ dirs, .safetensors, .pt/.pth/.bin/.pth.tar, .ckpt, .npz, "
             "torch.distributed checkpoint folders)" + "".join(f"; {line}" for line in found)
         )
     calibration = load_calibration(options.calibration) if options.calibration else None
