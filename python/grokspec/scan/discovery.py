@@ -55,29 +55,12 @@ from grokspec.scan.layouts import (
 )
 from grokspec.scan.pickled import PICKLE_SUFFIXES, count_entries
 from grokspec.scan.roles import SkippedFile
-from grokspec.scan.steps import folder_step, step_from_name, trainer_state_step
+from grokspec.scan.steps import folder_step, is_alias_name, step_from_name, trainer_state_step
 
-__all__ = ["ALIASES", "OUTPUT_DIR_NAME", "CheckpointRef", "Discovery", "RunSpec", "discover", "step_from_name"]
+__all__ = ["OUTPUT_DIR_NAME", "CheckpointRef", "Discovery", "RunSpec", "discover", "step_from_name"]
 
 #: scan's default output folder, never scanned itself.
 OUTPUT_DIR_NAME = "grokspec-scan"
-#: Names without a number that belong to the numbered series beside them: copies of one of
-#: its checkpoints (the newest, or the best by a metric: timm's and the ImageNet
-#: example's ``model_best.pth.tar``, fairseq's ``checkpoint_best.pt``).
-ALIASES = frozenset(
-    {
-        "last",
-        "final",
-        "latest",
-        "final_model",
-        "last_model",
-        "best",
-        "model_best",
-        "best_model",
-        "checkpoint_best",
-        "checkpoint_last",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -354,17 +337,16 @@ def _file_runs(here: Path, filenames: list[str], base: Path, found: Discovery) -
 
 
 def _join_aliases(groups: dict[str, list[CheckpointRef]]) -> None:
-    """last.ckpt, final.pth, ... join the one numbered series of their directory."""
-    numbered = [k for k in groups if "#" in k]
-    if "*" not in groups or len(numbered) != 1:
+    """last.ckpt, final.pth, latest-rank0.pt, model_best.pth.tar, ... join the one
+    numbered series of their directory (names: :func:`~grokspec.scan.steps.is_alias_name`)."""
+    aliases = [r for refs in groups.values() for r in refs if is_alias_name(stem(r.path.name) or r.path.name)]
+    rest = {key: [r for r in refs if r not in aliases] for key, refs in groups.items()}
+    numbered = [key for key, refs in rest.items() if refs and "#" in key]
+    if not aliases or len(numbered) != 1:
         return
-    aliases = [r for r in groups["*"] if (stem(r.path.name) or "").lower().split("-v")[0] in ALIASES]
-    if not aliases:
-        return
+    groups.clear()
+    groups.update({key: refs for key, refs in rest.items() if refs})
     groups[numbered[0]].extend(aliases)
-    groups["*"] = [r for r in groups["*"] if r not in aliases]
-    if not groups["*"]:
-        del groups["*"]
 
 
 def _split_multi(

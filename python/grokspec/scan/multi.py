@@ -67,8 +67,9 @@ class MultiLayout:
 
 
 def _is_state_dict(value: Any) -> bool:
+    """A model's state dict: it holds a matrix (a list of RNG states holds 1-D tensors only)."""
     found = find_state_dict(resolve(value))
-    return found is not None and any(is_tensor(v) for v in found.values())
+    return found is not None and any(is_tensor(v) and len(getattr(resolve(v), "shape", ())) >= 2 for v in found.values())
 
 
 def find_multi(value: Any) -> MultiLayout | None:

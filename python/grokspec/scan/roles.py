@@ -60,8 +60,8 @@ _NAMES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
 TRAINING_STATE_KEYS = frozenset(
     {
         "optimizer", "optimizer_state", "optimizer_states", "optimizer_state_dict", "optim", "opt", "optimizers",
-        "scheduler", "lr_scheduler", "lr_schedulers", "scheduler_state_dict", "scaler", "grad_scaler",
-        "rng_state", "rng_states", "random_states", "loops", "callbacks", "sampler",
+        "scheduler", "lr_scheduler", "lr_schedulers", "scheduler_state_dict", "schedulers", "scaler", "grad_scaler",
+        "rng", "rng_state", "rng_states", "random_states", "loops", "callbacks", "sampler",
     }
 )  # fmt: skip
 

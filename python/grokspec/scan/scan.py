@@ -31,7 +31,7 @@ from grokspec.errors import GrokspecError
 from grokspec.scan.cache import ScanCache, checkpoint_key
 from grokspec.scan.compute import GROUP_BYTES, GROUP_CHECKPOINTS, WEIGHT_METRICS, Pending, selected_matrices
 from grokspec.scan.compute import compute_group as _compute_group
-from grokspec.scan.discovery import ALIASES, OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
+from grokspec.scan.discovery import OUTPUT_DIR_NAME, CheckpointRef, RunSpec, discover
 from grokspec.scan.failures import describe_failure
 from grokspec.scan.foreign import find_foreign
 from grokspec.scan.formats import TrainingStateFile, open_checkpoint
@@ -282,7 +282,7 @@ class _RunScan:
         for ref, value in results:
             self.warnings.extend(f"{name}: {ref.label}: {display_name(str(w))}" for w in value["warnings"])
         items = [self._bounded(ref, value["metadata_step"]) for ref, value in results]
-        steps, step_warnings, duplicates = resolve_steps(items, ALIASES)
+        steps, step_warnings, duplicates = resolve_steps(items)
         self.warnings.extend(f"{name}: {w}" for w in step_warnings)
         for i, kept in duplicates:
             self.skipped.append(SkippedFile(_relative(results[i][0].path, self.base), "duplicate", f"the same step as {kept}"))

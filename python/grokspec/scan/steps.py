@@ -19,15 +19,23 @@ from typing import Protocol
 
 from grokspec.scan import guards
 
-__all__ = ["INIT_NAMES", "folder_step", "resolve_steps", "step_from_name", "trainer_state_step"]
+__all__ = ["ALIAS_WORDS", "INIT_NAMES", "folder_step", "is_alias_name", "resolve_steps", "step_from_name", "trainer_state_step"]
 
 INIT_NAMES = frozenset({"init", "initial", "initialization", "init_model", "initial_model"})
 _PATTERNS = (
     re.compile(r"checkpoint[-_](\d+)$"),
     re.compile(r"step[=_-]?(\d+)"),
+    re.compile(r"(?:^|[-_])ba(\d+)(?:[-_]|$)"),  # Composer's ep{epoch}-ba{batch}-rank{rank}: batches are steps
     re.compile(r"epoch[=_-]?(\d+)"),
+    re.compile(r"^ep(\d+)(?:[-_]|$)"),  # Composer's ep{epoch}
     re.compile(r"^(\d+)$"),
 )
+#: Words that make a name without a number a copy of one checkpoint of the series beside it
+#: (the newest or the best): last.ckpt, last-v1.ckpt (Lightning), latest-rank0.pt (Composer),
+#: epoch_latest.pt (OpenCLIP), model_best.pth.tar (timm), checkpoint_best.pt (fairseq), final.pth.
+ALIAS_WORDS = frozenset({"last", "latest", "final", "best"})
+#: Parts of a name that are decoration, not a step: Lightning's -v1, Composer's -rank0.
+_DECORATION = re.compile(r"^(v|rank)\d+$")
 #: Folder names that hold one checkpoint each (the step in the name).
 _FOLDER = re.compile(r"^(checkpoint[-_]\d+|global_step\d+|step[-_=]?\d+|epoch[-_=]?\d+(-step=\d+)?|iter(ation)?[-_]?\d+)$")
 
@@ -45,6 +53,12 @@ def step_from_name(stem: str) -> int | None:
     if stem.lower() in INIT_NAMES:
         return 0
     return None
+
+
+def is_alias_name(file_stem: str) -> bool:
+    """Whether a checkpoint's name (without its extension) marks a copy: see ALIAS_WORDS."""
+    words = [w for w in re.split(r"[-_.=]", file_stem.lower()) if w and not _DECORATION.match(w)]
+    return any(w in ALIAS_WORDS for w in words) and not any(c.isdigit() for w in words for c in w)
 
 
 def folder_step(name: str) -> int | None:
@@ -80,12 +94,12 @@ Resolved = tuple[int, str]
 
 
 def resolve_steps(
-    items: Sequence[tuple[StepRef, Resolved | None]], aliases: frozenset[str] = frozenset()
+    items: Sequence[tuple[StepRef, Resolved | None]],
 ) -> tuple[list[Resolved | None], list[str], list[tuple[int, str]]]:
     """SPEC §5 for one run's checkpoints, each given with the step in its
     metadata: metadata, then name (or layout), then the order of modification
     times (flagged "mtime"). A step seen twice keeps its first checkpoint by
-    name; a duplicate whose stem is in `aliases` (Lightning's last.ckpt is a
+    name; a duplicate named as an alias (:func:`is_alias_name`; Lightning's last.ckpt is a
     copy of the newest checkpoint) is returned as (position, kept label) to be
     listed as skipped, any other duplicate is a warning."""
     resolved: list[Resolved | None] = []
@@ -96,6 +110,7 @@ def resolve_steps(
             resolved.append((ref.name_step, ref.step_source))
         else:
             resolved.append(None)
+    _same_file_as_named(items, resolved)
     unnamed = [i for i, r in enumerate(resolved) if r is None]
     by_time = sorted(unnamed, key=lambda i: (_mtime(items[i][0].path), items[i][0].label))
     for rank, i in enumerate(by_time):
@@ -103,7 +118,7 @@ def resolve_steps(
     warnings: list[str] = []
     duplicates: list[tuple[int, str]] = []
     seen: dict[int, str] = {}
-    is_alias = [items[i][0].path.name.split(".")[0].split("-v")[0].lower() in aliases for i in range(len(items))]
+    is_alias = [is_alias_name(items[i][0].path.name.split(".")[0]) for i in range(len(items))]
     for i in sorted(range(len(items)), key=lambda i: (is_alias[i], items[i][0].label)):
         entry = resolved[i]
         assert entry is not None
@@ -117,6 +132,28 @@ def resolve_steps(
             warnings.append(f"step {entry[0]} appears twice ({seen[entry[0]]} and {label}); kept {seen[entry[0]]}")
         resolved[i] = None
     return resolved, warnings, duplicates
+
+
+def _same_file_as_named(items: Sequence[tuple[StepRef, Resolved | None]], resolved: list[Resolved | None]) -> None:
+    """An alias without a step that is a link (symbolic or hard) to a checkpoint with one
+    takes that step: Composer's latest-rank0.pt, timm's last.pth.tar are links to the newest."""
+    named: dict[tuple[int, int], Resolved] = {}
+    for (ref, _), step in zip(items, resolved):
+        key = _identity(ref.path)
+        if step is not None and key is not None:
+            named.setdefault(key, step)
+    for i, (ref, _) in enumerate(items):
+        key = _identity(ref.path)
+        if resolved[i] is None and key in named and is_alias_name(ref.path.name.split(".")[0]):
+            resolved[i] = named[key]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _mtime(path: Path) -> int:

@@ -1,0 +1,127 @@
+"""Checkpoint files of two more training loops, written with ``torch.save`` in
+their exact structures (the libraries pin torch versions of their own and are
+not installed here):
+
+- MosaicML Composer's ``CheckpointSaver``: ``ep{epoch}-ba{batch}-rank{rank}.pt``
+  holding ``{"state": State.state_dict(), "rng": [per-rank RNG states]}`` (the
+  model under ``state.model``), and the symlink ``latest-rank{rank}.pt`` to the
+  newest;
+- OpenCLIP's ``training/main.py``: ``checkpoints/epoch_{N}.pt`` and a separate
+  ``epoch_latest.pt``, each ``{"epoch", "name", "state_dict", "optimizer"}``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grokspec.scan.scan import ScanResult, scan
+from grokspec.scan.steps import is_alias_name, step_from_name
+from reference import reference_entropy
+
+
+def small_model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+
+def composer_save(path: Path, model: torch.nn.Module, epoch: int, batch: int) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 8)).sum().backward()
+    optimizer.step()
+    state = {
+        "model": {f"module.{k}": v for k, v in model.state_dict().items()},  # ComposerClassifier wraps `module`
+        "optimizers": {"SGD": optimizer.state_dict()},
+        "schedulers": [],
+        "algorithms": [],
+        "callbacks": {},
+        "scaler": None,
+        "timestamp": {"iteration": 0, "epoch": epoch, "batch": batch, "sample": batch * 2, "token": 0, "batch_in_epoch": 0},
+        "rank_zero_seed": 42,
+        "train_metrics": {},
+        "eval_metrics": {},
+        "run_name": "tiny-run",
+        "integrations": {},
+        "metadata": {"composer_env_info": {"composer_version": "0.x"}},
+    }
+    rng = [{"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.random.get_rng_state()}]
+    torch.save({"state": state, "rng": rng}, path)
+
+
+def entropies(result: ScanResult, run: str) -> dict[int, dict[str, float]]:
+    t = result.table
+    out: dict[int, dict[str, float]] = {}
+    for r in t[(t["run"] == run) & (t["metric"] == "entropy")].itertuples():
+        out.setdefault(int(r.step), {})[r.tensor] = float(r.value)
+    return out
+
+
+def assert_matches(got: dict[str, float], model: torch.nn.Module, prefix: str = "") -> None:
+    want = {
+        f"{prefix}{k}": reference_entropy(v.detach().to(torch.float64).numpy())
+        for k, v in model.state_dict().items()
+        if v.ndim == 2
+    }
+    assert set(got) == set(want) and len(want) == 2
+    for name, value in want.items():
+        assert abs(got[name] - value) <= 1e-6, name
+
+
+def test_composer_checkpoints_are_one_series_in_batches_and_latest_is_a_link(tmp_path):
+    models = {}
+    for epoch, batch in ((0, 100), (1, 200), (2, 300)):
+        models[batch] = small_model(batch)
+        composer_save(tmp_path / f"ep{epoch}-ba{batch}-rank0.pt", models[batch], epoch, batch)
+    os.symlink("ep2-ba300-rank0.pt", tmp_path / "latest-rank0.pt")
+    result = scan(tmp_path)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    assert {r.run: r.steps for r in result.report.runs} == {tmp_path.name: (100, 300)}
+    assert {s.path: s.role for s in result.report.skipped} == {"latest-rank0.pt": "duplicate"}
+    got = entropies(result, tmp_path.name)
+    assert sorted(got) == [100, 200, 300]
+    for batch, model in models.items():
+        assert_matches(got[batch], model, "module.")  # the optimizer's momentum buffers are not weights
+
+
+def test_a_list_of_rng_states_is_not_a_run_of_checkpoints(tmp_path):
+    """Composer's `rng` is a list of dicts holding tensors: it was taken for a file that
+    holds a whole run (of checkpoints without any matrix)."""
+    composer_save(tmp_path / "ep0-ba7-rank0.pt", small_model(0), 0, 7)
+    result = scan(tmp_path)
+    assert [r.kind for r in result.report.runs] == ["files"] and not result.warnings
+    assert sorted(entropies(result, result.report.runs[0].run)) == [7]
+
+
+def test_openclip_epoch_latest_is_a_duplicate_of_the_newest_epoch(tmp_path):
+    folder = tmp_path / "logs" / "run-name" / "checkpoints"
+    folder.mkdir(parents=True)
+    models = {epoch: small_model(epoch) for epoch in (1, 2, 3)}
+    for epoch, model in models.items():
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        checkpoint = {"epoch": epoch, "name": "run-name", "state_dict": model.state_dict(), "optimizer": optimizer.state_dict()}
+        torch.save(checkpoint, folder / f"epoch_{epoch}.pt")
+        torch.save(checkpoint, folder / "epoch_latest.pt")  # rewritten after every epoch
+    result = scan(folder)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    assert {r.run: r.steps for r in result.report.runs} == {"checkpoints": (1, 3)}
+    assert {s.path: s.role for s in result.report.skipped} == {"epoch_latest.pt": "duplicate"}
+    got = entropies(result, "checkpoints")
+    for epoch, model in models.items():
+        assert_matches(got[epoch], model)
+
+
+def test_names_of_steps_and_aliases():
+    assert [step_from_name(n) for n in ("ep0-ba100-rank0", "ep3", "ep3-rank1", "bad_12", "checkpoint_1_1000")] == [
+        100,
+        3,
+        3,
+        None,
+        None,
+    ]
+    aliases = ("last", "last-v1", "latest-rank0", "epoch_latest", "model_best", "checkpoint_best", "final_model", "best")
+    assert all(is_alias_name(n) for n in aliases)
+    assert not any(is_alias_name(n) for n in ("best3", "epoch_3", "ep0-ba100-rank0", "model", "init", "lastly"))
