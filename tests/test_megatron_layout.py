@@ -64,7 +64,7 @@ def test_iterations_scan_as_one_series_with_their_steps(tmp_path):
     entropy = table[table["metric"] == "entropy"]
     assert set(entropy["run"]) == {tmp_path.name}
     assert sorted(set(entropy["step"])) == [1000, 2000, 3000]
-    assert set(entropy["step_source"]) == {"name"}
+    assert set(entropy["step_source"]) == {"metadata:iteration"}, "the iteration Megatron saves in the file (equal to iter_N)"
     for iteration, weights in want.items():
         rows = entropy[entropy["step"] == iteration]
         assert set(rows["tensor"]) == set(weights), "the optimizer's exp_avg and the 1-D norm are not matrices of the model"

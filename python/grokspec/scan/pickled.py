@@ -44,8 +44,11 @@ __all__ = [
     "step_from_metadata",
 ]
 
-#: Metadata keys that carry the step, in order of preference.
-STEP_KEYS = ("step", "global_step", "epoch")
+#: Metadata keys that carry the step, in order of preference: SPEC §5's, then the
+#: optimizer-step and iteration counters of litgpt (``step_count``; its ``iter_num`` counts
+#: micro-batches), nanoGPT (``iter_num``), Megatron-LM (``iteration``) and
+#: fairseq (``num_updates``) before the coarser ``epoch``.
+STEP_KEYS = ("step", "global_step", "step_count", "iter_num", "iteration", "num_updates", "epoch")
 #: Names of files written by ``torch.save``. ``.tar`` is the PyTorch tutorials' convention for
 #: a general checkpoint (the ImageNet example's ``model_best.pth.tar``, timm's
 #: ``checkpoint-N.pth.tar``); a bare ``.tar`` is read only when it holds a torch file

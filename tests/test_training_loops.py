@@ -7,7 +7,12 @@ not installed here):
   model under ``state.model``), and the symlink ``latest-rank{rank}.pt`` to the
   newest;
 - OpenCLIP's ``training/main.py``: ``checkpoints/epoch_{N}.pt`` and a separate
-  ``epoch_latest.pt``, each ``{"epoch", "name", "state_dict", "optimizer"}``.
+  ``epoch_latest.pt``, each ``{"epoch", "name", "state_dict", "optimizer"}``;
+- nanoGPT's ``train.py``: ``out/ckpt.pt`` rewritten at each evaluation,
+  ``{"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config"}``;
+- litgpt's pretraining: ``out/pretrain/step-00000100/lit_model.pth`` holding
+  ``{"model", "optimizer", "iter_num", "step_count"}`` (``iter_num`` counts
+  micro-batches, ``step_count`` optimizer steps, as the folder's name does).
 """
 
 from __future__ import annotations
@@ -125,3 +130,43 @@ def test_names_of_steps_and_aliases():
     aliases = ("last", "last-v1", "latest-rank0", "epoch_latest", "model_best", "checkpoint_best", "final_model", "best")
     assert all(is_alias_name(n) for n in aliases)
     assert not any(is_alias_name(n) for n in ("best3", "epoch_3", "ep0-ba100-rank0", "model", "init", "lastly"))
+
+
+def test_nanogpt_ckpt_step_is_its_iteration(tmp_path):
+    model = small_model(3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4)
+    config = {"n_layer": 1, "n_embd": 16, "learning_rate": 6e-4, "max_iters": 5000}
+    checkpoint = {
+        "model": {f"_orig_mod.{k}": v for k, v in model.state_dict().items()},  # torch.compile's prefix
+        "optimizer": optimizer.state_dict(),
+        "model_args": {"n_layer": 1, "n_embd": 16, "block_size": 64, "bias": False, "vocab_size": 50304},
+        "iter_num": 2000,
+        "best_val_loss": torch.tensor(3.21),
+        "config": config,
+    }
+    (tmp_path / "out").mkdir()
+    torch.save(checkpoint, tmp_path / "out" / "ckpt.pt")
+    result = scan(tmp_path / "out")
+    got = entropies(result, "out")
+    assert sorted(got) == [2000]
+    assert set(result.table["step_source"]) == {"metadata:iter_num"}
+    assert_matches(got[2000], model, "_orig_mod.")
+
+
+def test_litgpt_step_folders_count_optimizer_steps_not_micro_batches(tmp_path):
+    out = tmp_path / "out" / "pretrain"
+    models = {step: small_model(step) for step in (100, 200)}
+    for step, model in models.items():
+        folder = out / f"step-{step:08d}"
+        folder.mkdir(parents=True)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": 4 * step, "step_count": step}
+        torch.save(state, folder / "lit_model.pth")
+        (folder / "model_config.yaml").write_text("n_layer: 1\n")
+    result = scan(out)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    assert {r.run: r.steps for r in result.report.runs} == {"pretrain": (100, 200)}
+    got = entropies(result, "pretrain")
+    assert set(result.table["step_source"]) == {"metadata:step_count"}
+    for step, model in models.items():
+        assert_matches(got[step], model)
