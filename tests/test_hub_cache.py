@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,19 +36,20 @@ def tiny_gpt_neox(seed: int) -> transformers.PreTrainedModel:
     return transformers.GPTNeoXForCausalLM(config)
 
 
-def cache_revision(cache: Path, repo_id: str, model: transformers.PreTrainedModel, commit: str, refs: list[str]) -> Path:
+def cache_revision(cache: Path, repo_id: str, model: Any, commit: str, refs: list[str]) -> Path:
     """What hf_hub_download leaves for each file of one revision: a blob named by its
     hash, a link to it in snapshots/<commit>/, and refs/<revision> holding the commit."""
     storage = cache / hub_download.repo_folder_name(repo_id=repo_id, repo_type="model")
     staging = cache / "staging"
     model.save_pretrained(staging)
     snapshot = storage / "snapshots" / commit
-    for file in sorted(staging.iterdir()):
+    for file in sorted(f for f in staging.rglob("*") if f.is_file()):
         blob = storage / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
         blob.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, blob)
-        (snapshot / file.name).parent.mkdir(parents=True, exist_ok=True)
-        hub_download._create_symlink(str(blob), str(snapshot / file.name), new_blob=True)
+        link = snapshot / file.relative_to(staging)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        hub_download._create_symlink(str(blob), str(link), new_blob=True)
     shutil.rmtree(staging)
     for revision in refs:
         hub_download._cache_commit_hash_for_specific_revision(str(storage), revision, commit)
@@ -165,3 +167,28 @@ def test_hostile_refs_are_passed_over(tmp_path):
     result = scan(storage)
     assert steps(result, "models--org--m") == [("step10", 10, "name")]
     assert steps(result, f"models--org--m/{COMMITS[1][:12]}")[0][0] == COMMITS[1][:12]
+
+
+def test_a_cached_diffusers_pipeline_series_reads_its_model_subfolders(tmp_path):
+    """A diffusers repo keeps each model in a subfolder of the snapshot (``unet/``,
+    ``scheduler/``, ``model_index.json``): nothing at the snapshot's top was scanned."""
+    diffusers = pytest.importorskip("diffusers")
+    unets = {}
+    for i, step in enumerate((100, 200)):
+        torch.manual_seed(step)
+        unet = diffusers.UNet2DModel(
+            sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        )  # fmt: skip
+        pipeline = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(num_train_timesteps=10))
+        storage = cache_revision(tmp_path, "org/ddpm-tiny", pipeline, COMMITS[i], [f"step{step}"])
+        unets[step] = storage / "snapshots" / COMMITS[i] / "unet" / "diffusion_pytorch_model.safetensors"
+    result = scan(tmp_path / "models--org--ddpm-tiny")
+    assert result.failed_checkpoints == 0
+    assert steps(result, "models--org--ddpm-tiny") == [("step100/unet", 100, "name"), ("step200/unet", 200, "name")]
+    got = entropies(result, "models--org--ddpm-tiny")
+    for step, path in unets.items():
+        for name, value in load_file(path).items():
+            if value.ndim >= 2 and min(value.shape[0], int(np.prod(value.shape[1:]))) >= 2:
+                want = reference_entropy(value.astype(np.float64).reshape(value.shape[0], -1))
+                assert abs(got[(step, name)] - want) <= 1e-6, (step, name)

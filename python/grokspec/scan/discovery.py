@@ -42,6 +42,8 @@ from grokspec.scan.layouts import (
     WEIGHT_NAMES,
     Candidate,
     FolderSeries,
+    checkpoint_folder_candidates,
+    checkpoint_names,
     final_model_step,
     folder_candidates,
     folder_series,
@@ -236,34 +238,36 @@ def _root_components(here: Path, keys: set[str], subfolders: list[str], base: Pa
 
 
 def _hub_runs(repo: Path, base: Path, found: Discovery) -> None:
-    """A cached Hub repo: snapshots with a numbered revision form the repo's series;
-    each other snapshot is a run of its own (the only snapshot keeps the repo's name)."""
+    """A cached Hub repo: snapshots with a numbered revision form the repo's series (one per
+    model of a pipeline: ``unet/``, ``text_encoder/``); each other snapshot is a run of its own
+    (the only snapshot keeps the repo's name)."""
     revisions, warnings = hub_cache.revisions(repo)
-    found.warnings.extend(f"{_name(repo, base)}: {w}" for w in warnings)
     name = _name(repo, base)
-    series: list[CheckpointRef] = []
-    alone: list[tuple[str, CheckpointRef]] = []
+    found.warnings.extend(f"{name}: {w}" for w in warnings)
+    by_series: dict[str, list[CheckpointRef]] = {}
+    alone: list[CheckpointRef] = []
     for revision in revisions:
         try:
-            names = sorted(p.name for p in revision.folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p))
+            names = checkpoint_names(revision.folder)
         except OSError as error:
             found.warnings.append(f"cannot list {revision.folder}: {error.strerror}")
             continue
-        candidates, skipped, candidate_warnings = folder_candidates(revision.folder, names, base)
+        candidates, skipped, candidate_warnings = checkpoint_folder_candidates(revision.folder, names, base)
         found.skipped.extend(skipped)
         found.warnings.extend(candidate_warnings)
         for candidate in candidates:
-            suffix = "" if candidate.series == "" else f"/{candidate.path.name}"
-            ref = CheckpointRef(candidate.path, f"{revision.name}{suffix}", revision.step, candidate.files)
-            if revision.step is not None and candidate.series == "":
-                series.append(ref)
+            label = revision.name if candidate.series == "" else f"{revision.name}/{candidate.series}"
+            ref = CheckpointRef(candidate.path, label, revision.step, candidate.files)
+            if revision.step is None:
+                alone.append(ref)
             else:
-                alone.append((revision.name if candidate.series == "" else f"{revision.name}{suffix}", ref))
-    series.sort(key=lambda r: (r.name_step, r.label))
-    if series:
-        found.runs.append(RunSpec(name, repo, "hub_cache", tuple(series), None))
-    for run_suffix, ref in alone:
-        run_name = name if not series and len(alone) == 1 else f"{name}/{run_suffix}"
+                by_series.setdefault(candidate.series, []).append(ref)
+    for key, refs in sorted(by_series.items()):
+        refs.sort(key=lambda r: (r.name_step, r.label))
+        run_name = name if not key or len(by_series) == 1 else f"{name}/{key}"
+        found.runs.append(RunSpec(run_name, repo, "hub_cache", tuple(refs), None))
+    for ref in alone:
+        run_name = name if not by_series and len(alone) == 1 else f"{name}/{ref.label}"
         found.runs.append(RunSpec(run_name, repo, "hub_cache", (ref,), None))
 
 

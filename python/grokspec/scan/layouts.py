@@ -44,6 +44,8 @@ __all__ = [
     "MAX_COMPONENTS",
     "WEIGHT_NAMES",
     "Candidate",
+    "checkpoint_folder_candidates",
+    "checkpoint_names",
     "component_candidates",
     "FolderSeries",
     "final_model_step",
@@ -134,13 +136,11 @@ def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries
             continue
         folder = here / name
         try:
-            names = sorted(p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p))
+            names = checkpoint_names(folder)
         except OSError as error:
             warnings.append(f"cannot list {folder}: {error.strerror}")
             continue
-        found, folder_skipped, folder_warnings = folder_candidates(folder, names + megatron_weights(folder), base)
-        if not found:
-            found, folder_skipped, folder_warnings = component_candidates(folder, base, folder_skipped, folder_warnings)
+        found, folder_skipped, folder_warnings = checkpoint_folder_candidates(folder, names, base)
         if not found:
             continue
         skipped.extend(folder_skipped)
@@ -156,6 +156,23 @@ def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries
     entries.sort(key=lambda e: (e.step, e.folder.name))
     kind = next(iter(kinds)) if len(kinds) == 1 else "folders"
     return FolderSeries(kind, tuple(entries), tuple(skipped), tuple(warnings))
+
+
+def checkpoint_names(folder: Path) -> list[str]:
+    """The names in a checkpoint folder that may hold weights: its files and its
+    torch.distributed checkpoint folders (OSError when it cannot be listed)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p))
+
+
+def checkpoint_folder_candidates(
+    folder: Path, names: list[str], base: Path
+) -> tuple[list[Candidate], list[SkippedFile], list[str]]:
+    """One checkpoint folder's weights (`names` from :func:`checkpoint_names`): its own
+    files, Megatron's ``mp_rank_00/`` file, else the models in its subfolders."""
+    found, skipped, warnings = folder_candidates(folder, names + megatron_weights(folder), base)
+    if not found:
+        return component_candidates(folder, base, skipped, warnings)
+    return found, skipped, warnings
 
 
 def megatron_partitions(subfolders: list[str]) -> list[str]:
