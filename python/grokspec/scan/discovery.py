@@ -272,8 +272,12 @@ def _hub_runs(repo: Path, base: Path, found: Discovery) -> None:
 
 
 def _callback_log(here: Path) -> tuple[Path, ...]:
-    """metrics.jsonl that grokspec's Trainer/Lightning callbacks keep beside the checkpoints."""
-    return (here / "metrics.jsonl",) if (here / "metrics.jsonl").is_file() else ()
+    """metrics.jsonl that grokspec's Trainer/Lightning callbacks keep beside the checkpoints,
+    and Lightning's CSVLogger file of a ``version_N/checkpoints/`` folder (``version_N/metrics.csv``)."""
+    logs = [here / "metrics.jsonl"]
+    if here.name == "checkpoints":
+        logs.append(here.parent / "metrics.csv")
+    return tuple(path for path in logs if path.is_file())
 
 
 def _newest_state(series: FolderSeries) -> Path | None:

@@ -1,7 +1,8 @@
 """Training-log metrics as rows of the scan table (``tensor`` empty).
 
 A grokspec run's ``metrics.jsonl``, a Hugging Face ``trainer_state.json``
-(its ``log_history``), or a file given with ``--metrics``. Logs are read
+(its ``log_history``), Lightning's CSVLogger ``metrics.csv``, or a file given
+with ``--metrics``. Logs are read
 defensively: a log that is not a regular file, damaged lines, values that
 are not numbers or steps outside 0..2**63-1 become warnings or are skipped,
 never an exception.
@@ -9,6 +10,7 @@ never an exception.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Callable
@@ -103,11 +105,37 @@ def log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter = None) ->
     `weights` picks the logged weight entropies to take (None: none)."""
     rows = _main_log_rows(run, warnings, weights)
     for path in run.extra_logs:
+        if path.suffix == ".csv":
+            rows.extend(_csv_log_rows(run, path, warnings))
+            continue
         reading = RunDir(path.parent).read_metrics_checked()
         if reading.problems:
             warnings.append(f"{run.name}: {display_name(path.name)}: {len(reading.problems)} problem(s) ({reading.problems[0]})")
         rows.extend(metric_rows(run.name, display_name(path.name), list(reading.records), weights))
     return rows
+
+
+def _csv_log_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """Lightning's CSVLogger ``metrics.csv``: a ``step`` column (the global step) and one column
+    per logged metric, empty where a row did not log it."""
+    name = display_name(f"{path.parent.name}/{path.name}")
+    try:
+        if not is_small_regular_file(path, LOG_SIZE_LIMIT):
+            raise ValueError("not a regular file of at most 1 GB")
+        with open(path, newline="", encoding="utf-8") as handle:
+            records = [{k: _csv_value(v) for k, v in row.items() if k} for row in csv.DictReader(handle)]
+    except (OSError, ValueError, UnicodeError, csv.Error) as error:
+        warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
+        return []
+    return metric_rows(run.name, name, records)
+
+
+def _csv_value(text: str | None) -> float | None:
+    """A cell as a number (the step column's integral floats are taken as steps); else None."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _main_log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter) -> list[dict[str, Any]]:

@@ -34,7 +34,10 @@ REPRESENTATION = "representation"
 #: The table metric holding H̃.
 REPRESENTATION_METRIC = "repr_entropy"
 #: Accuracy metrics that define T_grok, in order of preference.
-GROK_METRICS = ("test_acc", "eval_accuracy", "eval_acc", "val_acc", "val_accuracy", "test_accuracy", "accuracy")
+GROK_METRICS = (
+    "test_acc", "eval_accuracy", "eval_acc", "val_acc", "val_accuracy", "test_accuracy", "accuracy",
+    "val_acc_epoch", "val/acc", "val/accuracy", "valid_acc", "test/acc",  # Lightning users' names
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
