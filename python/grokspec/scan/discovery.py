@@ -30,13 +30,14 @@ file, when present, wins (it is read when the file is opened).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
-from grokspec.scan import dcp, hub_cache
+from grokspec.scan import dcp, guards, hub_cache, tensorboard
 from grokspec.scan.guards import MAX_FOLDER_DEPTH
 from grokspec.scan.layouts import (
     WEIGHT_NAMES,
@@ -273,11 +274,14 @@ def _hub_runs(repo: Path, base: Path, found: Discovery) -> None:
 
 def _callback_log(here: Path) -> tuple[Path, ...]:
     """metrics.jsonl that grokspec's Trainer/Lightning callbacks keep beside the checkpoints,
-    and Lightning's CSVLogger file of a ``version_N/checkpoints/`` folder (``version_N/metrics.csv``)."""
+    and the logger files of Lightning's ``version_N/checkpoints/`` folder: the CSVLogger's
+    ``version_N/metrics.csv``, the TensorBoardLogger's ``version_N/events.out.tfevents.*``."""
     logs = [here / "metrics.jsonl"]
     if here.name == "checkpoints":
         logs.append(here.parent / "metrics.csv")
-    return tuple(path for path in logs if path.is_file())
+        with contextlib.suppress(OSError):  # TensorBoardLogger's event files (several when resumed)
+            logs += sorted(p for p in here.parent.iterdir() if tensorboard.is_event_file(p.name))
+    return tuple(path for path in logs if guards.is_regular_file(path))
 
 
 def _newest_state(series: FolderSeries) -> Path | None:

@@ -1,8 +1,8 @@
 """Training-log metrics as rows of the scan table (``tensor`` empty).
 
 A grokspec run's ``metrics.jsonl``, a Hugging Face ``trainer_state.json``
-(its ``log_history``), Lightning's CSVLogger ``metrics.csv``, or a file given
-with ``--metrics``. Logs are read
+(its ``log_history``), Lightning's CSVLogger ``metrics.csv`` or TensorBoard
+event files, or a file given with ``--metrics``. Logs are read
 defensively: a log that is not a regular file, damaged lines, values that
 are not numbers or steps outside 0..2**63-1 become warnings or are skipped,
 never an exception.
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grokspec.lab.rundir import RunDir
+from grokspec.scan import tensorboard
 from grokspec.scan.discovery import RunSpec
 from grokspec.scan.guards import display_name, is_small_regular_file
 
@@ -108,6 +109,9 @@ def log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter = None) ->
         if path.suffix == ".csv":
             rows.extend(_csv_log_rows(run, path, warnings))
             continue
+        if tensorboard.is_event_file(path.name):
+            rows.extend(_event_log_rows(run, path, warnings))
+            continue
         reading = RunDir(path.parent).read_metrics_checked()
         if reading.problems:
             warnings.append(f"{run.name}: {display_name(path.name)}: {len(reading.problems)} problem(s) ({reading.problems[0]})")
@@ -128,6 +132,21 @@ def _csv_log_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[st
         warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
         return []
     return metric_rows(run.name, name, records)
+
+
+def _event_log_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """The scalars of a TensorBoard event file (:mod:`grokspec.scan.tensorboard`)."""
+    name = display_name(f"{path.parent.name}/{path.name}")
+    try:
+        if not is_small_regular_file(path, LOG_SIZE_LIMIT):
+            raise OSError("not a regular file of at most 1 GB")
+        scalars = tensorboard.read_scalars(path)
+    except OSError as error:
+        warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
+        return []
+    if scalars.problem:
+        warnings.append(f"{run.name}: {name}: {scalars.problem}; the scalars before it are kept")
+    return metric_rows(run.name, name, list(scalars.records))
 
 
 def _csv_value(text: str | None) -> float | None:
