@@ -12,7 +12,11 @@ not installed here):
   ``{"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config"}``;
 - litgpt's pretraining: ``out/pretrain/step-00000100/lit_model.pth`` holding
   ``{"model", "optimizer", "iter_num", "step_count"}`` (``iter_num`` counts
-  micro-batches, ``step_count`` optimizer steps, as the folder's name does).
+  micro-batches, ``step_count`` optimizer steps, as the folder's name does);
+- torchtune's ``FullModelHFCheckpointer`` with LoRA: ``epoch_N/`` holding the merged
+  model as shards ``model-0000K-of-0000M.safetensors`` with their index, the adapter
+  twice (``adapter_model.safetensors`` and ``adapter_model.pt``), and
+  ``recipe_state/recipe_state.pt`` beside the epochs.
 """
 
 from __future__ import annotations
@@ -170,3 +174,55 @@ def test_litgpt_step_folders_count_optimizer_steps_not_micro_batches(tmp_path):
     assert set(result.table["step_source"]) == {"metadata:step_count"}
     for step, model in models.items():
         assert_matches(got[step], model)
+
+
+def test_torchtune_epochs_hold_the_merged_model_and_the_adapter_apart(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    out = tmp_path / "torchtune-out"
+    merged, adapters = {}, {}
+    for epoch in (0, 1):
+        folder = out / f"epoch_{epoch}"
+        folder.mkdir(parents=True)
+        torch.manual_seed(epoch)
+        merged[epoch] = {f"model.layers.{i}.self_attn.q_proj.weight": torch.randn(16, 16) for i in range(2)}
+        weight_map = {}
+        for i, name in enumerate(merged[epoch]):
+            shard = f"model-{i + 1:05d}-of-00002.safetensors"
+            save_file({name: merged[epoch][name]}, folder / shard, metadata={"format": "pt"})
+            weight_map[name] = shard
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": 2048}, "weight_map": weight_map})
+        )
+        adapters[epoch] = {
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(4, 16),
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.randn(16, 4),
+        }
+        save_file(adapters[epoch], folder / "adapter_model.safetensors")
+        torch.save(adapters[epoch], folder / "adapter_model.pt")
+        (folder / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8}))
+        (folder / "config.json").write_text("{}")
+    (out / "recipe_state").mkdir()
+    model = small_model(0)
+    optimizer = torch.optim.AdamW(model.parameters())
+    torch.save(
+        {"seed": 1, "epochs_run": 2, "total_epochs": 2, "optimizer": optimizer.state_dict()},
+        out / "recipe_state" / "recipe_state.pt",
+    )
+    result = scan(out)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    assert {r.run: r.steps for r in result.report.runs} == {"torchtune-out": (0, 1), "torchtune-out/adapter_model": (0, 1)}
+    skipped = {s.path: s.role for s in result.report.skipped}
+    assert skipped == {
+        "epoch_0/adapter_model.pt": "duplicate",
+        "epoch_1/adapter_model.pt": "duplicate",
+        "recipe_state/recipe_state.pt": "resume_state",
+    }
+    for run, states in (("torchtune-out", merged), ("torchtune-out/adapter_model", adapters)):
+        got = entropies(result, run)
+        for epoch, state in states.items():
+            want = {k: reference_entropy(v.to(torch.float64).numpy()) for k, v in state.items()}
+            assert set(got[epoch]) == set(want)
+            assert all(abs(got[epoch][k] - v) <= 1e-6 for k, v in want.items())

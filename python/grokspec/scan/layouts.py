@@ -280,13 +280,25 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
     if primary is None and len(models) == 1 and len(files) == 1:
         primary = models[0]
     found: list[Candidate] = []
-    for name, parts in files.items():
-        if primary is not None and name in WEIGHT_NAMES and name != primary:
+    kept: dict[str, str] = {}  # name without its extension -> the file kept for it
+    for name, parts in sorted(files.items(), key=lambda item: _format_rank(item[0])):
+        if primary is not None and name in WEIGHT_NAMES and name != primary and not _adapter_beside_model(name, primary):
             skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {primary}"))
             continue
+        file_stem = _format_rank(name)[0]
+        if file_stem in kept:  # one file in two formats: torchtune's adapter_model.pt beside adapter_model.safetensors
+            skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {kept[file_stem]}"))
+            continue
+        kept[file_stem] = name
         series = "" if name == primary else _series_key(stem(name) or name)
         found.append(Candidate(folder / name, parts, series))
     return found, skipped, warnings
+
+
+def _format_rank(name: str) -> tuple[str, int]:
+    """Files of one stem, best format first: safetensors (sharded, single), then the pickles."""
+    suffix = next((e for e in EXTENSIONS if name.endswith(e)), "")
+    return (name[: len(name) - len(suffix)], EXTENSIONS.index(suffix) if suffix else len(EXTENSIONS))
 
 
 def component_candidates(
@@ -321,6 +333,12 @@ def _not_an_archive(folder: Path, name: str) -> bool:
     if not name.endswith(".tar") or name.endswith((".pth.tar", ".pt.tar", ".ckpt.tar")):
         return True
     return holds_torch_file(folder / name)
+
+
+def _adapter_beside_model(name: str, primary: str) -> bool:
+    """A LoRA adapter saved beside the full (merged) model, as torchtune's epoch folders hold
+    them: another matrix set, its own series — not a copy of the model's weights."""
+    return name.startswith("adapter_model.") and not primary.startswith("adapter_model.")
 
 
 def _series_key(file_stem: str) -> str:

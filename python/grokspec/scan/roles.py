@@ -52,6 +52,7 @@ _NAMES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
         (r"^(sampler|dl_state_dict)(_\d+)?\.bin$", "dataloader", "data loader / sampler state (accelerate)"),
         (r"^custom_checkpoint_\d+\.pkl$", "custom_state", "custom object registered with accelerate"),
         (r"^resume\.pt$", "resume_state", "grokspec's optimizer and RNG state for resuming"),
+        (r"^recipe_state\.pt$", "resume_state", "torchtune's optimizer state and epoch count for resuming"),
     )
 )
 
