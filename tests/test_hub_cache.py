@@ -192,3 +192,15 @@ def test_a_cached_diffusers_pipeline_series_reads_its_model_subfolders(tmp_path)
             if value.ndim >= 2 and min(value.shape[0], int(np.prod(value.shape[1:]))) >= 2:
                 want = reference_entropy(value.astype(np.float64).reshape(value.shape[0], -1))
                 assert abs(got[(step, name)] - want) <= 1e-6, (step, name)
+
+
+def test_a_linked_refs_folder_is_not_followed(tmp_path):
+    """refs/ as a link (to /proc, say) would have the reader open whatever lies there."""
+    storage = cache_revision(tmp_path, "org/m", tiny_gpt_neox(1), COMMITS[0], ["step10"])
+    elsewhere = tmp_path / "elsewhere"
+    (storage / "refs").rename(elsewhere)
+    (storage / "refs").symlink_to(elsewhere, target_is_directory=True)
+    result = scan(storage)
+    # not read as a cached repo: the snapshot is scanned as an ordinary folder, with no step from refs
+    assert {r.kind for r in result.report.runs} != {"hub_cache"}
+    assert set(result.table["step_source"]) != {"name"}

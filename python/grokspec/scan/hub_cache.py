@@ -45,8 +45,13 @@ class Revision:
 
 
 def is_repo(folder: Path, subfolders: list[str]) -> bool:
-    """A cached repo folder: ``snapshots/`` and ``refs/`` side by side."""
-    return "snapshots" in subfolders and "refs" in subfolders and (folder / "snapshots").is_dir()
+    """A cached repo folder: ``snapshots/`` and ``refs/`` side by side, real folders (the
+    Hub never links them; a link could lead the reading of refs anywhere, ``/proc`` included)."""
+    return all(name in subfolders and _real_folder(folder / name) for name in ("snapshots", "refs"))
+
+
+def _real_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def revisions(repo: Path) -> tuple[list[Revision], list[str]]:
@@ -71,9 +76,10 @@ def revisions(repo: Path) -> tuple[list[Revision], list[str]]:
 
 def snapshot_step(folder: Path) -> int | None:
     """The step of one snapshot folder scanned on its own (``.../snapshots/<commit>``)."""
-    if folder.parent.name != "snapshots" or not (folder.parent.parent / "refs").is_dir():
+    repo = folder.parent.parent
+    if folder.parent.name != "snapshots" or not is_repo(repo, ["snapshots", "refs"]):
         return None
-    steps = [step_from_name(n) for n in _refs(folder.parent.parent).get(folder.name, [])]
+    steps = [step_from_name(n) for n in _refs(repo).get(folder.name, [])]
     return min((s for s in steps if s is not None), default=None)
 
 
