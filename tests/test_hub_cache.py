@@ -164,6 +164,7 @@ def test_hostile_refs_are_passed_over(tmp_path):
     (refs / "step60").write_text(COMMITS[4])  # a commit with no snapshot
     (refs / "step20").unlink()
     (refs / "step20").symlink_to(refs / "step20")  # a link to itself
+    (refs / "step70").symlink_to(refs / "step10")  # a link to a good ref: links are never read
     result = scan(storage)
     assert steps(result, "models--org--m") == [("step10", 10, "name")]
     assert steps(result, f"models--org--m/{COMMITS[1][:12]}")[0][0] == COMMITS[1][:12]

@@ -96,7 +96,8 @@ def _refs(repo: Path) -> dict[str, list[str]]:
             if seen > _MAX_REFS:
                 return out
             path = Path(current) / filename
-            if not guards.is_small_regular_file(path, _MAX_REF_BYTES):  # never a FIFO or a huge file
+            # never a FIFO, a huge file or a link (to /proc/kmsg, say: a regular file whose reading blocks)
+            if path.is_symlink() or not guards.is_small_regular_file(path, _MAX_REF_BYTES):
                 continue
             try:
                 commit = path.read_text(encoding="ascii").strip()
