@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ForeignFile", "find_foreign"]
+__all__ = ["ForeignFile", "find_foreign", "foreign_bin"]
 
 #: Entries looked at, at most (a huge tree is sampled, not walked).
 MAX_ENTRIES = 20_000
@@ -38,6 +39,34 @@ _BY_SUFFIX = {
 # Orbax's (JAX) checkpoint marker.
 _TF_DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _BY_NAME = {"_CHECKPOINT_METADATA": "Orbax (JAX)"}
+
+
+#: The first bytes of other libraries' ``.bin`` weights (torch's start with a zip or pickle header):
+#: GGML and its successors (llama.cpp, whisper.cpp; the magic number little-endian), fastText.
+_BIN_MAGICS = {
+    b"lmgg": "GGML (llama.cpp/whisper.cpp)",
+    b"fmgg": "GGML (llama.cpp)",
+    b"tjgg": "GGML (llama.cpp)",
+    b"algg": "GGML LoRA (llama.cpp)",
+    b"GGUF": "GGUF (llama.cpp)",
+    b"\xba\x16\x4f\x2f": "fastText",
+}
+
+
+def foreign_bin(path: Path) -> str | None:
+    """The format of a ``.bin`` file that is another library's weights, not a torch.save
+    file: by its magic number, or OpenVINO IR (``X.bin`` beside its ``X.xml``). None
+    otherwise — an unknown ``.bin`` is still read as torch's, and reported if it is not."""
+    if path.with_suffix(".xml").is_file():
+        return "OpenVINO IR"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO
+            return None
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return None
+    return _BIN_MAGICS.get(head)
 
 
 @dataclass(frozen=True)

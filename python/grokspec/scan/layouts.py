@@ -35,6 +35,7 @@ from pathlib import Path
 
 from grokspec.errors import CheckpointError
 from grokspec.scan import dcp, guards
+from grokspec.scan.foreign import foreign_bin
 from grokspec.scan.pickled import PICKLE_SUFFIXES, holds_torch_file
 from grokspec.scan.roles import SkippedFile, folder_role, name_role
 from grokspec.scan.steps import INIT_NAMES, folder_step, trainer_state_step
@@ -272,6 +273,8 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
                     continue
                 sharded.update(p.name for p in shards[:-1])
                 files[name] = shards
+            elif name.endswith(".bin") and (other := foreign_bin(folder / name)) is not None:
+                skipped.append(SkippedFile(relative(folder / name, base), "foreign", f"{other} weights, not a torch.save file"))
             else:
                 files.setdefault(name, (folder / name,))
     files = {n: f for n, f in files.items() if n not in sharded}
