@@ -16,7 +16,11 @@ not installed here):
 - torchtune's ``FullModelHFCheckpointer`` with LoRA: ``epoch_N/`` holding the merged
   model as shards ``model-0000K-of-0000M.safetensors`` with their index, the adapter
   twice (``adapter_model.safetensors`` and ``adapter_model.pt``), and
-  ``recipe_state/recipe_state.pt`` beside the epochs.
+  ``recipe_state/recipe_state.pt`` beside the epochs;
+- ultralytics (YOLO): ``runs/detect/train/weights/`` with ``epochN.pt`` and
+  ``last.pt`` holding the whole model pickled as ``ema`` (``model`` None) beside
+  its optimizer, and the final ``best.pt`` with ``model`` set and ``epoch`` -1;
+  the model's class pickled under ultralytics' module path (not importable here).
 """
 
 from __future__ import annotations
@@ -226,3 +230,58 @@ def test_torchtune_epochs_hold_the_merged_model_and_the_adapter_apart(tmp_path):
             want = {k: reference_entropy(v.to(torch.float64).numpy()) for k, v in state.items()}
             assert set(got[epoch]) == set(want)
             assert all(abs(got[epoch][k] - v) <= 1e-6 for k, v in want.items())
+
+
+def ultralytics_model_class() -> type:
+    """A module class that pickles as ``ultralytics.nn.tasks.DetectionModel``."""
+    import sys
+    import types
+
+    class DetectionModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.SiLU(), torch.nn.Conv2d(8, 16, 3))
+
+    module = types.ModuleType("ultralytics.nn.tasks")
+    DetectionModel.__module__ = module.__name__
+    DetectionModel.__qualname__ = "DetectionModel"
+    module.DetectionModel = DetectionModel  # type: ignore[attr-defined]
+    for name in ("ultralytics", "ultralytics.nn"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules[module.__name__] = module
+    return DetectionModel
+
+
+def test_ultralytics_weights_folder_reads_the_ema_and_leaves_the_stepless_best_aside(tmp_path, monkeypatch):
+    import copy
+    import sys
+
+    for name in ("ultralytics", "ultralytics.nn", "ultralytics.nn.tasks"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    model_class = ultralytics_model_class()
+    folder = tmp_path / "runs" / "detect" / "train" / "weights"
+    folder.mkdir(parents=True)
+    models = {}
+    for epoch, name in ((5, "epoch5.pt"), (9, "last.pt")):
+        torch.manual_seed(epoch)
+        models[epoch] = model_class()
+        optimizer = torch.optim.SGD(models[epoch].parameters(), lr=0.01, momentum=0.9)
+        checkpoint = {"epoch": epoch, "best_fitness": 0.5, "model": None, "ema": copy.deepcopy(models[epoch]).half()}
+        checkpoint.update({"updates": 100, "optimizer": optimizer.state_dict(), "train_args": {"epochs": 10}, "version": "8.3"})
+        torch.save(checkpoint, folder / name)
+    best = {"epoch": -1, "best_fitness": 0.6, "model": copy.deepcopy(models[5]).half(), "ema": None, "optimizer": None}
+    torch.save(best, folder / "best.pt")
+    for name in ("ultralytics", "ultralytics.nn", "ultralytics.nn.tasks"):
+        monkeypatch.delitem(sys.modules, name)  # the scan reads the files without the class
+    result = scan(folder)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    assert {s.path: s.role for s in result.report.skipped} == {"best.pt": "alias"}, "no invented step for best.pt"
+    got = entropies(result, "weights")
+    assert sorted(got) == [5, 9]
+    for epoch, model in models.items():
+        want = {}
+        for key, value in model.state_dict().items():
+            if value.ndim == 4:  # conv as out x (in*kh*kw), from the float16 weights the file holds
+                want[key] = reference_entropy(value.half().double().numpy().reshape(value.shape[0], -1))
+        assert set(got[epoch]) == set(want), "the names of the model, as in best.pt, not ema.model..."
+        assert all(abs(got[epoch][k] - v) <= 1e-6 for k, v in want.items())

@@ -13,6 +13,11 @@ from grokspec.events import GROK_LEVEL
 __all__ = ["ScanOptions"]
 
 
+#: Bumped whenever what is read from a checkpoint changes for the same file and options
+#: (which tensors, under which names, which step): cached results of an older reader
+#: are then recomputed rather than reused. 2: Composer's ``state``, ultralytics' ``ema``.
+READER_REVISION = 2
+
 @dataclass(frozen=True)
 class ScanOptions:
     #: Threshold of the representation entropy (None: the calibration's, else 0.61).
@@ -73,6 +78,7 @@ class ScanOptions:
             "representation": self.representation,
             "trust_pickle": self.trust_pickle,
             "version": __version__,
+            "reader": READER_REVISION,
             # Only when set, so that exact scans keep their cache keys.
             **({"approx": True} if self.approx else {}),
         }

@@ -33,7 +33,8 @@ class SkippedFile:
     #: Relative to the scanned directory.
     path: str
     #: optimizer, scheduler, rng_state, training_args, grad_scaler, dataloader,
-    #: custom_state, deepspeed_partition, resume_state, duplicate or foreign
+    #: custom_state, deepspeed_partition, resume_state, duplicate, alias (a best/last copy
+    #: without a step of its own) or foreign
     #: (another library's weights under a torch-like name: OpenVINO's, GGML's ``.bin``).
     role: str
     reason: str

@@ -282,10 +282,13 @@ class _RunScan:
         for ref, value in results:
             self.warnings.extend(f"{name}: {ref.label}: {display_name(str(w))}" for w in value["warnings"])
         items = [self._bounded(ref, value["metadata_step"]) for ref, value in results]
-        steps, step_warnings, duplicates = resolve_steps(items)
+        steps, step_warnings, duplicates, unplaced = resolve_steps(items)
         self.warnings.extend(f"{name}: {w}" for w in step_warnings)
         for i, kept in duplicates:
             self.skipped.append(SkippedFile(_relative(results[i][0].path, self.base), "duplicate", f"the same step as {kept}"))
+        for i in unplaced:
+            reason = "a copy (best or last) of one of the run's checkpoints that does not record its step; scan it alone"
+            self.skipped.append(SkippedFile(_relative(results[i][0].path, self.base), "alias", reason))
         rows: list[dict[str, Any]] = []
         seen_metrics: set[tuple[str, int]] = set()
         for (ref, value), resolved in zip(results, steps):

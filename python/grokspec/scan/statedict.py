@@ -25,8 +25,9 @@ from grokspec.scan.torch_pickle import TensorRef
 __all__ = ["MAX_DEPTH", "MAX_NODES", "NESTED_KEYS", "Walk", "as_mapping", "find_state_dict", "is_tensor", "tensor_leaves"]
 
 #: Where a state dict may sit inside a pickled checkpoint, in search order
-#: (Composer keeps everything under ``state``, the model under ``state.model``).
-NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "state")
+#: (Composer keeps everything under ``state``, the model under ``state.model``;
+#: ultralytics' training checkpoints hold the model as ``ema``, with ``model`` None).
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "state", "ema")
 #: How deep a walk goes, and how many objects it visits at most.
 MAX_DEPTH = 48
 MAX_NODES = 2_000_000

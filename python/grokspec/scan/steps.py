@@ -15,11 +15,20 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from grokspec.scan import guards
 
-__all__ = ["ALIAS_WORDS", "INIT_NAMES", "folder_step", "is_alias_name", "resolve_steps", "step_from_name", "trainer_state_step"]
+__all__ = [
+    "ALIAS_WORDS",
+    "INIT_NAMES",
+    "Resolution",
+    "folder_step",
+    "is_alias_name",
+    "resolve_steps",
+    "step_from_name",
+    "trainer_state_step",
+]
 
 INIT_NAMES = frozenset({"init", "initial", "initialization", "init_model", "initial_model"})
 _PATTERNS = (
@@ -93,15 +102,25 @@ class StepRef(Protocol):
 Resolved = tuple[int, str]
 
 
-def resolve_steps(
-    items: Sequence[tuple[StepRef, Resolved | None]],
-) -> tuple[list[Resolved | None], list[str], list[tuple[int, str]]]:
+class Resolution(NamedTuple):
+    #: Each checkpoint's (step, step_source); None: not placed (see below).
+    steps: list[Resolved | None]
+    warnings: list[str]
+    #: (position, the label kept at its step) of aliases that repeat a step.
+    duplicates: list[tuple[int, str]]
+    #: Positions of aliases without a step of their own in a run whose other checkpoints have one.
+    unplaced: list[int]
+
+
+def resolve_steps(items: Sequence[tuple[StepRef, Resolved | None]]) -> Resolution:
     """SPEC §5 for one run's checkpoints, each given with the step in its
     metadata: metadata, then name (or layout), then the order of modification
     times (flagged "mtime"). A step seen twice keeps its first checkpoint by
     name; a duplicate named as an alias (:func:`is_alias_name`; Lightning's last.ckpt is a
-    copy of the newest checkpoint) is returned as (position, kept label) to be
-    listed as skipped, any other duplicate is a warning."""
+    copy of the newest checkpoint) is listed to be skipped, any other duplicate is a
+    warning. An alias with no step of its own (ultralytics' best.pt, whose epoch is
+    set to -1 when training ends) beside checkpoints that have one is not placed at
+    an invented step: it is listed to be skipped."""
     resolved: list[Resolved | None] = []
     for ref, metadata_step in items:
         if metadata_step is not None:
@@ -111,17 +130,20 @@ def resolve_steps(
         else:
             resolved.append(None)
     _same_file_as_named(items, resolved)
-    unnamed = [i for i, r in enumerate(resolved) if r is None]
+    is_alias = [is_alias_name(items[i][0].path.name.split(".")[0]) for i in range(len(items))]
+    placed = any(r is not None for r in resolved)
+    unplaced = [i for i, r in enumerate(resolved) if r is None and is_alias[i] and placed]
+    unnamed = [i for i, r in enumerate(resolved) if r is None and i not in unplaced]
     by_time = sorted(unnamed, key=lambda i: (_mtime(items[i][0].path), items[i][0].label))
     for rank, i in enumerate(by_time):
         resolved[i] = (rank, "mtime")
     warnings: list[str] = []
     duplicates: list[tuple[int, str]] = []
     seen: dict[int, str] = {}
-    is_alias = [is_alias_name(items[i][0].path.name.split(".")[0]) for i in range(len(items))]
     for i in sorted(range(len(items)), key=lambda i: (is_alias[i], items[i][0].label)):
         entry = resolved[i]
-        assert entry is not None
+        if entry is None:  # unplaced
+            continue
         label = items[i][0].label
         if entry[0] not in seen:
             seen[entry[0]] = label
@@ -131,7 +153,7 @@ def resolve_steps(
         else:
             warnings.append(f"step {entry[0]} appears twice ({seen[entry[0]]} and {label}); kept {seen[entry[0]]}")
         resolved[i] = None
-    return resolved, warnings, duplicates
+    return Resolution(resolved, warnings, duplicates, unplaced)
 
 
 def _same_file_as_named(items: Sequence[tuple[StepRef, Resolved | None]], resolved: list[Resolved | None]) -> None:
