@@ -18,6 +18,7 @@ __all__ = ["ScanOptions"]
 #: are then recomputed rather than reused. 2: Composer's ``state``, ultralytics' ``ema``.
 READER_REVISION = 2
 
+
 @dataclass(frozen=True)
 class ScanOptions:
     #: Threshold of the representation entropy (None: the calibration's, else 0.61).
