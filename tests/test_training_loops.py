@@ -136,6 +136,7 @@ def test_names_of_steps_and_aliases():
         None,
     ]
     aliases = ("last", "last-v1", "latest-rank0", "epoch_latest", "model_best", "checkpoint_best", "final_model", "best")
+    aliases += ("best_coco_bbox_mAP_epoch_12", "best_model_3_val_acc=0.9000")  # MMEngine, Ignite: led by the word
     assert all(is_alias_name(n) for n in aliases)
     assert not any(is_alias_name(n) for n in ("best3", "epoch_3", "ep0-ba100-rank0", "model", "init", "lastly"))
 

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
 from grokspec.scan import dcp, guards, hub_cache, tensorboard
+from grokspec.scan.final_model import final_model_step
 from grokspec.scan.guards import MAX_FOLDER_DEPTH
 from grokspec.scan.layouts import (
     WEIGHT_NAMES,
@@ -45,7 +46,6 @@ from grokspec.scan.layouts import (
     FolderSeries,
     checkpoint_folder_candidates,
     checkpoint_names,
-    final_model_step,
     folder_candidates,
     folder_series,
     group_key,

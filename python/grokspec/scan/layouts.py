@@ -23,12 +23,12 @@ model at its root gets ``global_step`` of the root ``trainer_state.json``
 (``"trainer_state"``) and joins the series — or is skipped when a
 checkpoint folder already holds that step; without a trainer state it is
 compared with the newest checkpoint's weights, and if it differs it becomes
-a run of its own (``<run>/final``), so one run name never holds two series.
+a run of its own (``<run>/final``), so one run name never holds two series
+(:mod:`grokspec.scan.final_model`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,7 @@ from grokspec.scan import dcp, guards
 from grokspec.scan.foreign import foreign_bin
 from grokspec.scan.pickled import PICKLE_SUFFIXES, holds_torch_file
 from grokspec.scan.roles import SkippedFile, folder_role, name_role
-from grokspec.scan.steps import INIT_NAMES, folder_step, trainer_state_step
+from grokspec.scan.steps import INIT_NAMES, folder_step
 
 __all__ = [
     "EXTENSIONS",
@@ -49,7 +49,6 @@ __all__ = [
     "checkpoint_names",
     "component_candidates",
     "FolderSeries",
-    "final_model_step",
     "folder_candidates",
     "megatron_partitions",
     "model_parallel_files",
@@ -348,40 +347,6 @@ def _series_key(file_stem: str) -> str:
     """A checkpoint folder's other file's series: its name (its numbers replaced)."""
     key = group_key(file_stem)
     return file_stem if key == "*" else key
-
-
-def final_model_step(here: Path, series: FolderSeries, final: Candidate) -> tuple[int | None, str | None]:
-    """(step, duplicate-of) of the final model at the root of an HF output folder:
-    the step from the root trainer_state.json; else, when its bytes equal the
-    newest checkpoint's weights, that checkpoint's step and folder; else (None, None)."""
-    step = trainer_state_step(here)
-    if step is not None:
-        same = next((e for e in series.entries if e.step == step), None)
-        return step, same.folder.name if same else None
-    newest = series.entries[-1]
-    weights = next((c for c in newest.candidates if c.series == final.series), None)
-    if weights is not None and _same_bytes(weights.files, final.files):
-        return newest.step, newest.folder.name
-    return None, None
-
-
-def _same_bytes(a: tuple[Path, ...], b: tuple[Path, ...]) -> bool:
-    if len(a) != len(b) or not all(guards.is_regular_file(p) for p in (*a, *b)):  # never read a FIFO
-        return False
-    try:
-        if [p.stat().st_size for p in a] != [p.stat().st_size for p in b]:
-            return False
-        return all(_digest(x) == _digest(y) for x, y in zip(a, b))
-    except OSError:
-        return False
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def skipped_by_name(folder: Path, names: list[str], base: Path) -> list[SkippedFile]:
