@@ -201,3 +201,29 @@ def test_fuzzed_event_files_are_read_or_reported(tmp_path, data, cut):
     assert all(isinstance(r["step"], int) and r["step"] >= 0 for r in read.records)
     if cut >= 32:  # the whole first record (12 + 16 + 4 bytes)
         assert read.records[0] == {"acc": 1.0, "step": 5}
+
+
+def test_an_event_file_given_as_metrics_joins_every_run(tmp_path):
+    """--metrics with a TensorBoard file (an HF Trainer's runs/<date>/events.out.tfevents.*)."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    from grokspec.scan.options import ScanOptions
+    from grokspec.scan.scan import ScanInputError
+
+    for step in (10, 20):
+        torch.manual_seed(step)
+        torch.save({"w": torch.randn(8, 8)}, tmp_path / f"step_{step}.pt")
+    writer = SummaryWriter(str(tmp_path / "runs"))
+    writer.add_scalar("test_acc", 0.1, 10)
+    writer.add_scalar("test_acc", 0.99, 20)
+    writer.close()
+    (events,) = (tmp_path / "runs").iterdir()
+    result = scan(tmp_path, ScanOptions(metrics_file=events), cache_path=None)
+    acc = result.table[result.table["metric"] == "test_acc"]
+    assert [round(v, 6) for v in acc["value"]] == [0.1, 0.99]
+    assert result.report.runs[0].t_grok == 20
+    empty = tmp_path / "events.out.tfevents.empty"
+    empty.write_bytes(b"")
+    with pytest.raises(ScanInputError, match="no scalars"):
+        scan(tmp_path, ScanOptions(metrics_file=empty), cache_path=None)

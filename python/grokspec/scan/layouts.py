@@ -282,23 +282,23 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
     if primary is None and len(models) == 1 and len(files) == 1:
         primary = models[0]
     found: list[Candidate] = []
-    kept: dict[str, str] = {}  # name without its extension -> the file kept for it
+    safetensors = {_format_rank(n)[0]: n for n in files if ".safetensors" in n}
     for name, parts in sorted(files.items(), key=lambda item: _format_rank(item[0])):
         if primary is not None and name in WEIGHT_NAMES and name != primary and not _adapter_beside_model(name, primary):
             skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {primary}"))
             continue
-        file_stem = _format_rank(name)[0]
-        if file_stem in kept:  # one file in two formats: torchtune's adapter_model.pt beside adapter_model.safetensors
-            skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {kept[file_stem]}"))
+        twin = safetensors.get(_format_rank(name)[0])
+        if twin is not None and twin != name and name.endswith(PICKLE_SUFFIXES):
+            # one file saved twice, as torchtune saves adapter_model.safetensors and adapter_model.pt
+            skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {twin}"))
             continue
-        kept[file_stem] = name
         series = "" if name == primary else _series_key(stem(name) or name)
         found.append(Candidate(folder / name, parts, series))
     return found, skipped, warnings
 
 
 def _format_rank(name: str) -> tuple[str, int]:
-    """Files of one stem, best format first: safetensors (sharded, single), then the pickles."""
+    """(name without its extension, the rank of its format): sharded safetensors, safetensors, then the pickles."""
     suffix = next((e for e in EXTENSIONS if name.endswith(e)), "")
     return (name[: len(name) - len(suffix)], EXTENSIONS.index(suffix) if suffix else len(EXTENSIONS))
 

@@ -177,14 +177,23 @@ def _main_log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter) -> 
 
 
 def metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]:
-    """--metrics FILE: CSV or JSONL with `step` and metric columns; a `run`
-    column assigns rows to runs, otherwise the metrics apply to every run.
+    """--metrics FILE: CSV or JSONL with `step` and metric columns (a `run`
+    column assigns rows to runs, otherwise the metrics apply to every run), or
+    a TensorBoard event file (its scalars apply to every run).
     ValueError (one line naming the file) when it cannot be used."""
     import numpy as np
     import pandas as pd
 
     if not is_small_regular_file(path, LOG_SIZE_LIMIT):
         raise ValueError(f"the metrics file {path} is not a regular file of at most 1 GB")
+    if tensorboard.is_event_file(path.name):  # an HF Trainer's runs/<date>/events.out.tfevents.*
+        try:
+            scalars = tensorboard.read_scalars(path)
+        except OSError as error:
+            raise ValueError(f"cannot read the metrics file {path}: {error}") from error
+        if not scalars.records:
+            raise ValueError(f"the event file {path} holds no scalars{f' ({scalars.problem})' if scalars.problem else ''}")
+        return [row for name in run_names for row in metric_rows(name, path.name, list(scalars.records))]
     try:
         if path.suffix.lower() in (".jsonl", ".json"):
             frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
