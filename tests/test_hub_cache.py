@@ -25,6 +25,8 @@ from reference import reference_entropy
 
 transformers = pytest.importorskip("transformers")
 hub_download = pytest.importorskip("huggingface_hub.file_download")
+if not all(hasattr(hub_download, f) for f in ("repo_folder_name", "_create_symlink", "_cache_commit_hash_for_specific_revision")):
+    pytest.skip("huggingface_hub's cache writers have moved (private functions)", allow_module_level=True)
 from huggingface_hub import scan_cache_dir  # noqa: E402
 
 
