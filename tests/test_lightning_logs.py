@@ -227,3 +227,32 @@ def test_an_event_file_given_as_metrics_joins_every_run(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ScanInputError, match="no scalars"):
         scan(tmp_path, ScanOptions(metrics_file=empty), cache_path=None)
+
+
+def test_an_event_file_of_endless_tiny_records_is_read_only_so_far(tmp_path, monkeypatch):
+    """A hostile file of millions of tiny records would keep the parser busy for minutes."""
+    from grokspec.scan import tensorboard
+
+    body = b"\x10\x05\x2a\x0c\x0a\x0a\x0a\x03acc\x15\x00\x00\x80\x3f"
+    record = len(body).to_bytes(8, "little") + b"\0" * 4 + body + b"\0" * 4
+    path = tmp_path / "events.out.tfevents.many"
+    path.write_bytes(record * 50)
+    monkeypatch.setattr(tensorboard, "MAX_RECORDS", 20)
+    read = tensorboard.read_scalars(path)
+    assert len(read.records) == 20 and read.problem == "stopped after 20 records"
+
+
+def test_a_huge_metrics_csv_is_read_only_so_far(lightning_logs, tmp_path, monkeypatch):
+    import shutil
+
+    from grokspec.scan import logs
+
+    copy = tmp_path / "logs"
+    shutil.copytree(lightning_logs, copy)
+    lines = ["epoch,step,val_acc"] + [f"0,{step},0.5" for step in range(30)]
+    (copy / "version_0" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(logs, "MAX_CSV_ROWS", 10)
+    result = scan(copy)
+    acc = result.table[result.table["metric"] == "val_acc"]
+    assert sorted(acc["step"]) == list(range(10))
+    assert any("only its first 10 rows" in w for w in result.warnings)

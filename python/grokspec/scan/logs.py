@@ -11,6 +11,7 @@ never an exception.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -22,12 +23,15 @@ from grokspec.scan import tensorboard
 from grokspec.scan.discovery import RunSpec
 from grokspec.scan.guards import display_name, is_small_regular_file
 
-__all__ = ["LOG_SIZE_LIMIT", "MAX_STEP", "finite_or_none", "log_rows", "metric_rows", "metrics_file_rows"]
+__all__ = ["LOG_SIZE_LIMIT", "MAX_CSV_ROWS", "MAX_STEP", "finite_or_none", "log_rows", "metric_rows", "metrics_file_rows"]
 
 #: Steps are stored as 64-bit integers.
 MAX_STEP = 2**63 - 1
 #: trainer_state.json files of long runs reach tens of megabytes.
 LOG_SIZE_LIMIT = 1 << 30
+#: Rows of a logger's metrics.csv read, at most (Lightning logs a row every 50 steps by
+#: default: a million-step run has 20,000); each value becomes a table row.
+MAX_CSV_ROWS = 500_000
 
 
 def finite_or_none(value: float) -> float | None:
@@ -127,10 +131,14 @@ def _csv_log_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[st
         if not is_small_regular_file(path, LOG_SIZE_LIMIT):
             raise ValueError("not a regular file of at most 1 GB")
         with open(path, newline="", encoding="utf-8") as handle:
-            records = [{k: _csv_value(v) for k, v in row.items() if k} for row in csv.DictReader(handle)]
+            rows = itertools.islice(csv.DictReader(handle), MAX_CSV_ROWS + 1)
+            records = [{k: _csv_value(v) for k, v in row.items() if k} for row in rows]
     except (OSError, ValueError, UnicodeError, csv.Error) as error:
         warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
         return []
+    if len(records) > MAX_CSV_ROWS:
+        warnings.append(f"{run.name}: {name}: only its first {MAX_CSV_ROWS:,} rows are read")
+        records = records[:MAX_CSV_ROWS]
     return metric_rows(run.name, name, records)
 
 

@@ -25,10 +25,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MAX_RECORD_BYTES", "EventScalars", "is_event_file", "read_scalars"]
+__all__ = ["MAX_RECORDS", "MAX_RECORD_BYTES", "EventScalars", "is_event_file", "read_scalars"]
 
 #: The largest record read (an image summary can be megabytes; a scalar event is ~50 bytes).
 MAX_RECORD_BYTES = 64 << 20
+#: Records read from one file, at most (a hostile file of tiny records would keep the
+#: parser busy for minutes; a long real run logs well under a million events).
+MAX_RECORDS = 2_000_000
 _PREFIX = "events.out.tfevents."
 
 
@@ -53,7 +56,7 @@ def read_scalars(path: Path) -> EventScalars:
     records: list[dict[str, float | int]] = []
     with open(path, "rb") as handle:
         offset = 0
-        while True:
+        for _ in range(MAX_RECORDS):
             header = handle.read(12)
             if not header:
                 return EventScalars(records, None)
@@ -72,6 +75,7 @@ def read_scalars(path: Path) -> EventScalars:
             if record is not None:
                 records.append(record)
             offset += 16 + length
+        return EventScalars(records, f"stopped after {MAX_RECORDS:,} records")
 
 
 def _event(data: bytes) -> dict[str, float | int] | None:
