@@ -128,13 +128,8 @@ def test_openclip_epoch_latest_is_a_duplicate_of_the_newest_epoch(tmp_path):
 
 
 def test_names_of_steps_and_aliases():
-    assert [step_from_name(n) for n in ("ep0-ba100-rank0", "ep3", "ep3-rank1", "bad_12", "checkpoint_1_1000")] == [
-        100,
-        3,
-        3,
-        None,
-        None,
-    ]
+    names = ("ep0-ba100-rank0", "ep3", "ep3-rank1", "bad_12", "checkpoint_1_1000", "checkpoint7", "checkpoint-60")
+    assert [step_from_name(n) for n in names] == [100, 3, 3, None, 1000, 7, 60]  # fairseq: updates, then epochs
     aliases = ("last", "last-v1", "latest-rank0", "epoch_latest", "model_best", "checkpoint_best", "final_model", "best")
     aliases += ("best_coco_bbox_mAP_epoch_12", "best_model_3_val_acc=0.9000")  # MMEngine, Ignite: led by the word
     assert all(is_alias_name(n) for n in aliases)

@@ -32,7 +32,8 @@ __all__ = [
 
 INIT_NAMES = frozenset({"init", "initial", "initialization", "init_model", "initial_model"})
 _PATTERNS = (
-    re.compile(r"checkpoint[-_](\d+)$"),
+    re.compile(r"^checkpoint_\d+_(\d+)$"),  # fairseq's checkpoint_{epoch}_{updates}: updates are steps
+    re.compile(r"checkpoint[-_]?(\d+)$"),  # checkpoint-N (HF), checkpoint_N, fairseq's checkpoint{epoch}
     re.compile(r"step[=_-]?(\d+)"),
     re.compile(r"(?:^|[-_])ba(\d+)(?:[-_]|$)"),  # Composer's ep{epoch}-ba{batch}-rank{rank}: batches are steps
     re.compile(r"epoch[=_-]?(\d+)"),
