@@ -20,7 +20,10 @@ not installed here):
 - ultralytics (YOLO): ``runs/detect/train/weights/`` with ``epochN.pt`` and
   ``last.pt`` holding the whole model pickled as ``ema`` (``model`` None) beside
   its optimizer, and the final ``best.pt`` with ``model`` set and ``epoch`` -1;
-  the model's class pickled under ultralytics' module path (not importable here).
+  the model's class pickled under ultralytics' module path (not importable here);
+- detectron2's ``DetectionCheckpointer``: ``output/model_0004999.pth`` holding
+  ``{"model", "optimizer", "scheduler", "iteration"}``, ``model_final.pth`` and the
+  text file ``last_checkpoint``.
 """
 
 from __future__ import annotations
@@ -281,3 +284,22 @@ def test_ultralytics_weights_folder_reads_the_ema_and_leaves_the_stepless_best_a
                 want[key] = reference_entropy(value.half().double().numpy().reshape(value.shape[0], -1))
         assert set(got[epoch]) == set(want), "the names of the model, as in best.pt, not ema.model..."
         assert all(abs(got[epoch][k] - v) <= 1e-6 for k, v in want.items())
+
+
+def test_detectron2_iterations_and_the_final_model(tmp_path):
+    models = {}
+    for iteration in (4999, 9999):
+        models[iteration] = small_model(iteration)
+        optimizer = torch.optim.SGD(models[iteration].parameters(), lr=0.02, momentum=0.9)
+        state = {"model": models[iteration].state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration}
+        torch.save({**state, "scheduler": {"base_lrs": [0.02], "last_epoch": iteration}}, tmp_path / f"model_{iteration:07d}.pth")
+    torch.save({"model": models[9999].state_dict(), "iteration": 9999}, tmp_path / "model_final.pth")
+    (tmp_path / "last_checkpoint").write_text("model_final.pth")
+    result = scan(tmp_path)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    assert {s.path: s.role for s in result.report.skipped} == {"model_final.pth": "duplicate"}
+    got = entropies(result, tmp_path.name)
+    assert sorted(got) == [4999, 9999]
+    assert set(result.table["step_source"]) == {"metadata:iteration"}
+    for iteration, model in models.items():
+        assert_matches(got[iteration], model)
