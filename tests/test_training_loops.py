@@ -136,7 +136,9 @@ def test_names_of_steps_and_aliases():
     aliases = ("last", "last-v1", "latest-rank0", "epoch_latest", "model_best", "checkpoint_best", "final_model", "best")
     aliases += ("best_coco_bbox_mAP_epoch_12", "best_model_3_val_acc=0.9000")  # MMEngine, Ignite: led by the word
     assert all(is_alias_name(n) for n in aliases)
-    assert not any(is_alias_name(n) for n in ("best3", "epoch_3", "ep0-ba100-rank0", "model", "init", "lastly"))
+    assert not any(
+        is_alias_name(n) for n in ("best3", "epoch_3", "ep0-ba100-rank0", "model", "init", "lastly", "final_model_seed2")
+    )
 
 
 def test_nanogpt_ckpt_step_is_its_iteration(tmp_path):

@@ -67,9 +67,11 @@ def step_from_name(stem: str) -> int | None:
 
 def is_alias_name(file_stem: str) -> bool:
     """Whether a checkpoint's name (without its extension) marks a copy: see ALIAS_WORDS. A name
-    that starts with one may carry numbers too (MMEngine's best_coco_bbox_mAP_epoch_12.pth)."""
+    led by "best" may carry numbers too (MMEngine's best_coco_bbox_mAP_epoch_12.pth, Ignite's
+    best_model_3_val_acc=0.9.pt): a best checkpoint is always a copy of one of the series'.
+    (``final_model_seed2.pt`` is not: numbers after last/final may name another model.)"""
     words = [w for w in re.split(r"[-_.=]", file_stem.lower()) if w and not _DECORATION.match(w)]
-    if words and words[0] in ALIAS_WORDS:
+    if words and words[0] == "best":
         return True
     return any(w in ALIAS_WORDS for w in words) and not any(c.isdigit() for w in words for c in w)
 
