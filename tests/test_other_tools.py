@@ -5,7 +5,8 @@ numerical rank it computes in float64) is grokspec's default ``spectral_entropy`
 with float64's eps, counts the float32 rounding noise of a low-rank matrix, so
 its divisor is ln min(m, n) as ours is; grokspec's ``normalize="rank"`` is a
 different number there. WeightWatcher adds 1e-10 to each p, which moves its value
-by ~1e-7: the tolerance is 1e-6."""
+by ~1e-7: the tolerance is 1e-6. Its ``stable_rank``, ``spectral_norm`` (σ_max²) and
+``norm`` (‖W‖_F²) are grokspec's ``spectral_stats`` to rounding."""
 
 from __future__ import annotations
 
@@ -52,5 +53,11 @@ def test_weightwatcher_entropy_is_grokspecs_default_entropy():
     for name, value in theirs.items():
         weight = model[int(name)].weight.detach().numpy()
         assert abs(grokspec.spectral_entropy(weight) - value) <= 1e-6, name
+    # its norms: stable_rank = ‖W‖_F²/σ_max², spectral_norm = σ_max², norm = ‖W‖_F² (relative 1e-12)
+    for _, row in frame.iterrows():
+        stats = grokspec.spectral_stats(model[int(row["name"])].weight.detach().numpy())
+        assert stats.stable_rank == pytest.approx(row["stable_rank"], rel=1e-12)
+        assert stats.sigma_max**2 == pytest.approx(row["spectral_norm"], rel=1e-12)
+        assert stats.frobenius_norm**2 == pytest.approx(row["norm"], rel=1e-12)
     low_rank = model[1].weight.detach().numpy()
     assert abs(grokspec.spectral_entropy(low_rank, normalize="rank") - theirs["1"]) > 0.1, "rank is another normalization"
