@@ -4,16 +4,19 @@ A folder of Flax, Keras/TensorFlow, GGUF or ONNX weights is not a PyTorch
 run; "no checkpoints found" alone leaves the user guessing whether the scan
 missed something. Only names are looked at (nothing is opened), links are not
 followed, and the walk stops after a bounded number of entries and levels, so
-a hostile tree cannot make this slow or deep.
+a hostile tree cannot make this slow or deep. Beside readable checkpoints,
+:func:`foreign_bin` tells other libraries' ``.bin`` weights from torch's by
+their first four bytes (regular files only).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from grokspec.scan import guards
 
 __all__ = ["ForeignFile", "find_foreign", "foreign_bin"]
 
@@ -59,14 +62,7 @@ def foreign_bin(path: Path) -> str | None:
     otherwise — an unknown ``.bin`` is still read as torch's, and reported if it is not."""
     if path.with_suffix(".xml").is_file():
         return "OpenVINO IR"
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO
-            return None
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-    except OSError:
-        return None
-    return _BIN_MAGICS.get(head)
+    return _BIN_MAGICS.get(guards.first_bytes(path, 4))
 
 
 @dataclass(frozen=True)

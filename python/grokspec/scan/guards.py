@@ -168,6 +168,18 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
+def first_bytes(path: Path, count: int) -> bytes:
+    """The first `count` bytes of a regular file (symlinks followed); b"" for anything
+    else or an unreadable file — a FIFO is never opened, so this never blocks."""
+    if not is_regular_file(path):
+        return b""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(count)
+    except OSError:
+        return b""
+
+
 def is_small_regular_file(path: Path, limit: int = INDEX_SIZE_LIMIT) -> bool:
     """Whether `path` is a regular file of at most `limit` bytes (never blocks)."""
     try:

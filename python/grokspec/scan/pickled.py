@@ -61,13 +61,7 @@ _TORCH_MAGICS = (b"PK\x03\x04", b"\x80\x02\x8a\x0a")
 
 def holds_torch_file(path: Path) -> bool:
     """Whether a bare ``.tar`` file is a torch.save file (not a tar archive); never blocks."""
-    if not guards.is_regular_file(path):
-        return False
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(4).startswith(_TORCH_MAGICS)
-    except OSError:
-        return False
+    return guards.first_bytes(path, 4).startswith(_TORCH_MAGICS)
 
 
 class TrainingStateFile(CheckpointError):
