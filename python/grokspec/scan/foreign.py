@@ -84,15 +84,12 @@ def find_foreign(directory: Path, limit: int = 3) -> list[ForeignFile]:
     (paths relative to `directory`), in walk order."""
     found: list[ForeignFile] = []
     seen = 0
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        if len(Path(root).relative_to(directory).parts) >= MAX_DEPTH:
-            dirs.clear()
-        dirs.sort()
+    for here, dirs, files in guards.walk_within(directory, MAX_DEPTH):
         for name in sorted(files):
             seen += 1
             kind = _format_of(name)
             if kind is not None:
-                found.append(ForeignFile(os.path.relpath(os.path.join(root, name), directory), kind))
+                found.append(ForeignFile(os.path.relpath(here / name, directory), kind))
                 if len(found) >= limit:
                     return found
         seen += len(dirs)

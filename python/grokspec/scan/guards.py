@@ -28,6 +28,7 @@ import os
 import stat
 import unicodedata
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any
 
@@ -166,6 +167,18 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+def walk_within(top: Path, max_depth: int) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """``os.walk`` of `top` (links to folders not followed), subfolders in name order and
+    none entered `max_depth` levels down: a hostile tree can be neither deep nor a loop.
+    Callers may prune the yielded subfolder list further, as with ``os.walk``."""
+    for root, dirs, files in os.walk(top):
+        here = Path(root)
+        if len(here.relative_to(top).parts) >= max_depth:
+            dirs.clear()
+        dirs.sort()
+        yield here, dirs, files
 
 
 def first_bytes(path: Path, count: int) -> bytes:

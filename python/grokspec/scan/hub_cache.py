@@ -16,7 +16,6 @@ its ref or its commit, unless it is the repo's only snapshot.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +87,12 @@ def _refs(repo: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     seen = 0
     root = repo / "refs"
-    for current, dirnames, filenames in os.walk(root):
-        depth = len(Path(current).relative_to(root).parts)
-        dirnames[:] = [] if depth >= 4 else sorted(dirnames)  # refs/pr/N is as deep as the Hub goes
+    for here, _, filenames in guards.walk_within(root, 4):  # refs/pr/N is as deep as the Hub goes
         for filename in filenames:
             seen += 1
             if seen > _MAX_REFS:
                 return out
-            path = Path(current) / filename
+            path = here / filename
             # never a FIFO, a huge file or a link (to /proc/kmsg, say: a regular file whose reading blocks)
             if path.is_symlink() or not guards.is_small_regular_file(path, _MAX_REF_BYTES):
                 continue

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from grokspec.alarms import REPRESENTATION_SERIES, Trajectory
 from grokspec.lab.rundir import RunDir, is_run_dir
-from grokspec.scan.guards import MAX_FOLDER_DEPTH
+from grokspec.scan.guards import MAX_FOLDER_DEPTH, walk_within
 
 __all__ = ["chance_of", "read_trajectory", "run_dirs_under", "trajectory_from_records"]
 
@@ -71,11 +70,4 @@ def run_dirs_under(path: Path) -> list[Path]:
     path = Path(path)
     if is_run_dir(path):
         return [path]
-    found = []
-    for root, dirs, files in os.walk(path):
-        here = Path(root)
-        if len(here.relative_to(path).parts) >= MAX_FOLDER_DEPTH:
-            dirs.clear()
-        if "config.json" in files and is_run_dir(here):
-            found.append(here)
-    return sorted(found)
+    return sorted(here for here, _, files in walk_within(path, MAX_FOLDER_DEPTH) if "config.json" in files and is_run_dir(here))
