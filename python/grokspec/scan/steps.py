@@ -135,8 +135,8 @@ def resolve_steps(items: Sequence[tuple[StepRef, Resolved | None]]) -> Resolutio
             resolved.append((ref.name_step, ref.step_source))
         else:
             resolved.append(None)
-    _same_file_as_named(items, resolved)
-    is_alias = [is_alias_name(items[i][0].path.name.split(".")[0]) for i in range(len(items))]
+    is_alias = [is_alias_name(ref.path.name.split(".")[0]) for ref, _ in items]
+    _same_file_as_named(items, resolved, is_alias)
     placed = any(r is not None for r in resolved)
     unplaced = [i for i, r in enumerate(resolved) if r is None and is_alias[i] and placed]
     unnamed = [i for i, r in enumerate(resolved) if r is None and i not in unplaced]
@@ -162,17 +162,20 @@ def resolve_steps(items: Sequence[tuple[StepRef, Resolved | None]]) -> Resolutio
     return Resolution(resolved, warnings, duplicates, unplaced)
 
 
-def _same_file_as_named(items: Sequence[tuple[StepRef, Resolved | None]], resolved: list[Resolved | None]) -> None:
+def _same_file_as_named(
+    items: Sequence[tuple[StepRef, Resolved | None]], resolved: list[Resolved | None], is_alias: list[bool]
+) -> None:
     """An alias without a step that is a link (symbolic or hard) to a checkpoint with one
     takes that step: Composer's latest-rank0.pt, timm's last.pth.tar are links to the newest."""
+    if not any(step is None and alias for step, alias in zip(resolved, is_alias)):
+        return  # nothing to look for: spare a stat of every checkpoint
+    identities = [_identity(ref.path) for ref, _ in items]
     named: dict[tuple[int, int], Resolved] = {}
-    for (ref, _), step in zip(items, resolved):
-        key = _identity(ref.path)
+    for key, step in zip(identities, resolved):
         if step is not None and key is not None:
             named.setdefault(key, step)
-    for i, (ref, _) in enumerate(items):
-        key = _identity(ref.path)
-        if resolved[i] is None and key in named and is_alias_name(ref.path.name.split(".")[0]):
+    for i, key in enumerate(identities):
+        if resolved[i] is None and is_alias[i] and key in named:
             resolved[i] = named[key]
 
 
