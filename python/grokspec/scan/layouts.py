@@ -282,12 +282,12 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
     if primary is None and len(models) == 1 and len(files) == 1:
         primary = models[0]
     found: list[Candidate] = []
-    safetensors = {_format_rank(n)[0]: n for n in files if ".safetensors" in n}
-    for name, parts in sorted(files.items(), key=lambda item: _format_rank(item[0])):
+    safetensors = {stem(n): n for n in files if ".safetensors" in n}
+    for name, parts in sorted(files.items(), key=lambda item: (stem(item[0]) or item[0], _format_rank(item[0]))):
         if primary is not None and name in WEIGHT_NAMES and name != primary and not _adapter_beside_model(name, primary):
             skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {primary}"))
             continue
-        twin = safetensors.get(_format_rank(name)[0])
+        twin = safetensors.get(stem(name))
         if twin is not None and twin != name and name.endswith(PICKLE_SUFFIXES):
             # one file saved twice, as torchtune saves adapter_model.safetensors and adapter_model.pt
             skipped.append(SkippedFile(relative(folder / name, base), "duplicate", f"the same weights as {twin}"))
@@ -297,10 +297,9 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
     return found, skipped, warnings
 
 
-def _format_rank(name: str) -> tuple[str, int]:
-    """(name without its extension, the rank of its format): sharded safetensors, safetensors, then the pickles."""
-    suffix = next((e for e in EXTENSIONS if name.endswith(e)), "")
-    return (name[: len(name) - len(suffix)], EXTENSIONS.index(suffix) if suffix else len(EXTENSIONS))
+def _format_rank(name: str) -> int:
+    """Where a file's format stands in EXTENSIONS: sharded safetensors, safetensors, then the pickles."""
+    return next((i for i, extension in enumerate(EXTENSIONS) if name.endswith(extension)), len(EXTENSIONS))
 
 
 def component_candidates(
