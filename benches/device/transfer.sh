@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Out-of-sample check of the default alarm rule on one GPU: the rule was tuned
+# on (a+b) mod 97 at train fraction 0.3 (docs/ALARMS.md); here it meets tasks
+# and fractions it never saw, with negative controls on those tasks.
+#   grokking candidates (10 seeds each, <= 30,000 steps, stop 500 after T_grok):
+#     mul at 0.3, sub at 0.3, add at 0.2, S5 at 0.3
+#   controls (10 seeds each, 12,000 steps, as the reproduction's controls):
+#     mul at 0.3 with permuted training labels, sub at 0.3 without weight decay
+# One seed-batched `grokspec train` process per experiment, all at once;
+# evaluations every 100 steps (the interval the rule was tuned at).
+# Usage: OUT=out bash benches/device/transfer.sh [TIME_LIMIT_SECONDS]
+# Before it, on the device: the H100 row of seed-batched training throughput.
+set -uo pipefail
+OUT=${OUT:?set OUT}
+limit=${1:-400}
+runs=/tmp/transfer
+mkdir -p "$OUT" "$runs"
+stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
+source benches/device/setup.sh
+nvidia-smi -L; lscpu | grep -E "Model name" | cut -c1-200
+python3 -c "import grokspec, torch; print('grokspec', grokspec.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+stamp "1. training throughput (alone on the GPU)"
+timeout 100 python3 benches/device/train_throughput.py "$runs" --device "${DEVICE:-cuda}" --seeds "${THROUGHPUT_SEEDS:-1,10,100}" --steps "${THROUGHPUT_STEPS:-300}"
+cp "$runs/train_throughput.json" "$OUT/" 2>/dev/null
+
+stamp "2. transfer experiments, all at once, limit ${limit}s"
+common=(--seeds "${SEEDS:-0-9}" --p 97 --eval-every 100 --checkpoint-every 1000000 --device "${DEVICE:-cuda}" --quiet)
+train() { # NAME ARGS...
+    local name=$1; shift
+    timeout "$limit" grokspec train --out "$runs/$name" "${common[@]}" "$@" >"$runs/$name.log" 2>&1
+    echo "[$(date -u +%H:%M:%S)] $name exit $?" >>"$runs/status.log"
+}
+train mul-0.3 --task mul --train-fraction 0.3 --steps 30000 --stop-after-grok 500 &
+train sub-0.3 --task sub --train-fraction 0.3 --steps 30000 --stop-after-grok 500 &
+train add-0.2 --task add --train-fraction 0.2 --steps 30000 --stop-after-grok 500 &
+train s5-0.3 --task s5 --train-fraction 0.3 --steps 30000 --stop-after-grok 500 &
+train control-mul-shuffled --task mul --train-fraction 0.3 --steps 12000 --shuffle-labels train &
+train control-sub-wd0 --task sub --train-fraction 0.3 --steps 12000 --weight-decay 0 &
+wait
+cat "$runs/status.log"
+(cd "$runs" && find . \( -name metrics.jsonl -o -name config.json -o -name '*.log' \) -print0 | tar czf "$OUT/transfer.tar.gz" --null -T -)
+find "$runs" -name metrics.jsonl | wc -l | xargs echo "runs with metrics:"
+stamp "done"
