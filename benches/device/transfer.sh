@@ -6,13 +6,16 @@
 #     mul at 0.3, sub at 0.3, add at 0.2, S5 at 0.3
 #   controls (10 seeds each, 12,000 steps, as the reproduction's controls):
 #     mul at 0.3 with permuted training labels, sub at 0.3 without weight decay
+# Set b (a second call): mul, sub and S5 at 0.2; controls: the MLP on mul at
+# 0.3, S5 at 0.3 with permuted training labels, add at 0.2 without weight decay.
 # One seed-batched `grokspec train` process per experiment, all at once;
 # evaluations every 100 steps (the interval the rule was tuned at).
-# Usage: OUT=out bash benches/device/transfer.sh [TIME_LIMIT_SECONDS]
-# Before it, on the device: the H100 row of seed-batched training throughput.
+# Usage: OUT=out bash benches/device/transfer.sh [a|b] [TIME_LIMIT_SECONDS]
+# Set a first measures the seed-batched training throughput (alone on the GPU).
 set -uo pipefail
 OUT=${OUT:?set OUT}
-limit=${1:-400}
+set_name=${1:-a}
+limit=${2:-400}
 runs=/tmp/transfer
 mkdir -p "$OUT" "$runs"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -20,25 +23,36 @@ source benches/device/setup.sh
 nvidia-smi -L; lscpu | grep -E "Model name" | cut -c1-200
 python3 -c "import grokspec, torch; print('grokspec', grokspec.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
+if [ "$set_name" = a ]; then
 stamp "1. training throughput (alone on the GPU)"
 timeout 100 python3 benches/device/train_throughput.py "$runs" --device "${DEVICE:-cuda}" --seeds "${THROUGHPUT_SEEDS:-1,10,100}" --steps "${THROUGHPUT_STEPS:-300}"
 cp "$runs/train_throughput.json" "$OUT/" 2>/dev/null
+fi
 
-stamp "2. transfer experiments, all at once, limit ${limit}s"
+stamp "2. transfer experiments, set $set_name, all at once, limit ${limit}s"
 common=(--seeds "${SEEDS:-0-9}" --p 97 --eval-every 100 --checkpoint-every 1000000 --device "${DEVICE:-cuda}" --quiet)
 train() { # NAME ARGS...
     local name=$1; shift
     timeout "$limit" grokspec train --out "$runs/$name" "${common[@]}" "$@" >"$runs/$name.log" 2>&1
     echo "[$(date -u +%H:%M:%S)] $name exit $?" >>"$runs/status.log"
 }
+if [ "$set_name" = a ]; then
 train mul-0.3 --task mul --train-fraction 0.3 --steps 30000 --stop-after-grok 500 &
 train sub-0.3 --task sub --train-fraction 0.3 --steps 30000 --stop-after-grok 500 &
 train add-0.2 --task add --train-fraction 0.2 --steps 30000 --stop-after-grok 500 &
 train s5-0.3 --task s5 --train-fraction 0.3 --steps 30000 --stop-after-grok 500 &
 train control-mul-shuffled --task mul --train-fraction 0.3 --steps 12000 --shuffle-labels train &
 train control-sub-wd0 --task sub --train-fraction 0.3 --steps 12000 --weight-decay 0 &
+else
+train mul-0.2 --task mul --train-fraction 0.2 --steps 30000 --stop-after-grok 500 &
+train sub-0.2 --task sub --train-fraction 0.2 --steps 30000 --stop-after-grok 500 &
+train s5-0.2 --task s5 --train-fraction 0.2 --steps 30000 --stop-after-grok 500 &
+train control-mul-mlp --task mul --train-fraction 0.3 --steps 12000 --model mlp &
+train control-s5-shuffled --task s5 --train-fraction 0.3 --steps 12000 --shuffle-labels train &
+train control-add-wd0 --task add --train-fraction 0.2 --steps 12000 --weight-decay 0 &
+fi
 wait
 cat "$runs/status.log"
-(cd "$runs" && find . \( -name metrics.jsonl -o -name config.json -o -name '*.log' \) -print0 | tar czf "$OUT/transfer.tar.gz" --null -T -)
+(cd "$runs" && find . \( -name metrics.jsonl -o -name config.json -o -name '*.log' \) -print0 | tar czf "$OUT/transfer-$set_name.tar.gz" --null -T -)
 find "$runs" -name metrics.jsonl | wc -l | xargs echo "runs with metrics:"
 stamp "done"
