@@ -1,0 +1,84 @@
+"""benches/device/analyse_transfer.py: the out-of-sample alarm tables are read
+off the runs' metrics — grokking runs scored against every control pooled,
+runs cut before grokking left out, false alarms counted per control."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from grokspec.lab.config import TrainConfig
+from grokspec.lab.rundir import RunDir
+
+DEVICE_SCRIPTS = Path(__file__).resolve().parents[1] / "benches" / "device"
+STEPS = list(range(0, 8001, 100))
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("analyse_transfer", DEVICE_SCRIPTS / "analyse_transfer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_run(folder: Path, seed: int, grok_at: int | None, fall_at: int | None) -> None:
+    """Memorized at step 400; H̃ flat at 0.82, falling by 0.05 per evaluation
+    from `fall_at` (never, for None) down to 0.45; test accuracy 0.5 one
+    evaluation before `grok_at` (its onset), then 1.0 (never, for None)."""
+    run = RunDir(folder / f"seed_{seed}")
+    run.claim(TrainConfig(task="mul", seed=seed, train_fraction=0.3))
+    records = []
+    for step in STEPS:
+        falls = 0 if fall_at is None or step < fall_at else (step - fall_at) // 100 + 1
+        test = 0.002 if grok_at is None or step < grok_at - 100 else 0.5 if step < grok_at else 1.0
+        records.append(
+            {
+                "step": step,
+                "train_loss": 0.01,
+                "train_acc": 1.0 if step >= 400 else 0.5,
+                "test_loss": 1.0,
+                "test_acc": test,
+                "param_norm": 50.0,
+                "repr_entropy": max(0.45, 0.82 - 0.05 * falls),
+            }
+        )
+    run.write_metrics(records)
+
+
+@pytest.mark.timeout(120)
+def test_grokking_runs_meet_every_control_and_cut_runs_are_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = tmp_path / "runs"
+    # early: the fall comes 1,000 steps before onset; late: at onset.
+    for seed in range(2):
+        _write_run(runs / "early", seed, grok_at=5100, fall_at=4000)
+        _write_run(runs / "late", seed, grok_at=5100, fall_at=5000)
+        _write_run(runs / "control-flat", seed, grok_at=None, fall_at=None)
+        _write_run(runs / "control-falls", seed, grok_at=None, fall_at=3000)
+    # Cut by the time limit before grokking, though its H̃ fell: not a control.
+    _write_run(runs / "early", 2, grok_at=None, fall_at=4000)
+    out = tmp_path / "report"
+    monkeypatch.syspath_prepend(str(DEVICE_SCRIPTS))
+    monkeypatch.setattr(sys, "argv", ["analyse_transfer.py", str(runs), str(out)])
+    assert _script().main() == 0
+
+    report = json.loads((out / "report.json").read_text())
+    assert (report["groups"]["early"]["runs"], report["groups"]["early"]["grokked"]) == (3, 2)
+    assert report["controls"] == 4
+    plateau = {
+        name: next(q for q in qualities if q["rule"].startswith("plateau-fall")) for name, qualities in report["alarms"].items()
+    }
+    early, late, pooled = plateau["early"], plateau["late"], plateau["all experiments"]
+    assert (early["grokking_runs"], early["controls"], early["before_onset"], early["false_alarms"]) == (2, 4, 2, 2)
+    assert (late["before_onset"], late["after_onset"]) == (0, 2)
+    assert (pooled["grokking_runs"], pooled["before_onset"], pooled["controls"]) == (4, 2, 4)
+    label = early["rule"]
+    assert report["false_alarms"]["control-flat"][label] == 0
+    assert report["false_alarms"]["control-falls"][label] == 2
+    assert "| early | 0.3 | 2/3 |" in (out / "report.md").read_text()
+    assert (out / "fig_trajectories.png").stat().st_size > 10_000
