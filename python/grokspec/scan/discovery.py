@@ -18,6 +18,8 @@ A run is one series of checkpoints:
 - a torch.distributed checkpoint folder (:mod:`grokspec.scan.dcp`) is one
   checkpoint, treated as a file of its parent (``step_100/``, ``step-100/``,
   Lightning's ``epoch=0-step=100.ckpt/`` form series by name), never walked into;
+- a Ray Train run folder or Ray Tune trial (:mod:`grokspec.scan.ray_results`): its
+  checkpoint folders at the steps of the reports that saved them, its reports' metrics;
 - a repo in the Hugging Face Hub's download cache (:mod:`grokspec.scan.hub_cache`):
   its snapshots are the checkpoints, their steps from the revisions' names.
 
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
-from grokspec.scan import dcp, guards, hub_cache, tensorboard
+from grokspec.scan import dcp, guards, hub_cache, ray_results, tensorboard
 from grokspec.scan.final_model import final_model_step
 from grokspec.scan.guards import MAX_FOLDER_DEPTH
 from grokspec.scan.layouts import (
@@ -91,10 +93,11 @@ class RunSpec:
     #: The run's name in the table: its directory relative to the scanned one.
     name: str
     root: Path
-    #: "grokspec", "huggingface", "accelerate", "deepspeed", "lightning", "folders", "hub_cache", "multi" or "files".
+    #: "grokspec", "huggingface", "accelerate", "deepspeed", "lightning", "ray", "folders", "hub_cache", "multi"
+    #: or "files".
     kind: str
     checkpoints: tuple[CheckpointRef, ...]
-    #: metrics.jsonl or trainer_state.json, when the run has one.
+    #: metrics.jsonl, trainer_state.json or Ray's report log, when the run has one.
     log: Path | None
     #: A grokspec callback's metrics.jsonl beside a library's checkpoints (read as well as `log`).
     extra_logs: tuple[Path, ...] = ()
@@ -158,7 +161,9 @@ def discover(directory: Path) -> Discovery:
         if split_files:
             found.warnings.append(model_parallel_warning(here, split_files, directory))
             filenames = [n for n in filenames if n not in split_files]
-        series = folder_series(here, dirnames, directory)
+        ray_steps, problem = ray_results.folder_steps(here, filenames)
+        found.warnings.extend(f"{_name(here, directory)}: {p}" for p in problem)
+        series = folder_series(here, dirnames, directory, ray_steps)
         if series is not None:
             claimed = {e.folder.name for e in series.entries}
             dirnames[:] = [d for d in dirnames if d not in claimed]
@@ -209,12 +214,16 @@ def _folder_runs(
     for final in apart:
         run_name = f"{name}/final" if single or not final.series else f"{name}/{final.series}/final"
         found.runs.append(RunSpec(run_name, here, series.kind, (_ref(final.path, here, None, "name", final.files),), None))
-    log = here / "trainer_state.json" if (here / "trainer_state.json").is_file() else _newest_state(series)
+    log = ray_results.log_file(here, filenames) or (
+        here / "trainer_state.json" if (here / "trainer_state.json").is_file() else _newest_state(series)
+    )
     extra = _callback_log(here)
     for key, refs in sorted(by_series.items()):
         refs.sort(key=lambda r: (r.name_step if r.name_step is not None else -1, r.label))
         run_name = name if not key or single else f"{name}/{key}"
-        found.runs.append(RunSpec(run_name, here, series.kind, tuple(refs), None if key else log, () if key else extra))
+        owns_logs = single or not key  # the logs belong to the model's series, or to the only one
+        logs = (log, extra) if owns_logs else (None, ())
+        found.runs.append(RunSpec(run_name, here, series.kind, tuple(refs), *logs))
     return rest, {c.path.parent.name for c in components}
 
 

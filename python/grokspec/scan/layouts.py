@@ -30,11 +30,12 @@ a run of its own (``<run>/final``), so one run name never holds two series
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from grokspec.errors import CheckpointError
-from grokspec.scan import dcp, guards
+from grokspec.scan import dcp, guards, ray_results
 from grokspec.scan.foreign import foreign_bin
 from grokspec.scan.pickled import PICKLE_SUFFIXES, holds_torch_file
 from grokspec.scan.roles import SkippedFile, folder_role, name_role
@@ -104,7 +105,7 @@ class Candidate:
 class FolderEntry:
     folder: Path
     step: int
-    #: "name", or "order" for accelerate's save counter.
+    #: "name"; "order" for accelerate's save counter and Ray's unlisted saves; "ray_report".
     step_source: str
     candidates: tuple[Candidate, ...]
 
@@ -124,14 +125,21 @@ def is_accelerate_folder(folder: Path, names: list[str]) -> bool:
     return bool(_ACCELERATE.match(folder.name)) and any(_RANDOM_STATES.match(n) for n in names)
 
 
-def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries | None:
-    """The checkpoint folders among `subfolders` of `here` (None if there are none)."""
+def folder_series(
+    here: Path, subfolders: list[str], base: Path, report_steps: Mapping[str, int] | None = None
+) -> FolderSeries | None:
+    """The checkpoint folders among `subfolders` of `here` (None if there are none).
+    `report_steps`: a Ray folder's checkpoint folders with the steps of the reports that
+    saved them (:mod:`grokspec.scan.ray_results`); its other folders keep their order."""
     entries: list[FolderEntry] = []
     skipped: list[SkippedFile] = []
     warnings: list[str] = []
     kinds: set[str] = set()
+    saved_in_order = ray_results.timestamp_order(subfolders) if report_steps is not None else {}
     for name in subfolders:
-        step = folder_step(name)
+        step, source = folder_step(name), "name"
+        if report_steps is not None and (name in report_steps or name in saved_in_order):
+            step, source = (report_steps[name], "ray_report") if name in report_steps else (saved_in_order[name], "order")
         if step is None:
             continue
         folder = here / name
@@ -147,10 +155,11 @@ def folder_series(here: Path, subfolders: list[str], base: Path) -> FolderSeries
         warnings.extend(folder_warnings)
         accelerate = is_accelerate_folder(folder, names)
         kinds.add(
-            "accelerate" if accelerate else "huggingface" if "trainer_state.json" in names
+            "ray" if report_steps is not None else "accelerate" if accelerate
+            else "huggingface" if "trainer_state.json" in names
             else "deepspeed" if name.startswith("global_step") else "folders"
         )  # fmt: skip
-        entries.append(FolderEntry(folder, step, "order" if accelerate else "name", tuple(found)))
+        entries.append(FolderEntry(folder, step, "order" if accelerate else source, tuple(found)))
     if not entries:
         return None
     entries.sort(key=lambda e: (e.step, e.folder.name))

@@ -1,7 +1,7 @@
 """Training-log metrics as rows of the scan table (``tensor`` empty).
 
 A grokspec run's ``metrics.jsonl``, a Hugging Face ``trainer_state.json``
-(its ``log_history``), Lightning's CSVLogger ``metrics.csv`` or TensorBoard
+(its ``log_history``), Ray's reports (:mod:`grokspec.scan.ray_results`), Lightning's CSVLogger ``metrics.csv`` or TensorBoard
 event files, or a file given with ``--metrics``. Logs are read
 defensively: a log that is not a regular file, damaged lines, values that
 are not numbers or steps outside 0..2**63-1 become warnings or are skipped,
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grokspec.lab.rundir import RunDir
-from grokspec.scan import tensorboard
+from grokspec.scan import ray_results, tensorboard
 from grokspec.scan.discovery import RunSpec
 from grokspec.scan.guards import display_name, is_small_regular_file
 
@@ -176,6 +176,8 @@ def _main_log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter) -> 
             if reading.problems:
                 shown = "; ".join(reading.problems[:3]) + ("; …" if len(reading.problems) > 3 else "")
                 warnings.append(f"{run.name}: {name}: {len(reading.problems)} damaged line(s) skipped ({shown})")
+        elif run.kind == "ray":
+            records = [{**r.metrics, "step": r.step} for r in ray_results.read_reports(run.log)]
         else:
             records = _trainer_state_records(run.log)
     except (OSError, ValueError, RecursionError) as error:

@@ -1,0 +1,196 @@
+"""Ray Train and Ray Tune run folders, written by the real Ray on a local
+cluster: one run per training run or trial, each checkpoint at the step of
+the report that saved it, the reports' metrics beside them (T_grok from
+``val_acc``), entropies equal to float64 LAPACK; damaged report files become
+warnings, never a failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from grokspec.scan import ray_results
+from grokspec.scan.discovery import discover
+from grokspec.scan.scan import ScanResult, scan
+from reference import reference_entropy
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+REPORTS = 4
+#: The accuracy each report gives: it crosses 0.99 at the third report (index 2).
+ACCURACY = (0.01, 0.05, 0.995, 1.0)
+
+
+def _weights(index: int) -> dict[str, object]:
+    import torch
+
+    generator = torch.Generator().manual_seed(index)
+    return {"layer.weight": torch.randn(24, 16, generator=generator), "layer.bias": torch.randn(24, generator=generator)}
+
+
+def _train_loop(config: dict[str, object]) -> None:
+    """Ray Train v2: a checkpoint at every report, the state dict alone (no step inside)."""
+    import tempfile
+
+    import torch
+    from ray import train
+
+    for index in range(REPORTS):
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(_weights(index), os.path.join(folder, "model.pt"))
+            checkpoint = train.Checkpoint.from_directory(folder)
+            train.report({"val_acc": ACCURACY[index], "loss": 1.0 / (index + 1)}, checkpoint=checkpoint)
+
+
+def _trainable(config: dict[str, object]) -> None:
+    """Ray Tune: four reports, a checkpoint at every other one."""
+    import tempfile
+
+    import torch
+    from ray import tune
+
+    for index in range(REPORTS):
+        metrics = {"val_acc": ACCURACY[index], "lr": config["lr"]}
+        if index % 2:
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(_weights(index), os.path.join(folder, "model.pt"))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+@pytest.fixture(scope="module")
+def ray_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+
+    storage = tmp_path_factory.mktemp("ray_results")
+    # The workers import the training functions from this module, by name.
+    tests = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": {"PYTHONPATH": tests}},
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            TorchTrainer(
+                _train_loop,
+                scaling_config=train.ScalingConfig(num_workers=1),
+                run_config=train.RunConfig(
+                    name="train_run",
+                    storage_path=str(storage),
+                    checkpoint_config=train.CheckpointConfig(num_to_keep=3),
+                ),
+            ).fit()
+            tune.Tuner(
+                _trainable,
+                param_space={"lr": tune.grid_search([0.1, 0.01])},
+                run_config=tune.RunConfig(name="tune_run", storage_path=str(storage)),
+            ).fit()
+    finally:
+        ray.shutdown()
+    return storage
+
+
+def _entropies(result: ScanResult, run: str) -> dict[int, float]:
+    table = result.table
+    rows = table[(table["run"] == run) & (table["tensor"] == "layer.weight") & (table["metric"] == "entropy")]
+    return {int(step): float(value) for step, value in zip(rows["step"], rows["value"])}
+
+
+def _metric(result: ScanResult, run: str, metric: str) -> dict[int, float]:
+    table = result.table
+    rows = table[(table["run"] == run) & (table["tensor"] == "") & (table["metric"] == metric)]
+    return {int(step): float(value) for step, value in zip(rows["step"], rows["value"])}
+
+
+def test_a_ray_train_run_is_one_series_at_its_reports_steps(ray_runs: Path, tmp_path: Path) -> None:
+    run = ray_runs / "train_run"
+    saved = sorted(p.name for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+    assert len(saved) == 3  # num_to_keep: the oldest was deleted, its report index stays
+    assert (run / ray_results.SNAPSHOT_NAME).is_file()
+
+    result = scan(run, cache_path=tmp_path / "cache.sqlite")
+    assert [r.run for r in result.report.runs] == ["train_run"] and result.failed_checkpoints == 0
+    entropies = _entropies(result, "train_run")
+    assert sorted(entropies) == [1, 2, 3]
+    for index, value in entropies.items():
+        weight = _weights(index)["layer.weight"].numpy()  # type: ignore[attr-defined]
+        assert abs(value - reference_entropy(weight)) <= 1e-6
+    sources = set(result.table[result.table["tensor"] == "layer.weight"]["step_source"])
+    assert sources == {"ray_report"}
+    assert _metric(result, "train_run", "val_acc") == {i: ACCURACY[i] for i in (1, 2, 3)}
+    assert result.report.runs[0].t_grok == 2
+
+
+def test_each_tune_trial_is_a_run_with_every_report_and_its_checkpoints_at_their_reports(ray_runs: Path, tmp_path: Path) -> None:
+    result = scan(ray_runs / "tune_run", cache_path=tmp_path / "cache.sqlite")
+    trials = sorted(r.run for r in result.report.runs)
+    assert len(trials) == 2 and all(t.startswith("_trainable_") for t in trials), trials
+    for trial in trials:
+        # checkpoint_000000 and checkpoint_000001 were saved by reports 0 and 2, not 0 and 1.
+        assert sorted(_entropies(result, trial)) == [0, 2]
+        assert _metric(result, trial, "val_acc") == dict(enumerate(ACCURACY))
+        assert next(r for r in result.report.runs if r.run == trial).t_grok == 2
+    for index in (0, 2):
+        weight = _weights(index)["layer.weight"].numpy()  # type: ignore[attr-defined]
+        assert abs(_entropies(result, trials[0])[index] - reference_entropy(weight)) <= 1e-6
+
+
+def test_a_damaged_snapshot_is_a_warning_and_the_saves_keep_their_order(ray_runs: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "train_run"
+    shutil.copytree(ray_runs / "train_run", run)
+    (run / ray_results.SNAPSHOT_NAME).write_text('{"checkpoint_results": [')
+    found = discover(run)
+    assert [r.name for r in found.runs] == ["train_run"]
+    assert [ref.name_step for ref in found.runs[0].checkpoints] == [0, 1, 2]
+    assert {ref.step_source for ref in found.runs[0].checkpoints} == {"order"}
+    assert any("cannot read checkpoint_manager_snapshot.json" in w for w in found.warnings), found.warnings
+
+
+def test_report_files_are_read_defensively(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "params.json").write_text("{}")
+    lines = [
+        json.dumps({"val_acc": 0.5, "training_iteration": 1, "checkpoint_dir_name": "checkpoint_000000"}),
+        '{"val_acc": 0.7, "training_iter',  # cut short by a crash
+        json.dumps({"val_acc": 0.9, "big": 10**400, "flag": True, "training_iteration": 3}),
+        json.dumps({"val_acc": 1.0, "step": 7.0, "training_iteration": 4, "checkpoint_dir_name": "checkpoint_000001"}),
+        json.dumps(["not", "a", "report"]),
+    ]
+    (trial / "result.json").write_text("\n".join(lines) + "\n")
+    reports = ray_results.read_reports(trial / "result.json")
+    assert [(r.step, r.checkpoint) for r in reports] == [(0, "checkpoint_000000"), (2, None), (7, "checkpoint_000001")]
+    assert reports[1].metrics == {"val_acc": 0.9}  # no integer beyond float range, no bool, no bookkeeping
+    steps, problems = ray_results.folder_steps(trial, ["params.json", "result.json"])
+    assert steps == {"checkpoint_000000": 0, "checkpoint_000001": 7} and problems == []
+    # result.json alone is a common name: without Ray's other files it is not a Ray trial.
+    assert ray_results.folder_steps(trial, ["result.json"]) == (None, [])
+
+
+def test_a_fifo_in_place_of_the_report_log_is_not_read(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    os.mkfifo(trial / ray_results.SNAPSHOT_NAME)
+    steps, problems = ray_results.folder_steps(trial, [ray_results.SNAPSHOT_NAME])
+    assert steps == {} and "not a regular file" in problems[0]
+
+
+def test_ray_train_v2_checkpoint_folders_sort_by_their_save_time() -> None:
+    names = ["checkpoint_2026-11-27_06-11-08.993427", "checkpoint_2026-11-27_06-11-07.221591", "other", "checkpoint_3"]
+    assert ray_results.timestamp_order(names) == {
+        "checkpoint_2026-11-27_06-11-07.221591": 0,
+        "checkpoint_2026-11-27_06-11-08.993427": 1,
+    }
