@@ -6,6 +6,7 @@ warnings, never a failure."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import warnings
@@ -64,6 +65,38 @@ def _trainable(config: dict[str, object]) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
+def _lightning_loop(config: dict[str, object]) -> None:
+    """A real Lightning Trainer under Ray's own callback: a checkpoint.ckpt per epoch,
+    reported with the epoch and the global step."""
+    import lightning
+    import torch
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer
+
+    class Model(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden, self.out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 2)
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.out(torch.relu(self.hidden(x))), y)
+            self.log("train_loss", loss)
+            self.log("val_acc", float(self.current_epoch) / 2)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    generator = torch.Generator().manual_seed(0)
+    inputs, labels = torch.randn(64, 8, generator=generator), torch.randint(0, 2, (64,), generator=generator)
+    data = torch.utils.data.TensorDataset(inputs, labels)
+    trainer = lightning.Trainer(
+        max_epochs=3, accelerator="cpu", devices="auto", strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()],
+        callbacks=[RayTrainReportCallback()], enable_checkpointing=False, logger=False, enable_progress_bar=False,
+    )  # fmt: skip
+    prepare_trainer(trainer).fit(Model(), torch.utils.data.DataLoader(data, batch_size=16))
+
+
 @pytest.fixture(scope="module")
 def ray_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ray import train, tune
@@ -91,6 +124,12 @@ def ray_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     checkpoint_config=train.CheckpointConfig(num_to_keep=3),
                 ),
             ).fit()
+            if importlib.util.find_spec("lightning") is not None:
+                TorchTrainer(
+                    _lightning_loop,
+                    scaling_config=train.ScalingConfig(num_workers=1),
+                    run_config=train.RunConfig(name="lightning_run", storage_path=str(storage)),
+                ).fit()
             tune.Tuner(
                 _trainable,
                 param_space={"lr": tune.grid_search([0.1, 0.01])},
@@ -144,6 +183,26 @@ def test_each_tune_trial_is_a_run_with_every_report_and_its_checkpoints_at_their
     for index in (0, 2):
         weight = _weights(index)["layer.weight"].numpy()  # type: ignore[attr-defined]
         assert abs(_entropies(result, trials[0])[index] - reference_entropy(weight)) <= 1e-6
+
+
+def test_a_lightning_run_under_ray_reports_and_saves_the_same_global_steps(ray_runs: Path, tmp_path: Path) -> None:
+    import torch
+
+    run = ray_runs / "lightning_run"
+    if not run.exists():
+        pytest.skip("lightning is not installed")
+    result = scan(run, cache_path=tmp_path / "cache.sqlite")
+    assert [r.run for r in result.report.runs] == ["lightning_run"] and result.failed_checkpoints == 0
+    table = result.table
+    weights = table[(table["tensor"] == "hidden.weight") & (table["metric"] == "entropy")]
+    # 64 examples in batches of 16: 4 steps an epoch; the checkpoints' global_step and the
+    # reports' "step" agree, so the accuracy lands on the checkpoints' steps.
+    assert sorted(weights["step"]) == [4, 8, 12]
+    assert set(weights["step_source"]) == {"metadata:global_step"}
+    assert _metric(result, "lightning_run", "val_acc") == {4: 0.0, 8: 0.5, 12: 1.0}
+    for folder, value in zip(sorted(run.glob("checkpoint_*/checkpoint.ckpt")), weights.sort_values("step")["value"]):
+        state = torch.load(folder, map_location="cpu", weights_only=False)["state_dict"]
+        assert abs(value - reference_entropy(state["hidden.weight"].numpy())) <= 1e-6
 
 
 def test_a_damaged_snapshot_is_a_warning_and_the_saves_keep_their_order(ray_runs: Path, tmp_path: Path) -> None:
