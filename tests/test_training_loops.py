@@ -305,3 +305,42 @@ def test_detectron2_iterations_and_the_final_model(tmp_path):
     assert set(result.table["step_source"]) == {"metadata:iteration"}
     for iteration, model in models.items():
         assert_matches(got[iteration], model)
+
+
+def _stepped_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 8)).sum().backward()
+    optimizer.step()  # Adam's moments: one 2-D exp_avg and exp_avg_sq per weight matrix
+    return optimizer
+
+
+def test_training_state_under_keys_of_the_users_choosing_is_not_read_as_weights(tmp_path):
+    """A GAN's checkpoint (the DCGAN/CycleGAN scripts' structure) keeps two models and their
+    optimizers and schedulers under names of its own — optimizer_G, optimizer_D, scheduler_G;
+    DINO keeps a student, a teacher and a gradient scaler as fp16_scaler. The models are
+    read; the training state is known by its content, whatever its key."""
+    generators = {epoch: small_model(epoch) for epoch in (1, 2)}
+    discriminators = {epoch: small_model(10 + epoch) for epoch in (1, 2)}
+    for epoch in (1, 2):
+        optimizer_g = _stepped_optimizer(generators[epoch])
+        scheduler_g = torch.optim.lr_scheduler.StepLR(optimizer_g, step_size=5)
+        checkpoint = {
+            "generator": generators[epoch].state_dict(),
+            "discriminator": discriminators[epoch].state_dict(),
+            "optimizer_G": optimizer_g.state_dict(),
+            "optimizer_D": _stepped_optimizer(discriminators[epoch]).state_dict(),
+            "scheduler_G": scheduler_g.state_dict(),
+            "fp16_scaler": torch.amp.GradScaler("cpu").state_dict(),
+            "epoch": epoch,
+        }
+        torch.save(checkpoint, tmp_path / f"gan_epoch_{epoch}.pth")
+    result = scan(tmp_path)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    got = entropies(result, tmp_path.name)
+    assert sorted(got) == [1, 2]
+    for epoch in (1, 2):
+        assert_matches({k: v for k, v in got[epoch].items() if k.startswith("generator.")}, generators[epoch], "generator.")
+        assert_matches(
+            {k: v for k, v in got[epoch].items() if k.startswith("discriminator.")}, discriminators[epoch], "discriminator."
+        )
+        assert len(got[epoch]) == 4  # nothing of the optimizers' moments

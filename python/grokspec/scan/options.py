@@ -15,8 +15,9 @@ __all__ = ["ScanOptions"]
 
 #: Bumped whenever what is read from a checkpoint changes for the same file and options
 #: (which tensors, under which names, which step): cached results of an older reader
-#: are then recomputed rather than reused. 2: Composer's ``state``, ultralytics' ``ema``.
-READER_REVISION = 2
+#: are then recomputed rather than reused. 2: Composer's ``state``, ultralytics' ``ema``;
+#: 3: training state known by its content under any key (a GAN's ``optimizer_G``).
+READER_REVISION = 3
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The state dict is found at the top level or under ``state_dict``,
 ``model_state_dict``, ``model`` or ``module`` (SPEC §5); training state kept
-beside it (optimizer, scheduler, RNG, Lightning's loops and callbacks) is
+beside it (optimizer, scheduler, RNG, Lightning's loops and callbacks — by
+its key, or by its content under any other key: a GAN's ``optimizer_G``) is
 never read as weights. A whole pickled ``nn.Module`` — read as an opaque
 object, so none of its code is needed — yields its parameters and buffers
 under their usual dotted names. Walks are bounded in depth and in the
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from grokspec.scan.dcp import ChunkedTensor
-from grokspec.scan.roles import is_training_state_key
+from grokspec.scan.roles import content_role, is_training_state_key
 from grokspec.scan.safe_pickle import NumpyArray, Opaque, opaque_fields, resolve
 from grokspec.scan.torch_pickle import TensorRef
 
@@ -114,8 +115,8 @@ def _leaves(value: Any, prefix: str, depth: int, seen: set[int], walk: Walk) -> 
         yield from _module_leaves(value, prefix, depth, seen)
         return
     mapping = as_mapping(value)
-    if mapping is None:
-        return
+    if mapping is None or (depth > 0 and content_role(mapping) is not None):
+        return  # training state under a key of the user's choosing: a GAN's optimizer_G, scheduler_D
     for key, item in mapping.items():
         name = str(key)
         if is_training_state_key(name) or (isinstance(item, NumpyArray) and item.value is None):
