@@ -239,6 +239,19 @@ def test_report_files_are_read_defensively(tmp_path: Path) -> None:
     assert ray_results.folder_steps(trial, ["result.json"]) == (None, [])
 
 
+def test_a_huge_line_is_passed_over_not_held(tmp_path: Path) -> None:
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "progress.csv").write_text("")
+    huge = json.dumps({"val_acc": 0.3, "junk": "x" * (17 << 20), "training_iteration": 2})
+    lines = [json.dumps({"val_acc": 0.1, "training_iteration": 1}), huge, json.dumps({"val_acc": 0.5, "training_iteration": 3})]
+    (trial / "result.json").write_text("\n".join(lines) + "\n")
+    assert [(r.step, r.metrics) for r in ray_results.read_reports(trial / "result.json")] == [
+        (0, {"val_acc": 0.1}),
+        (2, {"val_acc": 0.5}),
+    ]
+
+
 def test_a_fifo_in_place_of_the_report_log_is_not_read(tmp_path: Path) -> None:
     trial = tmp_path / "trial"
     trial.mkdir()

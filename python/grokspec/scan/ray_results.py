@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from grokspec.scan import guards
 from grokspec.scan.pickled import STEP_KEYS
@@ -56,6 +57,10 @@ _TRIAL_MARKS = ("params.json", "progress.csv")
 #: Reports read from one file, at most (each becomes a few table rows).
 MAX_REPORTS = 500_000
 _SIZE_LIMIT = 1 << 30
+#: A report of a few metrics is a few kB (Tune adds the trial's config): a longer line is not one.
+_LINE_LIMIT = 16 << 20
+#: Train v2's snapshot holds the kept checkpoints' metrics only.
+_SNAPSHOT_LIMIT = 256 << 20
 #: Ray Train v2's checkpoint folders are named by the time of the save.
 _TIMESTAMP_FOLDER = re.compile(r"^checkpoint_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}\.\d{6}$")
 #: Entries of a report that are Ray's bookkeeping, not the user's metrics.
@@ -94,23 +99,40 @@ def timestamp_order(subfolders: list[str]) -> dict[str, int]:
 
 def read_reports(path: Path) -> list[Report]:
     """The reports kept in a snapshot or a result.json (ValueError/OSError when unreadable)."""
+    if path.name == SNAPSHOT_NAME:
+        if not guards.is_small_regular_file(path, _SNAPSHOT_LIMIT):
+            raise ValueError(f"not a regular file of at most {_SNAPSHOT_LIMIT >> 20} MB")
+        return _snapshot_reports(json.loads(path.read_bytes().decode("utf-8")))
     if not guards.is_small_regular_file(path, _SIZE_LIMIT):
         raise ValueError("not a regular file of at most 1 GB")
-    if path.name == SNAPSHOT_NAME:
-        return _snapshot_reports(json.loads(path.read_bytes().decode("utf-8")))
     reports = []
-    with open(path, encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for index, line in enumerate(_lines(handle)):
             if index >= MAX_REPORTS:
                 break
             try:
-                record = json.loads(line)
+                record = json.loads(line) if line is not None else None
             except ValueError:
                 continue  # a line cut short by a crash: the reports around it still count
             if isinstance(record, dict):
                 counted = _whole(record.get("training_iteration"))  # counts from 1
                 reports.append(_report(record, index if not counted else counted - 1, record.get("checkpoint_dir_name")))
     return reports
+
+
+def _lines(handle: TextIO) -> Iterator[str | None]:
+    """The file's lines; None in place of a line over :data:`_LINE_LIMIT` characters, which
+    is passed over a piece at a time rather than held (a hostile file's one huge line)."""
+    while True:
+        line = handle.readline(_LINE_LIMIT)
+        if not line:
+            return
+        if len(line) < _LINE_LIMIT or line.endswith("\n"):
+            yield line
+            continue
+        while line and not line.endswith("\n"):
+            line = handle.readline(_LINE_LIMIT)
+        yield None
 
 
 def _snapshot_reports(data: Any) -> list[Report]:
