@@ -55,7 +55,7 @@ def _write_run(folder: Path, seed: int, grok_at: int | None, fall_at: int | None
 def test_grokking_runs_meet_every_control_and_cut_runs_are_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = tmp_path / "runs"
     # early: the fall comes 1,000 steps before onset; late: at onset.
-    for seed in range(2):
+    for seed in (0, 1, 5, 6):  # 0-4 tune the retuned rule, 5-9 score it
         _write_run(runs / "early", seed, grok_at=5100, fall_at=4000)
         _write_run(runs / "late", seed, grok_at=5100, fall_at=5000)
         _write_run(runs / "control-flat", seed, grok_at=None, fall_at=None)
@@ -68,17 +68,24 @@ def test_grokking_runs_meet_every_control_and_cut_runs_are_left_out(tmp_path: Pa
     assert _script().main() == 0
 
     report = json.loads((out / "report.json").read_text())
-    assert (report["groups"]["early"]["runs"], report["groups"]["early"]["grokked"]) == (3, 2)
-    assert report["controls"] == 4
+    assert (report["groups"]["early"]["runs"], report["groups"]["early"]["grokked"]) == (5, 4)
+    assert report["controls"] == 8
     plateau = {
         name: next(q for q in qualities if q["rule"].startswith("plateau-fall")) for name, qualities in report["alarms"].items()
     }
     early, late, pooled = plateau["early"], plateau["late"], plateau["all experiments"]
-    assert (early["grokking_runs"], early["controls"], early["before_onset"], early["false_alarms"]) == (2, 4, 2, 2)
-    assert (late["before_onset"], late["after_onset"]) == (0, 2)
-    assert (pooled["grokking_runs"], pooled["before_onset"], pooled["controls"]) == (4, 2, 4)
+    assert (early["grokking_runs"], early["controls"], early["before_onset"], early["false_alarms"]) == (4, 8, 4, 4)
+    assert (late["before_onset"], late["after_onset"]) == (0, 4)
+    assert (pooled["grokking_runs"], pooled["before_onset"], pooled["controls"]) == (8, 4, 8)
     label = early["rule"]
     assert report["false_alarms"]["control-flat"][label] == 0
-    assert report["false_alarms"]["control-falls"][label] == 2
-    assert "| early | 0.3 | 2/3 |" in (out / "report.md").read_text()
+    assert report["false_alarms"]["control-falls"][label] == 4
+    # Retuned on seeds 0 and 1, scored on 5 and 6 only; the default is scored beside it.
+    study = report["retuning"]
+    assert study["tuned"].startswith("plateau-fall") and label in study["rules"]
+    for scores in study["rules"].values():
+        held_out = scores["held_out"]
+        assert (held_out["early"]["grokking_runs"], held_out["early"]["before_onset"]) == (2, 2)
+        assert scores["controls"]["control-falls"]["controls"] == 2
+    assert "| early | 0.3 | 4/5 |" in (out / "report.md").read_text()
     assert (out / "fig_trajectories.png").stat().st_size > 10_000

@@ -1,6 +1,6 @@
 """The default alarm rule out of sample: tasks and train fractions it was not tuned on.
 
-    python benches/device/analyse_transfer.py RUNS_DIR OUT_DIR
+    python benches/device/analyse_transfer.py RUNS_DIR OUT_DIR [REPRODUCTION_RUNS]
 
 RUNS_DIR holds one folder per experiment with seed_N run dirs, as
 ``benches/device/transfer.sh`` leaves them (folders named ``control-*`` are the
@@ -10,6 +10,13 @@ a negative control (it may grok later); the table of experiments counts them.
 The rules keep the parameters tuned on (a+b) mod 97 at
 train fraction 0.3 (docs/ALARMS.md); nothing is tuned here. Writes
 OUT_DIR/report.json, OUT_DIR/report.md and OUT_DIR/fig_trajectories.png.
+
+Then the question the transfer raises, answered the same skeptical way: the
+plateau-fall grid of the reproduction (``plateau_candidates``) is tuned on
+seeds 0–4 of every experiment and control here and scored on seeds 5–9; with
+REPRODUCTION_RUNS (the ``runs/`` folder of docs/reproduction/runs.tar.gz) the
+tuned rule and the default are also scored on the reproduction's held-out runs
+(plateau seeds 5–24, the companion regime, control seeds 1–5).
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ from typing import Any
 from analyse_paper_main import plot, read_group, summarize
 
 from grokspec.alarms import AlarmRule, CollapseRule, PlateauFallRule, ThresholdRule, Trajectory
+from grokspec.repro.alarm_study import plateau_candidates
 from grokspec.repro.formatting import f, mean_ci
-from grokspec.scan.alarm_quality import FALSE_ALARM, alarm_quality
+from grokspec.scan.alarm_quality import FALSE_ALARM, alarm_quality, tune
 from grokspec.scan.run_metrics import read_trajectory, run_dirs_under
 
 RULES: tuple[AlarmRule, ...] = (PlateauFallRule(), ThresholdRule(), CollapseRule())
+REPRESENTATION = "representation"
+Runs = list[tuple[str, Trajectory]]
 
 
 def _trajectories(folder: Path) -> list[tuple[str, Trajectory]]:
@@ -76,8 +86,75 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seed(run: str) -> int:
+    return int(run.rsplit("seed_", 1)[1])
+
+
+def _quality_rows(rule: AlarmRule, groups: dict[str, Runs], controls: Runs) -> dict[str, dict[str, Any]]:
+    """The rule over each group of grokking runs against `controls`, and its false alarms on each control group."""
+    return {name: alarm_quality(rule, runs + controls)[0].to_json() for name, runs in groups.items()}
+
+
+def retuning(experiments: dict[str, Runs], controls: dict[str, Runs], reproduction: Path | None) -> dict[str, Any]:
+    """Tune the plateau-fall grid on seeds 0-4, score it and the default on seeds 5-9 (and the reproduction's)."""
+    tuning = [r for runs in [*experiments.values(), *controls.values()] for r in runs if _seed(r[0]) < 5]
+    tuned, on_tuning = tune(plateau_candidates(REPRESENTATION, (0.06, 0.04, 0.03, 0.02, 0.01)), tuning)
+    held_out = {name: [r for r in runs if _seed(r[0]) >= 5] for name, runs in experiments.items()}
+    held_out["all experiments"] = [r for runs in held_out.values() for r in runs]
+    held_controls = {name: [r for r in runs if _seed(r[0]) >= 5] for name, runs in controls.items()}
+    pooled = [r for runs in held_controls.values() for r in runs]
+    out: dict[str, Any] = {"tuned": tuned.label(), "tuning_quality": on_tuning.to_json(), "rules": {}}
+    scored: list[tuple[AlarmRule, dict[str, Runs], dict[str, Runs]]] = []
+    for rule in (tuned, PlateauFallRule()):
+        scored.append((rule, held_out, held_controls))
+        out["rules"][rule.label()] = {
+            "held_out": _quality_rows(rule, held_out, pooled),
+            "controls": {n: alarm_quality(rule, rs)[0].to_json() for n, rs in held_controls.items()},
+        }
+    if reproduction is not None:
+        plateau = [r for r in _trajectories(reproduction / "plateau" / "add") if _seed(r[0]) >= 5]
+        companion = _trajectories(reproduction / "transformer")
+        kinds = {f"reproduction {k}": _trajectories(reproduction / "control" / k) for k in ("wd0", "mlp", "shuffled-train")}
+        kinds = {n: [r for r in rs if _seed(r[0]) >= 1] for n, rs in kinds.items()}
+        repro_controls = [r for rs in kinds.values() for r in rs]
+        for rule in (tuned, PlateauFallRule()):
+            entry = out["rules"][rule.label()]
+            entry["reproduction"] = _quality_rows(
+                rule, {"plateau (a+b) 0.3": plateau, "companion 0.5": companion}, repro_controls
+            )
+            entry["reproduction_controls"] = {n: alarm_quality(rule, rs)[0].to_json() for n, rs in kinds.items()}
+    return out
+
+
+def retuning_markdown(study: dict[str, Any]) -> str:
+    q = study["tuning_quality"]
+    lines = [
+        "",
+        f"Tuned on seeds 0–4 of every experiment and control (the plateau-fall grid): **{study['tuned']}** "
+        f"({q['before_onset']}/{q['grokking_runs']} before onset, {q['false_alarms']}/{q['controls']} false alarms "
+        "on the tuning runs). Scored on seeds 5–9 (and on the reproduction's held-out runs):",
+        "",
+        "| rule | runs | grokking runs | before onset | after onset | median lead to onset | test acc at alarm |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, entry in study["rules"].items():
+        for section in ("held_out", "reproduction"):
+            for name, r in entry.get(section, {}).items():
+                lead = f(r["median_lead_onset"], 0) if r["median_lead_onset"] is not None else "—"
+                lines.append(
+                    f"| {label} | {name} | {r['grokking_runs']} | **{r['before_onset']}** | {r['after_onset']} | "
+                    f"{lead} | {f(r['median_test_acc_at_alarm'], 3)} |"
+                )
+    lines += ["", "| rule | control | false alarms |", "| --- | --- | ---: |"]
+    for label, entry in study["rules"].items():
+        for section in ("controls", "reproduction_controls"):
+            for name, r in entry.get(section, {}).items():
+                lines.append(f"| {label} | {name} | {r['false_alarms']}/{r['controls']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
     runs_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -100,7 +177,14 @@ def main() -> int:
             scores = alarm_quality(rule, runs)[1]
             counts[rule.label()] = sum(1 for s in scores if s.outcome == FALSE_ALARM)
         false_alarms[name] = counts
+    reproduction = Path(sys.argv[3]) if len(sys.argv) == 4 else None
+    study = retuning(
+        {name: _grokked(d) for name, d in experiments.items()},
+        {name: _trajectories(d) for name, d in controls.items()},
+        reproduction,
+    )
     report = {
+        "retuning": study,
         "groups": {name: summarize(runs) for name, runs in by_group.items()},
         "controls": len(control_runs),
         "rules": [rule.label() for rule in RULES],
@@ -109,9 +193,10 @@ def main() -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "report.md").write_text(markdown(report))
+    text = markdown(report) + retuning_markdown(study)
+    (out / "report.md").write_text(text)
     plot(by_group, folders, out / "fig_trajectories.png")
-    print(markdown(report))
+    print(text)
     return 0
 
 
