@@ -1,8 +1,9 @@
 """Training-log metrics as rows of the scan table (``tensor`` empty).
 
 A grokspec run's ``metrics.jsonl``, a Hugging Face ``trainer_state.json``
-(its ``log_history``), Ray's reports (:mod:`grokspec.scan.ray_results`), Lightning's CSVLogger ``metrics.csv`` or TensorBoard
-event files, or a file given with ``--metrics``. Logs are read
+(its ``log_history``), Ray's reports (:mod:`grokspec.scan.ray_results`),
+Lightning's CSVLogger ``metrics.csv`` or TensorBoard event files, or a file
+given with ``--metrics``. Logs are read
 defensively: a log that is not a regular file, damaged lines, values that
 are not numbers or steps outside 0..2**63-1 become warnings or are skipped,
 never an exception.

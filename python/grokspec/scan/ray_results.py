@@ -144,10 +144,10 @@ def _snapshot_reports(data: Any) -> list[Report]:
     if not isinstance(indices, list) or len(indices) != len(results):
         indices = [None] * len(results)
     reports = []
-    for rank, (result, index) in enumerate(zip(results[:MAX_REPORTS], indices)):
+    for rank, (result, listed_index) in enumerate(zip(results[:MAX_REPORTS], indices)):
         if not isinstance(result, dict) or not isinstance(result.get("metrics", {}), dict):
             continue
-        counted = _whole(index)
+        counted = _whole(listed_index)
         index = rank if counted is None else counted
         reports.append(_report(result.get("metrics", {}), index, result.get("checkpoint_dir_name")))
     return reports
