@@ -86,6 +86,29 @@ def test_grokking_runs_meet_every_control_and_cut_runs_are_left_out(tmp_path: Pa
     for scores in study["rules"].values():
         held_out = scores["held_out"]
         assert (held_out["early"]["grokking_runs"], held_out["early"]["before_onset"]) == (2, 2)
-        assert scores["controls"]["control-falls"]["controls"] == 2
+        assert scores["held_out controls"]["control-falls"]["controls"] == 2
     assert "| early | 0.3 | 4/5 |" in (out / "report.md").read_text()
     assert (out / "fig_trajectories.png").stat().st_size > 10_000
+
+
+def test_runs_trained_after_the_tuning_are_scored_as_a_set_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tuning, fresh = tmp_path / "runs", tmp_path / "fresh"
+    for seed in (0, 1):
+        _write_run(tuning / "early", seed, grok_at=5100, fall_at=4000)
+        _write_run(tuning / "control-falls", seed, grok_at=None, fall_at=3000)
+    for seed in (10, 11):
+        _write_run(fresh / "new-task", seed, grok_at=5100, fall_at=4000)
+        _write_run(fresh / "control-new", seed, grok_at=None, fall_at=None)
+    _write_run(fresh / "new-task", 12, grok_at=None, fall_at=4000)  # cut before grokking: left out
+    monkeypatch.syspath_prepend(str(DEVICE_SCRIPTS))
+    script = _script()
+    grokking, controls = script.folder_set(fresh)
+    assert {k: len(v) for k, v in grokking.items()} == {"fresh/new-task": 2}
+    assert {k: len(v) for k, v in controls.items()} == {"fresh/control-new": 2}
+    experiments, tuning_controls = script.folder_set(tuning)
+    study = script.retuning(experiments, tuning_controls, {"fresh": (grokking, controls)})
+    assert study["sets"] == ["held_out", "fresh"]
+    for scores in study["rules"].values():
+        new_task = scores["fresh"]["fresh/new-task"]
+        assert (new_task["grokking_runs"], new_task["before_onset"], new_task["controls"]) == (2, 2, 2)
+        assert scores["fresh controls"]["fresh/control-new"]["false_alarms"] == 0

@@ -1,6 +1,6 @@
 """The default alarm rule out of sample: tasks and train fractions it was not tuned on.
 
-    python benches/device/analyse_transfer.py RUNS_DIR OUT_DIR [REPRODUCTION_RUNS]
+    python benches/device/analyse_transfer.py RUNS_DIR OUT_DIR [REPRODUCTION_RUNS [FRESH_RUNS ...]]
 
 RUNS_DIR holds one folder per experiment with seed_N run dirs, as
 ``benches/device/transfer.sh`` leaves them (folders named ``control-*`` are the
@@ -16,7 +16,9 @@ plateau-fall grid of the reproduction (``plateau_candidates``) is tuned on
 seeds 0–4 of every experiment and control here and scored on seeds 5–9; with
 REPRODUCTION_RUNS (the ``runs/`` folder of docs/reproduction/runs.tar.gz) the
 tuned rule and the default are also scored on the reproduction's held-out runs
-(plateau seeds 5–24, the companion regime, control seeds 1–5).
+(plateau seeds 5–24, the companion regime, control seeds 1–5), and on each
+FRESH_RUNS folder (laid out as RUNS_DIR): runs trained after the tuned rule
+was chosen.
 """
 
 from __future__ import annotations
@@ -95,34 +97,47 @@ def _quality_rows(rule: AlarmRule, groups: dict[str, Runs], controls: Runs) -> d
     return {name: alarm_quality(rule, runs + controls)[0].to_json() for name, runs in groups.items()}
 
 
-def retuning(experiments: dict[str, Runs], controls: dict[str, Runs], reproduction: Path | None) -> dict[str, Any]:
-    """Tune the plateau-fall grid on seeds 0-4, score it and the default on seeds 5-9 (and the reproduction's)."""
+#: Runs scored but never tuned on: (grokking runs by group, controls by group).
+ScoringSet = tuple[dict[str, Runs], dict[str, Runs]]
+
+
+def reproduction_set(reproduction: Path) -> ScoringSet:
+    """The reproduction's held-out runs: plateau seeds 5-24, the companion regime, control seeds 1-5."""
+    plateau = [r for r in _trajectories(reproduction / "plateau" / "add") if _seed(r[0]) >= 5]
+    grokking = {
+        "reproduction plateau (a+b) 0.3": plateau,
+        "reproduction companion 0.5": _trajectories(reproduction / "transformer"),
+    }
+    kinds = ("wd0", "mlp", "shuffled-train")
+    controls = {f"reproduction {k}": [r for r in _trajectories(reproduction / "control" / k) if _seed(r[0]) >= 1] for k in kinds}
+    return grokking, controls
+
+
+def folder_set(runs_dir: Path) -> ScoringSet:
+    """Runs laid out as transfer.sh leaves them (``control-*`` folders the controls)."""
+    folders = {d.name: d for d in sorted(runs_dir.iterdir()) if d.is_dir() and any(d.glob("seed_*"))}
+    grokking = {f"{runs_dir.name}/{n}": _grokked(d) for n, d in folders.items() if not n.startswith("control-")}
+    controls = {f"{runs_dir.name}/{n}": _trajectories(d) for n, d in folders.items() if n.startswith("control-")}
+    return grokking, controls
+
+
+def retuning(experiments: dict[str, Runs], controls: dict[str, Runs], others: dict[str, ScoringSet]) -> dict[str, Any]:
+    """Tune the plateau-fall grid on seeds 0-4, score it and the default on seeds 5-9 and on `others`."""
     tuning = [r for runs in [*experiments.values(), *controls.values()] for r in runs if _seed(r[0]) < 5]
     tuned, on_tuning = tune(plateau_candidates(REPRESENTATION, (0.06, 0.04, 0.03, 0.02, 0.01)), tuning)
     held_out = {name: [r for r in runs if _seed(r[0]) >= 5] for name, runs in experiments.items()}
     held_out["all experiments"] = [r for runs in held_out.values() for r in runs]
     held_controls = {name: [r for r in runs if _seed(r[0]) >= 5] for name, runs in controls.items()}
-    pooled = [r for runs in held_controls.values() for r in runs]
+    sets = {"held_out": (held_out, held_controls), **others}
     out: dict[str, Any] = {"tuned": tuned.label(), "tuning_quality": on_tuning.to_json(), "rules": {}}
-    scored: list[tuple[AlarmRule, dict[str, Runs], dict[str, Runs]]] = []
     for rule in (tuned, PlateauFallRule()):
-        scored.append((rule, held_out, held_controls))
-        out["rules"][rule.label()] = {
-            "held_out": _quality_rows(rule, held_out, pooled),
-            "controls": {n: alarm_quality(rule, rs)[0].to_json() for n, rs in held_controls.items()},
-        }
-    if reproduction is not None:
-        plateau = [r for r in _trajectories(reproduction / "plateau" / "add") if _seed(r[0]) >= 5]
-        companion = _trajectories(reproduction / "transformer")
-        kinds = {f"reproduction {k}": _trajectories(reproduction / "control" / k) for k in ("wd0", "mlp", "shuffled-train")}
-        kinds = {n: [r for r in rs if _seed(r[0]) >= 1] for n, rs in kinds.items()}
-        repro_controls = [r for rs in kinds.values() for r in rs]
-        for rule in (tuned, PlateauFallRule()):
-            entry = out["rules"][rule.label()]
-            entry["reproduction"] = _quality_rows(
-                rule, {"plateau (a+b) 0.3": plateau, "companion 0.5": companion}, repro_controls
-            )
-            entry["reproduction_controls"] = {n: alarm_quality(rule, rs)[0].to_json() for n, rs in kinds.items()}
+        entry: dict[str, Any] = {}
+        for key, (grokking, control_groups) in sets.items():
+            pooled = [r for runs in control_groups.values() for r in runs]
+            entry[key] = _quality_rows(rule, grokking, pooled)
+            entry[f"{key} controls"] = {n: alarm_quality(rule, rs)[0].to_json() for n, rs in control_groups.items()}
+        out["rules"][rule.label()] = entry
+    out["sets"] = list(sets)
     return out
 
 
@@ -138,7 +153,7 @@ def retuning_markdown(study: dict[str, Any]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, entry in study["rules"].items():
-        for section in ("held_out", "reproduction"):
+        for section in study["sets"]:
             for name, r in entry.get(section, {}).items():
                 lead = f(r["median_lead_onset"], 0) if r["median_lead_onset"] is not None else "—"
                 lines.append(
@@ -147,14 +162,14 @@ def retuning_markdown(study: dict[str, Any]) -> str:
                 )
     lines += ["", "| rule | control | false alarms |", "| --- | --- | ---: |"]
     for label, entry in study["rules"].items():
-        for section in ("controls", "reproduction_controls"):
+        for section in (f"{key} controls" for key in study["sets"]):
             for name, r in entry.get(section, {}).items():
                 lines.append(f"| {label} | {name} | {r['false_alarms']}/{r['controls']} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2
     runs_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -177,11 +192,12 @@ def main() -> int:
             scores = alarm_quality(rule, runs)[1]
             counts[rule.label()] = sum(1 for s in scores if s.outcome == FALSE_ALARM)
         false_alarms[name] = counts
-    reproduction = Path(sys.argv[3]) if len(sys.argv) == 4 else None
+    others = {"reproduction": reproduction_set(Path(sys.argv[3]))} if len(sys.argv) >= 4 else {}
+    others |= {Path(p).name: folder_set(Path(p)) for p in sys.argv[4:]}
     study = retuning(
         {name: _grokked(d) for name, d in experiments.items()},
         {name: _trajectories(d) for name, d in controls.items()},
-        reproduction,
+        others,
     )
     report = {
         "retuning": study,
