@@ -97,6 +97,21 @@ def _lightning_loop(config: dict[str, object]) -> None:
     prepare_trainer(trainer).fit(Model(), torch.utils.data.DataLoader(data, batch_size=16))
 
 
+def _transformers_loop(config: dict[str, object]) -> None:
+    """A real Hugging Face Trainer under Ray's own callback: each checkpoint-N it saves is
+    copied into checkpoint_<time>/checkpoint/ and reported with the merged log history."""
+    import tempfile
+
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+
+    from hf_runs import tiny_bert_trainer
+
+    with tempfile.TemporaryDirectory() as out:
+        trainer = tiny_bert_trainer(Path(out), max_steps=6, layers=1)
+        trainer.add_callback(RayTrainReportCallback())
+        prepare_trainer(trainer).train()
+
+
 @pytest.fixture(scope="module")
 def ray_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ray import train, tune
@@ -129,6 +144,12 @@ def ray_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     _lightning_loop,
                     scaling_config=train.ScalingConfig(num_workers=1),
                     run_config=train.RunConfig(name="lightning_run", storage_path=str(storage)),
+                ).fit()
+            if importlib.util.find_spec("transformers") is not None:
+                TorchTrainer(
+                    _transformers_loop,
+                    scaling_config=train.ScalingConfig(num_workers=1),
+                    run_config=train.RunConfig(name="transformers_run", storage_path=str(storage)),
                 ).fit()
             tune.Tuner(
                 _trainable,
@@ -203,6 +224,29 @@ def test_a_lightning_run_under_ray_reports_and_saves_the_same_global_steps(ray_r
     for folder, value in zip(sorted(run.glob("checkpoint_*/checkpoint.ckpt")), weights.sort_values("step")["value"]):
         state = torch.load(folder, map_location="cpu", weights_only=False)["state_dict"]
         assert abs(value - reference_entropy(state["hidden.weight"].numpy())) <= 1e-6
+
+
+def test_a_transformers_run_under_ray_is_one_series_of_its_checkpoint_subfolders(ray_runs: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    run = ray_runs / "transformers_run"
+    if not run.exists():
+        pytest.skip("transformers is not installed")
+    result = scan(run, cache_path=tmp_path / "cache.sqlite")
+    assert [r.run for r in result.report.runs] == ["transformers_run"] and result.failed_checkpoints == 0
+    table = result.table
+    weights = table[(table["tensor"] != "") & (table["metric"] == "entropy")]
+    # saved every 2 steps; the reports carry the Trainer's global step as "step"
+    assert sorted(set(weights["step"])) == [2, 4, 6] and set(weights["step_source"]) == {"ray_report"}
+    assert sorted(_metric(result, "transformers_run", "eval_loss")) == [2, 4, 6]
+    roles = {s.role for s in result.report.skipped}
+    assert {"optimizer", "scheduler", "rng_state", "training_args"} <= roles
+    for saved in run.glob("checkpoint_*/checkpoint/model.safetensors"):
+        step = int(json.loads((saved.parent / "trainer_state.json").read_text())["global_step"])
+        for name, matrix in load_file(saved).items():
+            if matrix.ndim == 2 and min(matrix.shape) >= 2:
+                got = weights[(weights["step"] == step) & (weights["tensor"] == name)]["value"]
+                assert abs(float(got.iloc[0]) - reference_entropy(matrix)) <= 1e-6, (step, name)
 
 
 def test_a_damaged_snapshot_is_a_warning_and_the_saves_keep_their_order(ray_runs: Path, tmp_path: Path) -> None:
