@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from grokspec.lab.config import TrainConfig
-from grokspec.lab.rundir import RunDir
+from synthetic_runs import write_run
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benches" / "device" / "analyse_paper_main.py"
 STEPS = list(range(0, 6001, 200))
@@ -28,27 +28,8 @@ def _script() -> ModuleType:
 
 
 def _write_run(folder: Path, task: str, seed: int, grok_at: int | None, fall_at: int) -> None:
-    """A run whose H̃ sits at 0.82 and falls by 0.05 per evaluation from
-    `fall_at` (to 0.45), and whose test accuracy jumps to 1.0 at `grok_at`
-    (never, for None) after one evaluation at 0.5 (its onset)."""
-    run = RunDir(folder / task / f"seed_{seed}")
-    run.claim(TrainConfig(task=task, seed=seed, train_fraction=0.1 if task == "s5" else 0.5))
-    records = []
-    for step in STEPS:
-        h = max(0.45, 0.82 - 0.05 * max(0, (step - fall_at) // 200 + 1)) if step >= fall_at else 0.82
-        test = 0.002 if grok_at is None or step < grok_at - 200 else 0.5 if step < grok_at else 1.0
-        records.append(
-            {
-                "step": step,
-                "train_loss": 0.01,
-                "train_acc": 1.0 if step >= 400 else 0.5,
-                "test_loss": 1.0,
-                "test_acc": test,
-                "param_norm": 50.0,
-                "repr_entropy": h,
-            }
-        )
-    run.write_metrics(records)
+    config = TrainConfig(task=task, seed=seed, train_fraction=0.1 if task == "s5" else 0.5)
+    write_run(folder / task / f"seed_{seed}", config, STEPS, grok_at, fall_at)
 
 
 @pytest.mark.timeout(120)

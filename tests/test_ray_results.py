@@ -139,18 +139,13 @@ def ray_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     checkpoint_config=train.CheckpointConfig(num_to_keep=3),
                 ),
             ).fit()
-            if importlib.util.find_spec("lightning") is not None:
-                TorchTrainer(
-                    _lightning_loop,
-                    scaling_config=train.ScalingConfig(num_workers=1),
-                    run_config=train.RunConfig(name="lightning_run", storage_path=str(storage)),
-                ).fit()
-            if importlib.util.find_spec("transformers") is not None:
-                TorchTrainer(
-                    _transformers_loop,
-                    scaling_config=train.ScalingConfig(num_workers=1),
-                    run_config=train.RunConfig(name="transformers_run", storage_path=str(storage)),
-                ).fit()
+            for library, loop in (("lightning", _lightning_loop), ("transformers", _transformers_loop)):
+                if importlib.util.find_spec(library) is not None:  # each under Ray's own callback for it
+                    TorchTrainer(
+                        loop,
+                        scaling_config=train.ScalingConfig(num_workers=1),
+                        run_config=train.RunConfig(name=f"{library}_run", storage_path=str(storage)),
+                    ).fit()
             tune.Tuner(
                 _trainable,
                 param_space={"lr": tune.grid_search([0.1, 0.01])},
@@ -206,14 +201,19 @@ def test_each_tune_trial_is_a_run_with_every_report_and_its_checkpoints_at_their
         assert abs(_entropies(result, trials[0])[index] - reference_entropy(weight)) <= 1e-6
 
 
+def _scan_one_run(run: Path, tmp_path: Path, library: str) -> tuple[Path, ScanResult]:
+    """The scan of a run folder the fixture wrote with `library` (skipped when it is not installed): one run, no failure."""
+    if not run.exists():
+        pytest.skip(f"{library} is not installed")
+    result = scan(run, cache_path=tmp_path / "cache.sqlite")
+    assert [r.run for r in result.report.runs] == [run.name] and result.failed_checkpoints == 0
+    return run, result
+
+
 def test_a_lightning_run_under_ray_reports_and_saves_the_same_global_steps(ray_runs: Path, tmp_path: Path) -> None:
     import torch
 
-    run = ray_runs / "lightning_run"
-    if not run.exists():
-        pytest.skip("lightning is not installed")
-    result = scan(run, cache_path=tmp_path / "cache.sqlite")
-    assert [r.run for r in result.report.runs] == ["lightning_run"] and result.failed_checkpoints == 0
+    run, result = _scan_one_run(ray_runs / "lightning_run", tmp_path, "lightning")
     table = result.table
     weights = table[(table["tensor"] == "hidden.weight") & (table["metric"] == "entropy")]
     # 64 examples in batches of 16: 4 steps an epoch; the checkpoints' global_step and the
@@ -229,11 +229,7 @@ def test_a_lightning_run_under_ray_reports_and_saves_the_same_global_steps(ray_r
 def test_a_transformers_run_under_ray_is_one_series_of_its_checkpoint_subfolders(ray_runs: Path, tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
-    run = ray_runs / "transformers_run"
-    if not run.exists():
-        pytest.skip("transformers is not installed")
-    result = scan(run, cache_path=tmp_path / "cache.sqlite")
-    assert [r.run for r in result.report.runs] == ["transformers_run"] and result.failed_checkpoints == 0
+    run, result = _scan_one_run(ray_runs / "transformers_run", tmp_path, "transformers")
     table = result.table
     weights = table[(table["tensor"] != "") & (table["metric"] == "entropy")]
     # saved every 2 steps; the reports carry the Trainer's global step as "step"

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from grokspec.lab.config import TrainConfig
-from grokspec.lab.rundir import RunDir
+from synthetic_runs import write_run
 
 DEVICE_SCRIPTS = Path(__file__).resolve().parents[1] / "benches" / "device"
 STEPS = list(range(0, 8001, 100))
@@ -28,27 +28,7 @@ def _script() -> ModuleType:
 
 
 def _write_run(folder: Path, seed: int, grok_at: int | None, fall_at: int | None) -> None:
-    """Memorized at step 400; H̃ flat at 0.82, falling by 0.05 per evaluation
-    from `fall_at` (never, for None) down to 0.45; test accuracy 0.5 one
-    evaluation before `grok_at` (its onset), then 1.0 (never, for None)."""
-    run = RunDir(folder / f"seed_{seed}")
-    run.claim(TrainConfig(task="mul", seed=seed, train_fraction=0.3))
-    records = []
-    for step in STEPS:
-        falls = 0 if fall_at is None or step < fall_at else (step - fall_at) // 100 + 1
-        test = 0.002 if grok_at is None or step < grok_at - 100 else 0.5 if step < grok_at else 1.0
-        records.append(
-            {
-                "step": step,
-                "train_loss": 0.01,
-                "train_acc": 1.0 if step >= 400 else 0.5,
-                "test_loss": 1.0,
-                "test_acc": test,
-                "param_norm": 50.0,
-                "repr_entropy": max(0.45, 0.82 - 0.05 * falls),
-            }
-        )
-    run.write_metrics(records)
+    write_run(folder / f"seed_{seed}", TrainConfig(task="mul", seed=seed, train_fraction=0.3), STEPS, grok_at, fall_at)
 
 
 @pytest.mark.timeout(120)
