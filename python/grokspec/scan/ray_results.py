@@ -59,8 +59,9 @@ MAX_REPORTS = 500_000
 _SIZE_LIMIT = 1 << 30
 #: A report of a few metrics is a few kB (Tune adds the trial's config): a longer line is not one.
 _LINE_LIMIT = 16 << 20
-#: Train v2's snapshot holds the kept checkpoints' metrics only.
-_SNAPSHOT_LIMIT = 256 << 20
+#: Train v2's snapshot holds the kept checkpoints' metrics only (a few hundred bytes each), and is
+#: parsed whole: 64 MB is 100,000 checkpoints and bounds the parse to well under a GB.
+_SNAPSHOT_LIMIT = 64 << 20
 #: Ray Train v2's checkpoint folders are named by the time of the save.
 _TIMESTAMP_FOLDER = re.compile(r"^checkpoint_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}\.\d{6}$")
 #: Entries of a report that are Ray's bookkeeping, not the user's metrics.
