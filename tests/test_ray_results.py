@@ -292,12 +292,17 @@ def test_a_huge_line_is_passed_over_not_held(tmp_path: Path) -> None:
     ]
 
 
-def test_a_fifo_in_place_of_the_report_log_is_not_read(tmp_path: Path) -> None:
+def test_a_fifo_or_an_oversized_snapshot_is_not_read(tmp_path: Path) -> None:
     trial = tmp_path / "trial"
     trial.mkdir()
     os.mkfifo(trial / ray_results.SNAPSHOT_NAME)
     steps, problems = ray_results.folder_steps(trial, [ray_results.SNAPSHOT_NAME])
     assert steps == {} and "not a regular file" in problems[0]
+    (trial / ray_results.SNAPSHOT_NAME).unlink()
+    with open(trial / ray_results.SNAPSHOT_NAME, "wb") as sparse:
+        sparse.truncate(65 << 20)  # parsed whole, a snapshot is capped at 64 MB
+    steps, problems = ray_results.folder_steps(trial, [ray_results.SNAPSHOT_NAME])
+    assert steps == {} and "at most 64 MB" in problems[0]
 
 
 def test_ray_train_v2_checkpoint_folders_sort_by_their_save_time() -> None:
