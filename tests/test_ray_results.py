@@ -237,7 +237,9 @@ def test_a_transformers_run_under_ray_is_one_series_of_its_checkpoint_subfolders
     assert sorted(_metric(result, "transformers_run", "eval_loss")) == [2, 4, 6]
     roles = {s.role for s in result.report.skipped}
     assert {"optimizer", "scheduler", "rng_state", "training_args"} <= roles
-    for saved in run.glob("checkpoint_*/checkpoint/model.safetensors"):
+    saved_models = sorted(run.glob("checkpoint_*/checkpoint/model.safetensors"))
+    assert len(saved_models) == 3
+    for saved in saved_models:
         step = int(json.loads((saved.parent / "trainer_state.json").read_text())["global_step"])
         for name, matrix in load_file(saved).items():
             if matrix.ndim == 2 and min(matrix.shape) >= 2:
