@@ -257,6 +257,27 @@ def test_alarms_command(tmp_path):
     assert bad.exit_code == 2 and "no grokspec run dir" in bad.output
 
 
+def test_alarms_command_scores_plateau_fall_settings_of_the_users_choice(tmp_path):
+    _write_run(tmp_path / "runs" / "seed_0", plateau_run())
+    _write_run(tmp_path / "controls" / "seed_0", control_run([0.6, 0.7] + [0.83] * 40))
+    args = ["alarms", str(tmp_path / "runs"), "--controls", str(tmp_path / "controls"), "--json"]
+    result = CliRunner().invoke(main, [*args, "--plateau-fall", "drop=0.02,lag=5,persist=3", "--plateau-fall", "lag=none"])
+    assert result.exit_code == 0, result.output
+    records = {r["rule"]: r for r in json.loads(result.output)}
+    sensitive = records["plateau-fall (> 0.02 below the plateau, lag 5, 3 evals)"]
+    assert sensitive["params"]["drop"] == 0.02 and sensitive["grokking_runs"] == 1 and sensitive["controls"] == 1
+    assert "plateau-fall (> 0.04 below the plateau, running max, 2 evals)" in records
+    assert "plateau-fall (> 0.04 below the plateau, lag 8, 2 evals)" in records  # the default stays in the table
+    for setting, complaint in (
+        ("drop=x", "drop must be a number"),
+        ("speed=1", "takes drop=, lag=, persist=, window="),
+        ("lag=1,persist=3", "lag must be at least persist"),
+        ("drop=-1", "drop must be positive"),
+    ):
+        bad = CliRunner().invoke(main, [*args, "--plateau-fall", setting])
+        assert bad.exit_code == 2 and complaint in bad.output, (setting, bad.output)
+
+
 def test_run_dirs_are_found_nested_but_a_hostile_depth_is_not_walked(tmp_path):
     _write_run(tmp_path / "sweep" / "lr_1e-3" / "seed_0", plateau_run())
     deep = tmp_path / "sweep"

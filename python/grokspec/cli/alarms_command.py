@@ -13,7 +13,7 @@ import click
 from grokspec.cli.app import EXIT_BAD_INPUT, main
 
 if TYPE_CHECKING:
-    from grokspec.alarms import Trajectory
+    from grokspec.alarms import PlateauFallRule, Trajectory
     from grokspec.scan.alarm_quality import AlarmQuality
 
 
@@ -68,6 +68,28 @@ def _print(qualities: list[AlarmQuality]) -> None:
     (Console() if sys.stdout.isatty() else Console(width=180)).print(table)
 
 
+def parse_plateau_fall(text: str) -> PlateauFallRule:
+    """``drop=0.02,lag=5,persist=3`` (any of drop, lag, persist, window; lag may be ``none``,
+    the running maximum) as a plateau-fall rule; ValueError naming what is wrong."""
+    from grokspec.alarms import PlateauFallRule
+
+    kinds: dict[str, type] = {"drop": float, "lag": int, "persist": int, "window": int}
+    settings: dict[str, float | int | None] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if key not in kinds or not value:
+            raise ValueError(f"--plateau-fall takes drop=, lag=, persist=, window= (got {part!r})")
+        try:
+            settings[key] = None if key == "lag" and value.lower() == "none" else kinds[key](value)
+        except ValueError:
+            raise ValueError(f"--plateau-fall: {key} must be a number, got {value!r}") from None
+    try:
+        return PlateauFallRule(**settings)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise ValueError(f"--plateau-fall: {error}") from None
+
+
 @main.command(name="alarms")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -77,20 +99,31 @@ def _print(qualities: list[AlarmQuality]) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Negative controls: run dirs (or their parents) that do not grok (repeatable).",
 )
+@click.option(
+    "--plateau-fall",
+    "plateau_settings",
+    multiple=True,
+    metavar="SETTINGS",
+    help="Also score a plateau-fall rule of other settings, e.g. drop=0.02,lag=5,persist=3 (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the alarm-quality records as JSON.")
-def alarms_command(run_dirs: tuple[Path, ...], control_dirs: tuple[Path, ...], as_json: bool) -> None:
+def alarms_command(
+    run_dirs: tuple[Path, ...], control_dirs: tuple[Path, ...], plateau_settings: tuple[str, ...], as_json: bool
+) -> None:
     """Alarm quality of the early-warning rules (plateau-fall, the paper's threshold and
     collapse) over RUN_DIRS and --controls: alarms before/after onset, missed, false alarms,
     leads and AUROC. A run counts as grokking when its test accuracy reached 0.99."""
-    from grokspec.alarms import CollapseRule, PlateauFallRule, ThresholdRule
+    from grokspec.alarms import AlarmRule, CollapseRule, PlateauFallRule, ThresholdRule
     from grokspec.scan.alarm_quality import alarm_quality
 
     try:
+        extra: list[AlarmRule] = [parse_plateau_fall(text) for text in plateau_settings]
         runs = _runs(run_dirs) + _runs(control_dirs)
     except ValueError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    qualities = [alarm_quality(rule, runs)[0] for rule in (PlateauFallRule(), ThresholdRule(), CollapseRule())]
+    rules = [PlateauFallRule(), *extra, ThresholdRule(), CollapseRule()]
+    qualities = [alarm_quality(rule, runs)[0] for rule in rules]
     if as_json:
         click.echo(json.dumps([q.to_json() for q in qualities], indent=2))
     else:
