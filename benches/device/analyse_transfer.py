@@ -30,14 +30,13 @@ from typing import Any
 
 from analyse_paper_main import plot, read_group, summarize
 
-from grokspec.alarms import AlarmRule, CollapseRule, PlateauFallRule, ThresholdRule, Trajectory
+from grokspec.alarms import REPRESENTATION_SERIES, AlarmRule, CollapseRule, PlateauFallRule, ThresholdRule, Trajectory
 from grokspec.repro.alarm_study import plateau_candidates
 from grokspec.repro.formatting import f, mean_ci
 from grokspec.scan.alarm_quality import FALSE_ALARM, alarm_quality, tune
 from grokspec.scan.run_metrics import read_trajectory, run_dirs_under
 
 RULES: tuple[AlarmRule, ...] = (PlateauFallRule(), ThresholdRule(), CollapseRule())
-REPRESENTATION = "representation"
 Runs = list[tuple[str, Trajectory]]
 
 
@@ -45,8 +44,17 @@ def _trajectories(folder: Path) -> list[tuple[str, Trajectory]]:
     return [(str(d), read_trajectory(d)) for d in run_dirs_under(folder)]
 
 
-def _grokked(folder: Path) -> list[tuple[str, Trajectory]]:
-    return [(name, t) for name, t in _trajectories(folder) if t.t_grok() is not None]
+def _read_set(runs_dir: Path) -> tuple[dict[str, Runs], dict[str, Runs]]:
+    """Each folder of runs, read once: an experiment's runs that grokked, a ``control-*`` folder's every run."""
+    grokking: dict[str, Runs] = {}
+    controls: dict[str, Runs] = {}
+    for folder in sorted(d for d in runs_dir.iterdir() if d.is_dir() and any(d.glob("seed_*"))):
+        runs = _trajectories(folder)
+        if folder.name.startswith("control-"):
+            controls[folder.name] = runs
+        else:
+            grokking[folder.name] = [(name, t) for name, t in runs if t.t_grok() is not None]
+    return grokking, controls
 
 
 def _quality_row(name: str, q: dict[str, Any]) -> str:
@@ -115,16 +123,17 @@ def reproduction_set(reproduction: Path) -> ScoringSet:
 
 def folder_set(runs_dir: Path) -> ScoringSet:
     """Runs laid out as transfer.sh leaves them (``control-*`` folders the controls)."""
-    folders = {d.name: d for d in sorted(runs_dir.iterdir()) if d.is_dir() and any(d.glob("seed_*"))}
-    grokking = {f"{runs_dir.name}/{n}": _grokked(d) for n, d in folders.items() if not n.startswith("control-")}
-    controls = {f"{runs_dir.name}/{n}": _trajectories(d) for n, d in folders.items() if n.startswith("control-")}
-    return grokking, controls
+    grokking, controls = _read_set(runs_dir)
+    return (
+        {f"{runs_dir.name}/{name}": runs for name, runs in grokking.items()},
+        {f"{runs_dir.name}/{name}": runs for name, runs in controls.items()},
+    )
 
 
 def retuning(experiments: dict[str, Runs], controls: dict[str, Runs], others: dict[str, ScoringSet]) -> dict[str, Any]:
     """Tune the plateau-fall grid on seeds 0-4, score it and the default on seeds 5-9 and on `others`."""
     tuning = [r for runs in [*experiments.values(), *controls.values()] for r in runs if _seed(r[0]) < 5]
-    tuned, on_tuning = tune(plateau_candidates(REPRESENTATION, (0.06, 0.04, 0.03, 0.02, 0.01)), tuning)
+    tuned, on_tuning = tune(plateau_candidates(REPRESENTATION_SERIES, (0.06, 0.04, 0.03, 0.02, 0.01)), tuning)
     held_out = {name: [r for r in runs if _seed(r[0]) >= 5] for name, runs in experiments.items()}
     held_out["all experiments"] = [r for runs in held_out.values() for r in runs]
     held_controls = {name: [r for r in runs if _seed(r[0]) >= 5] for name, runs in controls.items()}
@@ -174,19 +183,16 @@ def main() -> int:
         return 2
     runs_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
     folders = {d.name: d for d in sorted(runs_dir.iterdir()) if d.is_dir() and any(d.glob("seed_*"))}
-    controls = {name: d for name, d in folders.items() if name.startswith("control-")}
-    experiments = {name: d for name, d in folders.items() if name not in controls}
     by_group = {name: read_group(name, d) for name, d in folders.items()}
-    control_runs = [run for d in controls.values() for run in _trajectories(d)]
+    grokked, controls = _read_set(runs_dir)
+    control_runs = [run for runs in controls.values() for run in runs]
 
     alarms: dict[str, list[dict[str, Any]]] = {}
-    grokked = {name: _grokked(d) for name, d in experiments.items()}
-    grokked["all experiments"] = [run for runs in grokked.values() for run in runs]
-    for name, runs in grokked.items():
+    scored = {**grokked, "all experiments": [run for runs in grokked.values() for run in runs]}
+    for name, runs in scored.items():
         alarms[name] = [alarm_quality(rule, runs + control_runs)[0].to_json() for rule in RULES]
     false_alarms: dict[str, dict[str, int]] = {}
-    for name, d in controls.items():
-        runs = _trajectories(d)
+    for name, runs in controls.items():
         counts = {"runs": len(runs)}
         for rule in RULES:
             scores = alarm_quality(rule, runs)[1]
@@ -194,11 +200,7 @@ def main() -> int:
         false_alarms[name] = counts
     others = {"reproduction": reproduction_set(Path(sys.argv[3]))} if len(sys.argv) >= 4 else {}
     others |= {Path(p).name: folder_set(Path(p)) for p in sys.argv[4:]}
-    study = retuning(
-        {name: _grokked(d) for name, d in experiments.items()},
-        {name: _trajectories(d) for name, d in controls.items()},
-        others,
-    )
+    study = retuning(grokked, controls, others)
     report = {
         "retuning": study,
         "groups": {name: summarize(runs) for name, runs in by_group.items()},
