@@ -18,7 +18,8 @@ training state: each such subfolder is a series of its own, named by the
 subfolder.
 
 Steps: the folder's number — except accelerate's ``checkpoint_K``, which
-counts saves, not steps (flagged ``"order"``). An HF output folder's final
+counts saves, not steps (flagged ``"order"``), and a Ray folder's, which take
+the step of the report that saved them (``"ray_report"``). An HF output folder's final
 model at its root gets ``global_step`` of the root ``trainer_state.json``
 (``"trainer_state"``) and joins the series — or is skipped when a
 checkpoint folder already holds that step; without a trainer state it is
@@ -138,8 +139,10 @@ def folder_series(
     saved_in_order = ray_results.timestamp_order(subfolders) if report_steps is not None else {}
     for name in subfolders:
         step, source = folder_step(name), "name"
-        if report_steps is not None and (name in report_steps or name in saved_in_order):
-            step, source = (report_steps[name], "ray_report") if name in report_steps else (saved_in_order[name], "order")
+        if report_steps is not None and name in report_steps:
+            step, source = report_steps[name], "ray_report"
+        elif name in saved_in_order:  # a Ray Train save its snapshot does not list
+            step, source = saved_in_order[name], "order"
         if step is None:
             continue
         folder = here / name
