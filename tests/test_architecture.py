@@ -23,6 +23,7 @@ LAYERS = [
         "spectral",
         "approx",
         "slq",
+        "block_products",
         "quadrature",
         "intervals",
         "gpu",

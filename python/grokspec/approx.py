@@ -36,14 +36,13 @@ numbers on the same machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from grokspec import slq
+from grokspec.block_products import blas_threads, choose_backend
 from grokspec.errors import GrokspecError, NonFiniteError, ShapeError
 from grokspec.slq import ApproxOptions
 
@@ -98,18 +97,27 @@ def approx_entropy(
 ) -> ApproxResult:
     """The estimated statistics of one 2-D float32/float64 matrix (see the
     module's docstring); raises ValueError for a power other than 1 or 2.
-    `threads` (None: all cores) share the pass for ‖A‖_F²; the products
-    use numpy's BLAS threads."""
+    `threads` (None: all cores) share the pass for ‖A‖_F² and the products
+    (numpy's or torch's BLAS, ``options.products``)."""
     options = options or ApproxOptions()
     _check_options(power, normalize)
     if a.ndim != 2 or 0 in a.shape:
         raise ShapeError(f"expected a non-empty 2-D matrix, got shape {a.shape}")
     rows, cols = a.shape
+    backend = choose_backend((rows, cols), options.products)
     if min(rows, cols) < EXACT_BELOW:
         return _exact(a, power, normalize, center)
     from grokspec import _core
 
-    g = slq.Gram(a, center, threads or _core.default_threads())
+    threads = threads or _core.default_threads()
+    with blas_threads(threads, backend):
+        return _estimated(slq.Gram(a, center, threads, backend), power, normalize, options)
+
+
+def _estimated(g: slq.Gram, power: float, normalize: str, options: ApproxOptions) -> ApproxResult:
+    """The estimate for `g`'s matrix, normalized as asked, with the rounding floor in its error."""
+    a = g.a
+    rows, cols = a.shape
     if not math.isfinite(g.total):
         raise NonFiniteError(f"the {a.dtype} matrix of shape {a.shape} contains NaN or infinity")
     nan = math.nan
@@ -192,37 +200,20 @@ def approx_columns(
     columns["cols"] = np.array([m.shape[1] if m.ndim == 2 else 0 for m in matrices], dtype=np.int64)
     columns["method"] = ["failed"] * count
     errors: list[tuple[int, BaseException]] = []
-    with _blas_threads(threads):
-        for i, matrix in enumerate(matrices):
-            try:
-                result = approx_entropy(matrix, power=power, normalize=normalize, center=center, options=options, threads=threads)
-            except GrokspecError as error:
-                errors.append((i, type(error)(f"matrix {i} of {count}: {error}") if count > 1 else error))
-                continue
-            for key in (*_FLOAT_COLUMNS, "entropy_error"):
-                columns[key][i] = getattr(result, key)
-            columns["numerical_rank"][i] = result.numerical_rank
-            columns["method"][i] = "approx" if result.products else "exact"
+    for i, matrix in enumerate(matrices):
+        try:
+            result = approx_entropy(matrix, power=power, normalize=normalize, center=center, options=options, threads=threads)
+        except GrokspecError as error:
+            errors.append((i, type(error)(f"matrix {i} of {count}: {error}") if count > 1 else error))
+            continue
+        for key in (*_FLOAT_COLUMNS, "entropy_error"):
+            columns[key][i] = getattr(result, key)
+        columns["numerical_rank"][i] = result.numerical_rank
+        columns["method"][i] = "approx" if result.products else "exact"
     return columns, errors
 
 
 _FLOAT_COLUMNS = ("entropy", "sigma_max", "frobenius_norm", "stable_rank", "effective_rank")
-
-
-@contextmanager
-def _blas_threads(threads: int | None) -> Iterator[None]:
-    """numpy's BLAS limited to `threads` when threadpoolctl is installed (an
-    oversubscribed OpenBLAS spins: on a busy 2-core machine a 512×64 QR took
-    0.9 s with 2 threads against 4 ms with 1)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    from grokspec import _core
-
-    with threadpool_limits(limits=threads or _core.default_threads(), user_api="blas"):
-        yield
 
 
 def spectral_columns(

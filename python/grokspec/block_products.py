@@ -1,0 +1,133 @@
+"""Which BLAS multiplies a large matrix by the approximation's narrow blocks.
+
+The estimate of :mod:`grokspec.approx` spends ~75% of its time in a dozen
+products ``A V`` and ``Wᵀ A`` (V, W with 24–88 columns). numpy's BLAS
+(OpenBLAS in the PyPI wheels) runs them at a third of the speed of the MKL
+inside torch's x86 wheels: 8192² float32, 24 columns, 2 threads, ~28 ms per
+product against ~40 ms (docs/APPROX.md, "Where the time goes"). torch is a
+dependency of grokspec's scan and training already (the library face needs
+numpy alone), so the products use its BLAS where torch is installed, its BLAS
+is MKL, and the matrix is large enough for it to pay: below 4096² the rest of
+the estimate (float64 work in numpy) weighs more and the whole estimate was
+slower (2048²: 0.21 s against 0.17 s).
+
+While torch multiplies, numpy's BLAS is held to one thread: its idle
+threads spin for a while after each call and took the cores from MKL's
+(with both at two threads the estimate was no faster than with numpy alone);
+so torch is chosen only where threadpoolctl can hold numpy's BLAS. The first
+such estimate in a process imports torch (~2 s on the development machine).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["BACKENDS", "TORCH_FROM_ELEMENTS", "BlockProducts", "blas_threads", "choose_backend"]
+
+Backend = Literal["numpy", "torch"]
+
+#: The choices ``ApproxOptions.products`` accepts ("auto": :func:`choose_backend`).
+BACKENDS = ("auto", "numpy", "torch")
+
+#: "auto" multiplies with torch's MKL from this many elements (4096²) up.
+TORCH_FROM_ELEMENTS = 4096 * 4096
+
+
+def choose_backend(shape: tuple[int, int], requested: str) -> Backend:
+    """The backend for a matrix of `shape`: the one asked for, or ("auto")
+    torch where its BLAS is MKL and the matrix has at least
+    :data:`TORCH_FROM_ELEMENTS` elements, numpy otherwise."""
+    if requested not in BACKENDS:
+        raise ValueError(f"products must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested != "auto":
+        return "torch" if requested == "torch" else "numpy"
+    if shape[0] * shape[1] < TORCH_FROM_ELEMENTS:
+        return "numpy"
+    return "torch" if _torch_has_mkl() and _can_limit_numpy() else "numpy"
+
+
+def _torch_has_mkl() -> bool:
+    try:
+        import torch
+    except ImportError:  # the library face needs numpy alone
+        return False
+    return bool(torch.backends.mkl.is_available())  # type: ignore[no-untyped-call]
+
+
+def _can_limit_numpy() -> bool:
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:  # then numpy's spinning threads would eat torch's gain
+        return False
+    return True
+
+
+class BlockProducts:
+    """``A V`` and ``R A`` for one matrix A (float32 or float64, C order) in
+    A's precision, by the chosen backend; results are numpy arrays."""
+
+    def __init__(self, a: np.ndarray, backend: Backend):
+        self.a = a
+        self.backend = backend
+        self._tensor: Any = None
+        if backend == "torch":
+            import torch
+
+            with warnings.catch_warnings():
+                # A memory-mapped matrix is read-only; torch warns because it
+                # could write through the view. It never does here.
+                warnings.simplefilter("ignore", UserWarning)
+                self._tensor = torch.from_numpy(a)
+
+    def times(self, v: np.ndarray) -> np.ndarray:
+        """``A v`` for v of shape (n, b), already in A's dtype."""
+        if self._tensor is None:
+            result: np.ndarray = self.a @ v
+            return result
+        import torch
+
+        return np.asarray((self._tensor @ torch.from_numpy(np.ascontiguousarray(v))).numpy())
+
+    def rows_times(self, rows: np.ndarray) -> np.ndarray:
+        """``R A`` for R of shape (b, m), C order, already in A's dtype."""
+        if self._tensor is None:
+            result: np.ndarray = rows @ self.a
+            return result
+        import torch
+
+        return np.asarray((torch.from_numpy(rows) @ self._tensor).numpy())
+
+
+@contextmanager
+def blas_threads(threads: int, backend: Backend) -> Iterator[None]:
+    """numpy's BLAS at `threads` (an oversubscribed OpenBLAS spins: on a busy
+    2-core machine a 512×64 QR took 0.9 s with 2 threads against 4 ms with 1;
+    one thread while torch multiplies, see the module's docstring) and, for torch, torch's intra-op threads at `threads`,
+    restored afterwards. numpy's limit needs threadpoolctl (without it numpy
+    keeps its own setting)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a forced torch backend without threadpoolctl: numpy keeps its setting
+        limits = None
+    else:
+        limits = threadpool_limits(limits=1 if backend == "torch" else threads, user_api="blas")
+    previous = None
+    if backend == "torch":
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            import torch
+
+            torch.set_num_threads(previous)
+        if limits is not None:
+            limits.restore_original_limits()
