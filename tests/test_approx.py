@@ -159,3 +159,21 @@ def test_the_speed_bench_compares_the_faster_exact_run_with_the_median_estimate(
     assert result.speedup == pytest.approx(result.exact_seconds / result.approx_seconds)
     assert result.error <= ACCURACY and result.half_width > 0
     assert "| 320x300 |" in speed_markdown([result])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_frobenius_pass_matches_float64_numpy_in_every_layout(dtype):
+    from grokspec import _core
+
+    rng = np.random.default_rng(11)
+    a = (rng.standard_normal((1500, 1300)) * 1e3).astype(dtype)
+    views = [a, a.T, np.asfortranarray(a), a[::3, 1::2], a[:, ::-1], a[:1, :], a[:, :1]]
+    for view in views:
+        want = float(np.sum(np.asarray(view, dtype=np.float64) ** 2))
+        for threads in (1, 2, 3):
+            assert _core.frobenius_squared(view, threads=threads) == pytest.approx(want, rel=1e-12)
+    assert _core.frobenius_squared(np.zeros((0, 4), dtype=dtype)) == 0.0
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        _core.frobenius_squared(a, threads=0)
+    with pytest.raises(ShapeError, match="2-D"):
+        _core.frobenius_squared(a[0])

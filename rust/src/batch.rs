@@ -33,7 +33,7 @@ pub fn default_threads() -> Result<usize, Error> {
 }
 
 /// A cached pool with exactly `threads` workers.
-fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, Error> {
+pub(crate) fn pool(threads: usize) -> Result<Arc<rayon::ThreadPool>, Error> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let mut pools = POOLS
         .get_or_init(Default::default)

@@ -16,6 +16,7 @@ pub mod entropy;
 pub mod error;
 pub mod householder;
 pub mod matrix;
+pub mod norms;
 pub mod safetensors;
 pub mod safetensors_file;
 mod simd;
@@ -163,6 +164,35 @@ mod extension {
         spectral_columns(py, &shapes, results, options.spec)
     }
 
+    /// `‖A‖_F²` of one 2-D float32/float64 array, accumulated in float64 on
+    /// `threads` threads with the GIL released (the approximate entropy's
+    /// normalization).
+    #[pyfunction]
+    #[pyo3(signature = (array, *, threads = None))]
+    fn frobenius_squared(
+        py: Python<'_>,
+        array: Bound<'_, PyAny>,
+        threads: Option<usize>,
+    ) -> PyResult<f64> {
+        let inputs = borrow_inputs(std::slice::from_ref(&array))?;
+        let views = inputs.views();
+        let threads = match threads {
+            Some(0) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "threads must be at least 1",
+                ));
+            }
+            Some(n) => n,
+            None => batch::default_threads()?,
+        };
+        let total = py.detach(|| match views[0] {
+            MatrixView::F32(m) => crate::norms::frobenius_squared(m, threads),
+            MatrixView::F64(m) => crate::norms::frobenius_squared(m, threads),
+            MatrixView::Packed(_) => unreachable!("numpy arrays are never packed"),
+        })?;
+        Ok(total)
+    }
+
     /// The thread count used when `threads=None`: `GROKSPEC_NUM_THREADS` if
     /// set, else the cores this process may use.
     #[pyfunction]
@@ -213,6 +243,7 @@ mod extension {
         m.add_function(wrap_pyfunction!(spectral_batch, m)?)?;
         m.add_function(wrap_pyfunction!(default_threads, m)?)?;
         m.add_function(wrap_pyfunction!(isa, m)?)?;
+        m.add_function(wrap_pyfunction!(frobenius_squared, m)?)?;
         m.add_function(wrap_pyfunction!(safetensors_header, m)?)?;
         m.add_function(wrap_pyfunction!(safetensors_spectral, m)?)?;
         m.add_function(wrap_pyfunction!(_panic_inside_engine, m)?)?;
