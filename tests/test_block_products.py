@@ -94,3 +94,17 @@ def test_thread_settings_are_put_back():
     with pytest.raises(RuntimeError), blas_threads(1, "torch"):
         raise RuntimeError("an estimate that fails")
     assert torch.get_num_threads() == torch_before
+
+
+def test_a_torch_that_fails_to_import_leaves_the_products_to_numpy(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "torch":
+            raise OSError("libcudnn.so.9: cannot open shared object file")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    assert choose_backend((8192, 8192), "auto") == "numpy"

@@ -54,7 +54,7 @@ def choose_backend(shape: tuple[int, int], requested: str) -> Backend:
 def _torch_has_mkl() -> bool:
     try:
         import torch
-    except ImportError:  # the library face needs numpy alone
+    except (ImportError, OSError, RuntimeError):  # not installed (the face needs numpy alone), or broken
         return False
     return bool(torch.backends.mkl.is_available())  # type: ignore[no-untyped-call]
 

@@ -271,8 +271,12 @@ def time_matrices(
 ) -> list[dict[str, Any]]:
     """Seconds for one matrix of each distinct shape, per method (one run
     each after loading: these matrices take seconds, not microseconds)."""
+    from grokspec.block_products import choose_backend
     from grokspec.spectral import spectral_entropy, spectral_stats
 
+    # The first estimate of a large matrix imports torch for its products (a
+    # one-off cost per process, ~2 s, not a matrix's): paid here, untimed.
+    choose_backend((4096, 4096), "auto")
     seen: dict[tuple[int, int], str] = {}
     for name, rows, cols in checkpoint.matrices:
         seen.setdefault((rows, cols), name)
