@@ -2,8 +2,9 @@
 
 A grokspec run's ``metrics.jsonl``, a Hugging Face ``trainer_state.json``
 (its ``log_history``), Ray's reports (:mod:`grokspec.scan.ray_results`),
-Lightning's CSVLogger ``metrics.csv`` or TensorBoard event files, or a file
-given with ``--metrics``. Logs are read
+Lightning's CSVLogger ``metrics.csv``, TensorBoard event files or an MLflow
+run's metrics (:mod:`grokspec.scan.mlflow_logs`), or a file given with
+``--metrics``. Logs are read
 defensively: a log that is not a regular file, damaged lines, values that
 are not numbers or steps outside 0..2**63-1 become warnings or are skipped,
 never an exception.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from grokspec.lab.rundir import RunDir
-from grokspec.scan import ray_results, tensorboard
+from grokspec.scan import mlflow_logs, ray_results, tensorboard
 from grokspec.scan.discovery import RunSpec
 from grokspec.scan.guards import display_name, is_small_regular_file
 
@@ -111,6 +112,9 @@ def log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter = None) ->
     `weights` picks the logged weight entropies to take (None: none)."""
     rows = _main_log_rows(run, warnings, weights)
     for path in run.extra_logs:
+        if mlflow_logs.log_rows_source(path) is not None:
+            rows.extend(_mlflow_rows(run, path, warnings))
+            continue
         if path.suffix == ".csv":
             rows.extend(_csv_log_rows(run, path, warnings))
             continue
@@ -140,6 +144,22 @@ def _csv_log_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[st
     if len(records) > MAX_CSV_ROWS:
         warnings.append(f"{run.name}: {name}: only its first {MAX_CSV_ROWS:,} rows are read")
         records = records[:MAX_CSV_ROWS]
+    return metric_rows(run.name, name, records)
+
+
+def _mlflow_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """An MLflow run's metrics: its file store's ``metrics/`` folder, or its rows of a tracking
+    database (the run id names the folder above ``checkpoints/``)."""
+    problems: list[str] = []
+    if mlflow_logs.log_rows_source(path) == "file store":
+        name = display_name(f"{path.parent.name}/metrics")
+        records = mlflow_logs.file_store_records(path, problems)
+    else:
+        name = display_name(path.name)
+        records = mlflow_logs.sqlite_records(path, run.root.parent.name, problems)
+    if problems:
+        shown = "; ".join(display_name(p)[:200] for p in problems[:3]) + ("; …" if len(problems) > 3 else "")
+        warnings.append(f"{run.name}: {name}: {shown}")
     return metric_rows(run.name, name, records)
 
 

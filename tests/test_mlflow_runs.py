@@ -1,0 +1,198 @@
+"""Lightning's MLFlowLogger: checkpoints in ``<experiment id>/<run id>/checkpoints/``
+and the metrics in MLflow's tracking store — the run's ``metrics/`` folder (the
+file store) or a ``mlflow.db`` database (MLflow 3's default). Written by a real
+Trainer with the real logger; the reference for every value is MLflow's own
+client. Then the hostile variants: damaged lines, NaN, a view posing as the
+metrics table, a database that is not one."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokspec.scan import mlflow_logs
+from grokspec.scan.scan import scan
+
+pl = pytest.importorskip("lightning.pytorch")
+mlflow = pytest.importorskip("mlflow")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+
+class Classifier(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val/acc", (self.net(x).argmax(1) == y).float().mean())  # a key with a slash
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def train(root: Path, tracking_uri: str | None) -> tuple[Path, str]:
+    """A run logged to `tracking_uri` (None: the file store under root/mlruns);
+    the run's checkpoints folder and its run id."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
+    if tracking_uri is None:
+        logger = MLFlowLogger(experiment_name="grok", save_dir=str(root / "mlruns"))
+    else:
+        logger = MLFlowLogger(experiment_name="grok", tracking_uri=tracking_uri)
+    trainer = pl.Trainer(
+        max_steps=8,
+        val_check_interval=2,
+        log_every_n_steps=1,
+        logger=logger,
+        callbacks=[ModelCheckpoint(every_n_train_steps=2, save_top_k=-1)],
+        default_root_dir=str(root),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(Classifier(), data, data)
+    (checkpoints,) = list(root.rglob("checkpoints"))
+    return checkpoints, logger.run_id
+
+
+def history(tracking_uri: str, run_id: str, key: str) -> dict[int, float]:
+    """MLflow's own client: the reference."""
+    client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
+    return {m.step: m.value for m in client.get_metric_history(run_id, key)}
+
+
+@pytest.fixture(scope="module")
+def file_store(tmp_path_factory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("mlflow-files")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for it; 2.x used it by default
+        checkpoints, run_id = train(root, None)
+    return root, checkpoints, run_id
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("mlflow-db")
+    checkpoints, run_id = train(root, f"sqlite:///{root / 'mlflow.db'}")
+    return root, checkpoints, run_id
+
+
+def scanned_metric(result, metric: str) -> dict[int, float]:
+    t = result.table
+    rows = t[t["metric"] == metric]
+    return dict(zip(rows["step"].astype(int), rows["value"]))
+
+
+def assert_same(got: dict[int, float], want: dict[int, float]) -> None:
+    assert want, "the logger wrote values"
+    assert got.keys() == want.keys()
+    assert all(math.isclose(got[s], want[s], rel_tol=1e-9) for s in want)
+
+
+def test_the_file_stores_metrics_join_the_checkpoints_run(file_store, monkeypatch):
+    root, checkpoints, run_id = file_store
+    assert (checkpoints.parent / "metrics" / "val" / "acc").is_file()
+    result = scan(root / "mlruns")
+    assert result.failed_checkpoints == 0 and not result.warnings
+    (run,) = result.report.runs
+    assert run.run.endswith(f"{run_id}/checkpoints") and run.checkpoints == 4
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (root / "mlruns").as_uri()
+    assert_same(scanned_metric(result, "val/acc"), history(uri, run_id, "val/acc"))
+    assert_same(scanned_metric(result, "train_loss"), history(uri, run_id, "train_loss"))
+    assert run.grok_metric == "val/acc"
+
+
+def test_the_databases_metrics_join_the_checkpoints_run_even_from_below(database):
+    root, checkpoints, run_id = database
+    assert (root / "mlflow.db").is_file() and not (checkpoints.parent / "metrics").exists()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    for scanned in (root, checkpoints.parent.parent):  # the database lies above the second
+        result = scan(scanned)
+        assert result.failed_checkpoints == 0 and not result.warnings
+        assert_same(scanned_metric(result, "val/acc"), history(uri, run_id, "val/acc"))
+        assert_same(scanned_metric(result, "train_loss"), history(uri, run_id, "train_loss"))
+
+
+def test_nan_values_and_other_runs_rows_are_not_taken(database, tmp_path):
+    root, _, run_id = database
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    uri = f"sqlite:///{copy / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    client.log_metric(run_id, "val/acc", float("nan"), step=9)  # stored as 0 with is_nan set
+    other = client.create_run(client.get_run(run_id).info.experiment_id)
+    client.log_metric(other.info.run_id, "val/acc", 0.123, step=3)
+    got = scanned_metric(scan(copy), "val/acc")
+    assert 9 not in got and 0.123 not in got.values()
+    assert_same(got, {s: v for s, v in history(uri, run_id, "val/acc").items() if not math.isnan(v)})
+
+
+def test_damaged_metric_lines_are_skipped_with_a_warning(file_store, tmp_path):
+    root, _, _ = file_store
+    copy = tmp_path / "mlruns"
+    shutil.copytree(root / "mlruns", copy)
+    metric = next(copy.rglob("metrics/val/acc"))
+    good = metric.read_bytes()
+    metric.write_bytes(good + b"not a line\n\xff\xfe garbage\n1 2 3 4 5\n")
+    result = scan(copy)
+    assert result.failed_checkpoints == 0
+    assert any("val/acc: 3 damaged line(s) skipped" in w for w in result.warnings)
+    assert len(scanned_metric(result, "val/acc")) == len(good.splitlines())
+
+
+def test_a_view_posing_as_the_metrics_table_is_never_queried(tmp_path):
+    # A view could run anything (here: a recursive query that never ends).
+    database = tmp_path / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "CREATE VIEW metrics AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+            "SELECT 'val_acc' AS key, 1.0 AS value, i AS step, 'x' AS run_uuid FROM n"
+        )
+    problems: list[str] = []
+    assert mlflow_logs.sqlite_records(database, "x", problems) == []
+    assert problems == ["mlflow.db has no metrics table"]
+
+
+def test_a_query_that_runs_too_long_is_abandoned(tmp_path, monkeypatch):
+    database = tmp_path / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE metrics (key TEXT, value REAL, step INTEGER, run_uuid TEXT)")
+        connection.executemany("INSERT INTO metrics VALUES ('a', ?, ?, 'x')", [(float(i), i) for i in range(20_000)])
+    monkeypatch.setattr(mlflow_logs, "MAX_QUERY_STEPS", 1)
+    problems: list[str] = []
+    assert mlflow_logs.sqlite_records(database, "x", problems) == []
+    assert problems and "interrupted" in problems[0]
+
+
+def test_a_database_that_is_not_one_is_a_warning(database, tmp_path):
+    root, _, _ = database
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    (copy / "mlflow.db").write_bytes(b"\x00" * 4096)
+    result = scan(copy)
+    assert result.failed_checkpoints == 0
+    assert any("mlflow.db" in w for w in result.warnings)
+    assert scanned_metric(result, "val/acc") == {}
