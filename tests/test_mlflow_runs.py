@@ -48,7 +48,7 @@ class Classifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
-def train(root: Path, tracking_uri: str | None) -> tuple[Path, str]:
+def train(root: Path, tracking_uri: str | None, log_model: bool | str = False) -> tuple[Path, str]:
     """A run logged to `tracking_uri` (None: the file store under root/mlruns);
     the run's checkpoints folder and its run id."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -60,7 +60,7 @@ def train(root: Path, tracking_uri: str | None) -> tuple[Path, str]:
     if tracking_uri is None:
         logger = MLFlowLogger(experiment_name="grok", save_dir=str(root / "mlruns"))
     else:
-        logger = MLFlowLogger(experiment_name="grok", tracking_uri=tracking_uri)
+        logger = MLFlowLogger(experiment_name="grok", tracking_uri=tracking_uri, log_model=log_model)
     trainer = pl.Trainer(
         max_steps=8,
         val_check_interval=2,
@@ -73,7 +73,7 @@ def train(root: Path, tracking_uri: str | None) -> tuple[Path, str]:
         accelerator="cpu",
     )
     trainer.fit(Classifier(), data, data)
-    (checkpoints,) = list(root.rglob("checkpoints"))
+    (checkpoints,) = [p for p in root.rglob("checkpoints") if p.is_dir()]
     return checkpoints, logger.run_id
 
 
@@ -95,7 +95,9 @@ def file_store(tmp_path_factory) -> tuple[Path, Path, str]:
 @pytest.fixture(scope="module")
 def database(tmp_path_factory) -> tuple[Path, Path, str]:
     root = tmp_path_factory.mktemp("mlflow-db")
-    checkpoints, run_id = train(root, f"sqlite:///{root / 'mlflow.db'}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # where MLflow puts a database's artifact store (./mlruns), if it writes one
+        checkpoints, run_id = train(root, f"sqlite:///{root / 'mlflow.db'}")
     return root, checkpoints, run_id
 
 
@@ -196,3 +198,19 @@ def test_a_database_that_is_not_one_is_a_warning(database, tmp_path):
     assert result.failed_checkpoints == 0
     assert any("mlflow.db" in w for w in result.warnings)
     assert scanned_metric(result, "val/acc") == {}
+
+
+def test_the_copies_in_mlflows_artifact_store_get_the_same_metrics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a database's artifacts go to ./mlruns, as from a user's project folder
+    _, run_id = train(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", log_model="all")
+    artifacts = next(tmp_path.rglob(f"{run_id}/artifacts"))
+    assert any(artifacts.rglob("*.ckpt")), "MLFlowLogger(log_model='all') copied the checkpoints"
+    result = scan(tmp_path)
+    assert result.failed_checkpoints == 0 and not result.warnings
+    want = history(f"sqlite:///{tmp_path / 'mlflow.db'}", run_id, "val/acc")
+    runs = {r.run for r in result.report.runs}
+    assert len(runs) == 2
+    t = result.table
+    for run in runs:
+        rows = t[(t["run"] == run) & (t["metric"] == "val/acc")]
+        assert_same(dict(zip(rows["step"].astype(int), rows["value"])), want)

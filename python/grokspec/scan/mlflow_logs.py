@@ -58,11 +58,12 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def run_logs(checkpoints: Path) -> tuple[Path, ...]:
-    """For Lightning's ``<run id>/checkpoints/`` folder of an MLflow run: the
-    run's file-store ``metrics/`` folder, else the nearest tracking database;
-    () for any other folder."""
+    """For Lightning's ``<run id>/checkpoints/`` folder of an MLflow run (or
+    the ``<run id>/artifacts/`` copies that ``MLFlowLogger(log_model=...)``
+    keeps in MLflow's artifact store): the run's file-store ``metrics/``
+    folder, else the nearest tracking database; () for any other folder."""
     run = checkpoints.parent
-    if checkpoints.name != "checkpoints" or _RUN_ID.fullmatch(run.name) is None:
+    if checkpoints.name not in ("checkpoints", "artifacts") or _RUN_ID.fullmatch(run.name) is None:
         return ()
     metrics = run / "metrics"
     if metrics.is_dir() and not metrics.is_symlink():
