@@ -25,6 +25,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from grokspec.scan.protobuf_wire import Malformed, fields, signed
+
 __all__ = ["MAX_RECORDS", "MAX_RECORD_BYTES", "EventScalars", "is_event_file", "read_scalars"]
 
 #: The largest record read (an image summary can be megabytes; a scalar event is ~50 bytes).
@@ -41,10 +43,6 @@ class EventScalars:
     records: list[dict[str, float | int]]
     #: Why the reading stopped early, if it did.
     problem: str | None
-
-
-class _Malformed(ValueError):
-    pass
 
 
 def is_event_file(name: str) -> bool:
@@ -70,7 +68,7 @@ def read_scalars(path: Path) -> EventScalars:
                 return EventScalars(records, f"truncated record at byte {offset}")
             try:
                 record = _event(data)
-            except _Malformed as error:
+            except Malformed as error:
                 return EventScalars(records, f"damaged record at byte {offset}: {error}")
             if record is not None:
                 records.append(record)
@@ -81,12 +79,12 @@ def read_scalars(path: Path) -> EventScalars:
 def _event(data: bytes) -> dict[str, float | int] | None:
     step = 0  # a protocol buffer leaves out fields at their default: step 0 is not written
     scalars: dict[str, float | int] = {}
-    for field, wire, value in _fields(data):
+    for field, wire, value in fields(data):
         if field == 2 and isinstance(value, int):
-            step = _signed(value)
+            step = signed(value)
         elif field == 5 and wire == 2:
             assert isinstance(value, bytes)
-            for v_field, v_wire, entry in _fields(value):
+            for v_field, v_wire, entry in fields(value):
                 if v_field == 1 and v_wire == 2:
                     assert isinstance(entry, bytes)
                     tag, number = _value(entry)
@@ -100,7 +98,7 @@ def _event(data: bytes) -> dict[str, float | int] | None:
 def _value(data: bytes) -> tuple[str | None, float | None]:
     tag: str | None = None
     number: float | None = None
-    for field, wire, value in _fields(data):
+    for field, wire, value in fields(data):
         if field == 1 and wire == 2:
             assert isinstance(value, bytes)
             tag = value.decode("utf-8", "replace")
@@ -115,7 +113,7 @@ def _value(data: bytes) -> tuple[str | None, float | None]:
 
 def _tensor_scalar(data: bytes) -> float | None:
     """The one value of a scalar TensorProto (float_val 5, double_val 6; packed or not)."""
-    for field, wire, value in _fields(data):
+    for field, wire, value in fields(data):
         if field == 5 and wire == 5:
             assert isinstance(value, bytes)
             return float(struct.unpack("<f", value)[0])
@@ -127,46 +125,3 @@ def _tensor_scalar(data: bytes) -> float | None:
         if field == 6 and wire == 2 and isinstance(value, bytes) and len(value) >= 8:
             return float(struct.unpack("<d", value[:8])[0])
     return None
-
-
-def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
-    """(field number, wire type, value) of one protocol buffer message: varints as int,
-    fixed and length-delimited fields as bytes. Groups (wire types 3, 4) are refused."""
-    out: list[tuple[int, int, int | bytes]] = []
-    position = 0
-    while position < len(data):
-        key, position = _varint(data, position)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, position = _varint(data, position)
-            out.append((field, wire, value))
-            continue
-        if wire == 2:
-            size, position = _varint(data, position)
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-        else:
-            raise _Malformed(f"wire type {wire}")
-        if position + size > len(data):
-            raise _Malformed("a field runs past its message")
-        out.append((field, wire, data[position : position + size]))
-        position += size
-    return out
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    result = 0
-    for shift in range(0, 70, 7):
-        if position >= len(data):
-            raise _Malformed("a number runs past its message")
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-    raise _Malformed("a number longer than 10 bytes")
-
-
-def _signed(value: int) -> int:
-    """An int64 field read as a varint (negative numbers are 10-byte two's complement)."""
-    return value - (1 << 64) if value >= 1 << 63 else value
