@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from grokspec.lab.rundir import RunDir, is_run_dir
-from grokspec.scan import dcp, guards, hub_cache, mlflow_logs, ray_results, tensorboard
+from grokspec.scan import dcp, guards, hub_cache, mlflow_logs, ray_results, tensorboard, wandb_logs
 from grokspec.scan.final_model import final_model_step
 from grokspec.scan.guards import MAX_FOLDER_DEPTH
 from grokspec.scan.layouts import (
@@ -285,13 +285,13 @@ def _callback_log(here: Path) -> tuple[Path, ...]:
     """metrics.jsonl that grokspec's Trainer/Lightning callbacks keep beside the checkpoints,
     and the logger files of Lightning's ``version_N/checkpoints/`` folder: the CSVLogger's
     ``version_N/metrics.csv``, the TensorBoardLogger's ``version_N/events.out.tfevents.*``,
-    the MLFlowLogger's run metrics (:func:`grokspec.scan.mlflow_logs.run_logs`)."""
+    the MLFlowLogger's and the WandbLogger's run metrics (``mlflow_logs``, ``wandb_logs``)."""
     logs = [here / "metrics.jsonl"]
     if here.name == "checkpoints":
         logs.append(here.parent / "metrics.csv")
         with contextlib.suppress(OSError):  # TensorBoardLogger's event files (several when resumed)
             logs += sorted(p for p in here.parent.iterdir() if tensorboard.is_event_file(p.name))
-    return tuple(path for path in logs if guards.is_regular_file(path)) + mlflow_logs.run_logs(here)
+    return tuple(path for path in logs if guards.is_regular_file(path)) + mlflow_logs.run_logs(here) + wandb_logs.run_logs(here)
 
 
 def _newest_state(series: FolderSeries) -> Path | None:

@@ -2,9 +2,9 @@
 
 A grokspec run's ``metrics.jsonl``, a Hugging Face ``trainer_state.json``
 (its ``log_history``), Ray's reports (:mod:`grokspec.scan.ray_results`),
-Lightning's CSVLogger ``metrics.csv``, TensorBoard event files or an MLflow
-run's metrics (:mod:`grokspec.scan.mlflow_logs`), or a file given with
-``--metrics``. Logs are read
+Lightning's CSVLogger ``metrics.csv``, TensorBoard event files, an MLflow
+run's metrics (:mod:`grokspec.scan.mlflow_logs`) or a W&B run's history
+(:mod:`grokspec.scan.wandb_logs`), or a file given with ``--metrics``. Logs are read
 defensively: a log that is not a regular file, damaged lines, values that
 are not numbers or steps outside 0..2**63-1 become warnings or are skipped,
 never an exception.
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from grokspec.lab.rundir import RunDir
-from grokspec.scan import mlflow_logs, ray_results, tensorboard
+from grokspec.scan import mlflow_logs, ray_results, tensorboard, wandb_logs
 from grokspec.scan.discovery import RunSpec
 from grokspec.scan.guards import display_name, is_small_regular_file
 
@@ -115,6 +115,9 @@ def log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter = None) ->
         if mlflow_logs.log_rows_source(path) is not None:
             rows.extend(_mlflow_rows(run, path, warnings))
             continue
+        if wandb_logs.is_run_file(path):
+            rows.extend(_wandb_rows(run, path, warnings))
+            continue
         if path.suffix == ".csv":
             rows.extend(_csv_log_rows(run, path, warnings))
             continue
@@ -160,6 +163,22 @@ def _mlflow_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str
     if problems:
         shown = "; ".join(display_name(p)[:200] for p in problems[:3]) + ("; …" if len(problems) > 3 else "")
         warnings.append(f"{run.name}: {name}: {shown}")
+    return metric_rows(run.name, name, records)
+
+
+def _wandb_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """A W&B run's history rows (:mod:`grokspec.scan.wandb_logs`)."""
+    name = display_name(f"{path.parent.name}/{path.name}")
+    problems: list[str] = []
+    try:
+        if not is_small_regular_file(path, LOG_SIZE_LIMIT):
+            raise OSError("not a regular file of at most 1 GB")
+        records = wandb_logs.read_history(path, problems)
+    except OSError as error:
+        warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
+        return []
+    if problems:
+        warnings.append(f"{run.name}: {name}: {display_name(problems[0])[:200]}")
     return metric_rows(run.name, name, records)
 
 
