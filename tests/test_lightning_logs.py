@@ -20,49 +20,18 @@ from hypothesis import strategies as st
 from grokspec.scan.scan import scan
 
 pl = pytest.importorskip("lightning.pytorch")
+from lightning_runs import fit  # noqa: E402
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
 ]
 
 
-class Classifier(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-
-    def training_step(self, batch, _):
-        x, y = batch
-        loss = torch.nn.functional.cross_entropy(self.net(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val_acc", (self.net(x).argmax(1) == y).float().mean())
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.5)
-
-
 def train(root: Path, logger_class: str) -> Path:
     from lightning.pytorch import loggers
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
-    torch.manual_seed(0)
-    x = torch.randn(32, 8)
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
-    trainer = pl.Trainer(
-        max_steps=8,
-        val_check_interval=2,
-        log_every_n_steps=1,
-        logger=getattr(loggers, logger_class)(root),
-        callbacks=[ModelCheckpoint(every_n_train_steps=2, save_top_k=-1)],  # dirpath: version_0/checkpoints
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(Classifier(), data, data)
+    fit(getattr(loggers, logger_class)(root))  # ModelCheckpoint's dirpath: version_0/checkpoints
     return root / "lightning_logs"
 
 

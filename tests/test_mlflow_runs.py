@@ -13,13 +13,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import torch
 
 from grokspec.scan import mlflow_logs
 from grokspec.scan.scan import scan
 
 pl = pytest.importorskip("lightning.pytorch")
 mlflow = pytest.importorskip("mlflow")
+from lightning_runs import fit  # noqa: E402
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
@@ -29,50 +30,16 @@ pytestmark = [
 ]
 
 
-class Classifier(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-
-    def training_step(self, batch, _):
-        x, y = batch
-        loss = torch.nn.functional.cross_entropy(self.net(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val/acc", (self.net(x).argmax(1) == y).float().mean())  # a key with a slash
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.5)
-
-
 def train(root: Path, tracking_uri: str | None, log_model: bool | str = False) -> tuple[Path, str]:
     """A run logged to `tracking_uri` (None: the file store under root/mlruns);
     the run's checkpoints folder and its run id."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
-    torch.manual_seed(0)
-    x = torch.randn(32, 8)
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
     if tracking_uri is None:
         logger = MLFlowLogger(experiment_name="grok", save_dir=str(root / "mlruns"))
     else:
         logger = MLFlowLogger(experiment_name="grok", tracking_uri=tracking_uri, log_model=log_model)
-    trainer = pl.Trainer(
-        max_steps=8,
-        val_check_interval=2,
-        log_every_n_steps=1,
-        logger=logger,
-        callbacks=[ModelCheckpoint(every_n_train_steps=2, save_top_k=-1)],
-        default_root_dir=str(root),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(Classifier(), data, data)
+    fit(logger, accuracy_key="val/acc", default_root_dir=str(root))  # a key with a slash
     (checkpoints,) = [p for p in root.rglob("checkpoints") if p.is_dir()]
     return checkpoints, logger.run_id
 

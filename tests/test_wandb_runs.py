@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +20,8 @@ from grokspec.scan.scan import scan
 
 pl = pytest.importorskip("lightning.pytorch")
 wandb = pytest.importorskip("wandb")
+from lightning_runs import fit  # noqa: E402
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
@@ -42,49 +43,16 @@ def offline_wandb(tmp_path_factory, monkeypatch):
     go_offline(monkeypatch, tmp_path_factory.mktemp("wandb-home"))
 
 
-class Classifier(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-
-    def training_step(self, batch, _):
-        x, y = batch
-        loss = torch.nn.functional.cross_entropy(self.net(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val_acc", (self.net(x).argmax(1) == y).float().mean())
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.5)
-
-
 @pytest.fixture(scope="module")
 def lightning_run(tmp_path_factory) -> tuple[Path, Path]:
     """A Trainer logging to W&B (first: it places the checkpoints) and to a CSVLogger."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
     root = tmp_path_factory.mktemp("wandb-run")
     with pytest.MonkeyPatch.context() as patch:
         go_offline(patch, tmp_path_factory.mktemp("wandb-home"))
-        torch.manual_seed(0)
-        x = torch.randn(32, 8)
-        data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, (x[:, 0] > 0).long()), batch_size=8)
         loggers = [WandbLogger(project="grok", save_dir=str(root / "runs"), offline=True), CSVLogger(str(root / "csv"))]
-        trainer = pl.Trainer(
-            max_steps=8,
-            val_check_interval=2,
-            log_every_n_steps=1,
-            logger=loggers,
-            callbacks=[ModelCheckpoint(every_n_train_steps=2, save_top_k=-1)],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-        )
-        trainer.fit(Classifier(), data, data)
+        fit(loggers)
         wandb.finish()
     return root / "runs", next((root / "csv").rglob("metrics.csv"))
 
