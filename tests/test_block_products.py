@@ -108,3 +108,5 @@ def test_a_torch_that_fails_to_import_leaves_the_products_to_numpy(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", broken)
     assert choose_backend((8192, 8192), "auto") == "numpy"
+    with pytest.raises(ValueError, match="products='torch' needs torch, which cannot be imported here"):
+        choose_backend((64, 64), "torch")

@@ -2,9 +2,9 @@
 
 The estimate of :mod:`grokspec.approx` spends ~75% of its time in a dozen
 products ``A V`` and ``Wᵀ A`` (V, W with 24–88 columns). numpy's BLAS
-(OpenBLAS in the PyPI wheels) runs them at a third of the speed of the MKL
-inside torch's x86 wheels: 8192² float32, 24 columns, 2 threads, ~28 ms per
-product against ~40 ms (docs/APPROX.md, "Where the time goes"). torch is a
+(OpenBLAS in the PyPI wheels) takes ~40% longer over them than the MKL
+inside torch's x86 wheels: 8192² float32, 24 columns, 2 threads, ~40 ms per
+product against ~28 ms (docs/APPROX.md, "The products by MKL"). torch is a
 dependency of grokspec's scan and training already (the library face needs
 numpy alone), so the products use its BLAS where torch is installed, its BLAS
 is MKL, and the matrix is large enough for it to pay: below 4096² the rest of
@@ -44,6 +44,8 @@ def choose_backend(shape: tuple[int, int], requested: str) -> Backend:
     :data:`TORCH_FROM_ELEMENTS` elements, numpy otherwise."""
     if requested not in BACKENDS:
         raise ValueError(f"products must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested == "torch" and _torch() is None:
+        raise ValueError("products='torch' needs torch, which cannot be imported here")
     if requested != "auto":
         return "torch" if requested == "torch" else "numpy"
     if shape[0] * shape[1] < TORCH_FROM_ELEMENTS:
@@ -51,12 +53,18 @@ def choose_backend(shape: tuple[int, int], requested: str) -> Backend:
     return "torch" if _torch_has_mkl() and _can_limit_numpy() else "numpy"
 
 
-def _torch_has_mkl() -> bool:
+def _torch() -> Any:
+    """The torch module, or None where it is not installed (the face needs numpy alone) or broken."""
     try:
         import torch
-    except (ImportError, OSError, RuntimeError):  # not installed (the face needs numpy alone), or broken
-        return False
-    return bool(torch.backends.mkl.is_available())  # type: ignore[no-untyped-call]
+    except (ImportError, OSError, RuntimeError):
+        return None
+    return torch
+
+
+def _torch_has_mkl() -> bool:
+    torch = _torch()
+    return torch is not None and bool(torch.backends.mkl.is_available())
 
 
 def _can_limit_numpy() -> bool:
@@ -106,10 +114,10 @@ class BlockProducts:
 @contextmanager
 def blas_threads(threads: int, backend: Backend) -> Iterator[None]:
     """numpy's BLAS at `threads` (an oversubscribed OpenBLAS spins: on a busy
-    2-core machine a 512×64 QR took 0.9 s with 2 threads against 4 ms with 1;
-    one thread while torch multiplies, see the module's docstring) and, for torch, torch's intra-op threads at `threads`,
-    restored afterwards. numpy's limit needs threadpoolctl (without it numpy
-    keeps its own setting)."""
+    2-core machine a 512×64 QR took 0.9 s with 2 threads against 4 ms with 1),
+    or at one while torch multiplies (the module's docstring says why), and
+    torch's intra-op threads at `threads`; both put back afterwards. numpy's
+    limit needs threadpoolctl (without it numpy keeps its own setting)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # a forced torch backend without threadpoolctl: numpy keeps its setting
