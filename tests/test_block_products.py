@@ -110,3 +110,12 @@ def test_a_torch_that_fails_to_import_leaves_the_products_to_numpy(monkeypatch):
     assert choose_backend((8192, 8192), "auto") == "numpy"
     with pytest.raises(ValueError, match="products='torch' needs torch, which cannot be imported here"):
         choose_backend((64, 64), "torch")
+
+
+def test_the_choice_is_described_for_benchmark_tables(monkeypatch):
+    from grokspec.block_products import describe_choice
+
+    want = "torch's MKL from 4096² elements" if torch.backends.mkl.is_available() else "numpy's BLAS"
+    assert describe_choice().startswith(want)
+    monkeypatch.setattr(block_products, "_can_limit_numpy", lambda: False)
+    assert describe_choice() == "numpy's BLAS"

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["BACKENDS", "TORCH_FROM_ELEMENTS", "BlockProducts", "blas_threads", "choose_backend"]
+__all__ = ["BACKENDS", "TORCH_FROM_ELEMENTS", "BlockProducts", "blas_threads", "choose_backend", "describe_choice"]
 
 Backend = Literal["numpy", "torch"]
 
@@ -51,6 +51,13 @@ def choose_backend(shape: tuple[int, int], requested: str) -> Backend:
     if shape[0] * shape[1] < TORCH_FROM_ELEMENTS:
         return "numpy"
     return "torch" if _torch_has_mkl() and _can_limit_numpy() else "numpy"
+
+
+def describe_choice() -> str:
+    """What "auto" picks on this machine, for benchmark tables."""
+    if choose_backend((4096, 4096), "auto") == "torch":
+        return "torch's MKL from 4096² elements, numpy's BLAS below"
+    return "numpy's BLAS"
 
 
 def _torch() -> Any:

@@ -156,8 +156,10 @@ def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool
     finally:
         stop()
     from grokspec.bench.spectral import cpu_model, kernel_isa
+    from grokspec.block_products import describe_choice
 
     machine = f"{cpu_model()}, kernels {kernel_isa()}{limits}, {threads} threads, Python {platform.python_version()}"
+    machine += f"; estimate's products: {describe_choice()}"
     click.echo(f"Machine: {machine}\n\nAccuracy (normalized entropy, against the exact engine):\n")
     click.echo(accuracy_markdown(accuracy))
     click.echo("\nSpeed (power 2, normalize dim; the faster of two exact runs against the median of three estimates):\n")
