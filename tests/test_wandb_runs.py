@@ -140,3 +140,21 @@ def test_random_bytes_never_raise(tmp_path, payload, where):
     problems: list[str] = []
     rows = wandb_logs.read_history(path, problems)
     assert isinstance(rows, list) and all(isinstance(r["step"], int) for r in rows)
+
+
+def test_a_run_file_given_with_metrics_applies_to_checkpoints_saved_elsewhere(lightning_run, tmp_path):
+    from grokspec.scan.scan import ScanInputError, ScanOptions
+
+    runs, reference = lightning_run
+    (run_file,) = list(runs.rglob("run-*.wandb"))
+    elsewhere = tmp_path / "ckpts"
+    shutil.copytree(next(runs.rglob("checkpoints")), elsewhere)
+    result = scan(elsewhere, ScanOptions(metrics_file=run_file))
+    assert result.failed_checkpoints == 0
+    want = logged(reference, "val_acc")
+    got = scanned(result, "val_acc")
+    assert got.keys() == want.keys() and all(math.isclose(got[s], want[s], rel_tol=1e-6) for s in want)
+    empty = tmp_path / "run-empty.wandb"
+    empty.write_bytes(b":W&B\xe1\xbe\x00")
+    with pytest.raises(ScanInputError, match="holds no values"):
+        scan(elsewhere, ScanOptions(metrics_file=empty))

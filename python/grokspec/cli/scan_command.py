@@ -105,7 +105,7 @@ def print_scan_summary(result: ScanResult, paths: dict[str, Path]) -> None:
     "metrics_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Extra metrics: CSV/JSONL with a step column, or a TensorBoard events.out.tfevents.* file.",
+    help="Extra metrics: CSV/JSONL with a step column, a TensorBoard events.out.tfevents.* file or a W&B run-<id>.wandb file.",
 )
 @click.option(
     "--calibration",

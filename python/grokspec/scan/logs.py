@@ -228,8 +228,8 @@ def _main_log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter) -> 
 
 def metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]:
     """--metrics FILE: CSV or JSONL with `step` and metric columns (a `run`
-    column assigns rows to runs, otherwise the metrics apply to every run), or
-    a TensorBoard event file (its scalars apply to every run).
+    column assigns rows to runs, otherwise the metrics apply to every run), a
+    TensorBoard event file or a W&B run file (their values apply to every run).
     ValueError (one line naming the file) when it cannot be used."""
     import numpy as np
     import pandas as pd
@@ -244,6 +244,15 @@ def metrics_file_rows(path: Path, run_names: list[str]) -> list[dict[str, Any]]:
         if not scalars.records:
             raise ValueError(f"the event file {path} holds no scalars{f' ({scalars.problem})' if scalars.problem else ''}")
         return [row for name in run_names for row in metric_rows(name, path.name, list(scalars.records))]
+    if path.suffix == ".wandb":  # wandb/<...>-<id>/run-<id>.wandb, when the checkpoints lie elsewhere
+        problems: list[str] = []
+        try:
+            history = wandb_logs.read_history(path, problems)
+        except OSError as error:
+            raise ValueError(f"cannot read the metrics file {path}: {error}") from error
+        if not history:
+            raise ValueError(f"the W&B run file {path} holds no values{f' ({problems[0]})' if problems else ''}")
+        return [row for name in run_names for row in metric_rows(name, path.name, history)]
     try:
         if path.suffix.lower() in (".jsonl", ".json"):
             frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
