@@ -158,3 +158,14 @@ def test_a_run_file_given_with_metrics_applies_to_checkpoints_saved_elsewhere(li
     empty.write_bytes(b":W&B\xe1\xbe\x00")
     with pytest.raises(ScanInputError, match="holds no values"):
         scan(elsewhere, ScanOptions(metrics_file=empty))
+
+
+def test_a_file_of_empty_pieces_ends_at_the_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(wandb_logs, "MAX_PIECES", 1000)
+    first = b"\x00" * 4 + b"\x00\x00" + b"\x02"  # a record's first piece, empty
+    middle = b"\x00" * 4 + b"\x00\x00" + b"\x03"  # empty middle pieces, forever
+    path = tmp_path / "run-x.wandb"
+    path.write_bytes(b":W&B\xe1\xbe\x00" + first + middle * 5000)
+    problems: list[str] = []
+    assert wandb_logs.read_history(path, problems) == []
+    assert problems == ["a damaged record (more than 1,000 pieces); the rows before it are kept"]

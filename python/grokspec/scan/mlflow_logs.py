@@ -76,7 +76,7 @@ def run_logs(checkpoints: Path) -> tuple[Path, ...]:
 
 
 def log_rows_source(path: Path) -> str | None:
-    """ "file store" or "database" for a path :func:`run_logs` gave, else None."""
+    """Which store a path from :func:`run_logs` is in: "file store", "database", or None."""
     if path.name == "metrics" and path.is_dir():
         return "file store"
     return "database" if path.name == DATABASE_NAME else None

@@ -22,7 +22,8 @@ objects and are skipped).
 Read defensively: checksums are not verified (W&B's is CRC-32C, not in the
 standard library), every length is checked against the block, a record that
 does not parse ends the reading with a problem (the rows before it are kept),
-at most :data:`MAX_RECORDS` records and :data:`MAX_RECORD_BYTES` per record.
+at most :data:`MAX_RECORDS` records (:data:`MAX_PIECES` pieces) and
+:data:`MAX_RECORD_BYTES` per record.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import glob
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from grokspec.scan.guards import is_regular_file
 from grokspec.scan.protobuf_wire import Malformed, fields, signed
@@ -41,6 +43,8 @@ __all__ = ["MAX_RECORDS", "MAX_RECORD_BYTES", "is_run_file", "read_history", "ru
 
 #: Records read from one file, at most (a long run logs well under a million).
 MAX_RECORDS = 2_000_000
+#: Pieces read from one file, at most (a record is one piece, or a few when it crosses a block).
+MAX_PIECES = 2 * MAX_RECORDS
 #: The largest record assembled from its pieces (a history row is ~100 bytes to kilobytes).
 MAX_RECORD_BYTES = 64 << 20
 _HEADER = b":W&B\xe1\xbe\x00"
@@ -96,11 +100,13 @@ def read_history(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _records(handle: Any) -> Any:
-    """The records of the log, each assembled from its pieces."""
+def _records(handle: BinaryIO) -> Iterator[bytes]:
+    """The records of the log, each assembled from its pieces (at most
+    :data:`MAX_PIECES` pieces are read: empty ones would otherwise let a
+    hostile file keep the loop busy without yielding a record)."""
     position = len(_HEADER)
     pending: bytearray | None = None
-    while True:
+    for _ in range(MAX_PIECES):
         left = _BLOCK - position % _BLOCK
         if left < _PIECE_HEADER:  # the block's zero padding
             handle.read(left)
@@ -133,6 +139,7 @@ def _records(handle: Any) -> Any:
             return
         else:
             raise Malformed(f"a piece of type {kind} out of order")
+    raise Malformed(f"more than {MAX_PIECES:,} pieces")
 
 
 def _history_row(record: bytes) -> dict[str, Any] | None:
