@@ -181,3 +181,17 @@ def test_the_copies_in_mlflows_artifact_store_get_the_same_metrics(tmp_path, mon
     for run in runs:
         rows = t[(t["run"] == run) & (t["metric"] == "val/acc")]
         assert_same(dict(zip(rows["step"].astype(int), rows["value"])), want)
+
+
+def test_a_generated_column_is_never_read(tmp_path):
+    # Read, this one would build a 10 MB string per row (a gigabyte with a larger count).
+    database = tmp_path / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "CREATE TABLE metrics (key TEXT, step INTEGER, run_uuid TEXT,"
+            " value REAL GENERATED ALWAYS AS (length(hex(zeroblob(5000000)))))"
+        )
+        connection.execute("INSERT INTO metrics (key, step, run_uuid) VALUES ('val_acc', 1, 'x')")
+    problems: list[str] = []
+    assert mlflow_logs.sqlite_records(database, "x", problems) == []
+    assert problems == ["mlflow.db: its metrics table lacks key, value, step or run_uuid"]

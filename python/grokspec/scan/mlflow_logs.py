@@ -18,8 +18,9 @@ depends on MLflow's tracking store:
 
 Both are read defensively: bounded files, rows and folders; a line that is
 not three numbers is skipped; the database is opened read-only, only a real
-table is queried (a view could run anything), and a query that takes more
-than a bounded number of steps is abandoned.
+table is queried (a view could run anything), never a generated column (one
+could build a gigabyte per row), and a query that takes more than a bounded
+number of steps is abandoned.
 """
 
 from __future__ import annotations
@@ -155,10 +156,14 @@ def sqlite_records(database: Path, run_id: str, problems: list[str]) -> list[dic
         return []
     try:
         connection.set_progress_handler(still_going, _CHECK_EVERY)
+        connection.execute("PRAGMA trusted_schema = OFF")  # no schema-defined function with side effects
         kind = connection.execute("SELECT type FROM sqlite_master WHERE name = 'metrics'").fetchone()
         if kind is None or kind[0] != "table":
             problems.append(f"{database.name} has no metrics table")
             return []
+        # table_info leaves out generated columns, so none is ever read: one can
+        # build a gigabyte-long string for every row (hex(zeroblob(...)) is
+        # deterministic, so SQLite allows it there).
         columns = {row[1] for row in connection.execute("PRAGMA table_info(metrics)")}
         if not {"key", "value", "step", "run_uuid"} <= columns:
             problems.append(f"{database.name}: its metrics table lacks key, value, step or run_uuid")
