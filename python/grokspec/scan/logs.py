@@ -112,17 +112,18 @@ def log_rows(run: RunSpec, warnings: list[str], weights: WeightFilter = None) ->
     `weights` picks the logged weight entropies to take (None: none)."""
     rows = _main_log_rows(run, warnings, weights)
     for path in run.extra_logs:
-        if mlflow_logs.log_rows_source(path) is not None:
-            rows.extend(_mlflow_rows(run, path, warnings))
+        store = mlflow_logs.log_rows_source(path)
+        if store is not None:
+            rows.extend(_mlflow_rows(run, path, store, warnings))
             continue
         if wandb_logs.is_run_file(path):
-            rows.extend(_wandb_rows(run, path, warnings))
+            rows.extend(_binary_log_rows(run, path, warnings, _wandb_history))
             continue
         if path.suffix == ".csv":
             rows.extend(_csv_log_rows(run, path, warnings))
             continue
         if tensorboard.is_event_file(path.name):
-            rows.extend(_event_log_rows(run, path, warnings))
+            rows.extend(_binary_log_rows(run, path, warnings, _event_scalars))
             continue
         reading = RunDir(path.parent).read_metrics_checked()
         if reading.problems:
@@ -150,11 +151,11 @@ def _csv_log_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[st
     return metric_rows(run.name, name, records)
 
 
-def _mlflow_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+def _mlflow_rows(run: RunSpec, path: Path, store: str, warnings: list[str]) -> list[dict[str, Any]]:
     """An MLflow run's metrics: its file store's ``metrics/`` folder, or its rows of a tracking
-    database (the run id names the folder above ``checkpoints/``)."""
+    database (the run id names the folder above ``checkpoints/``); `store` says which."""
     problems: list[str] = []
-    if mlflow_logs.log_rows_source(path) == "file store":
+    if store == "file store":
         name = display_name(f"{path.parent.name}/metrics")
         records = mlflow_logs.file_store_records(path, problems)
     else:
@@ -166,35 +167,37 @@ def _mlflow_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str
     return metric_rows(run.name, name, records)
 
 
-def _wandb_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
-    """A W&B run's history rows (:mod:`grokspec.scan.wandb_logs`)."""
-    name = display_name(f"{path.parent.name}/{path.name}")
-    problems: list[str] = []
-    try:
-        if not is_small_regular_file(path, LOG_SIZE_LIMIT):
-            raise OSError("not a regular file of at most 1 GB")
-        records = wandb_logs.read_history(path, problems)
-    except OSError as error:
-        warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
-        return []
-    if problems:
-        warnings.append(f"{run.name}: {name}: {display_name(problems[0])[:200]}")
-    return metric_rows(run.name, name, records)
+#: A binary log's reader: its records, and why its reading stopped early (None: it did not).
+LogReader = Callable[[Path], tuple[list[Any], str | None]]
 
 
-def _event_log_rows(run: RunSpec, path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+def _event_scalars(path: Path) -> tuple[list[Any], str | None]:
     """The scalars of a TensorBoard event file (:mod:`grokspec.scan.tensorboard`)."""
+    scalars = tensorboard.read_scalars(path)
+    return list(scalars.records), scalars.problem and f"{scalars.problem}; the scalars before it are kept"
+
+
+def _wandb_history(path: Path) -> tuple[list[Any], str | None]:
+    """A W&B run's history rows (:mod:`grokspec.scan.wandb_logs`)."""
+    problems: list[str] = []
+    records = wandb_logs.read_history(path, problems)
+    return records, problems[0] if problems else None
+
+
+def _binary_log_rows(run: RunSpec, path: Path, warnings: list[str], read: LogReader) -> list[dict[str, Any]]:
+    """The rows of a log file that `read` parses (of at most 1 GB); an unreadable file or one
+    whose reading stopped early is a warning, and the rows read before the stop are kept."""
     name = display_name(f"{path.parent.name}/{path.name}")
     try:
         if not is_small_regular_file(path, LOG_SIZE_LIMIT):
             raise OSError("not a regular file of at most 1 GB")
-        scalars = tensorboard.read_scalars(path)
+        records, problem = read(path)
     except OSError as error:
         warnings.append(f"{run.name}: cannot read {name}: {display_name(str(error))[:200]}")
         return []
-    if scalars.problem:
-        warnings.append(f"{run.name}: {name}: {scalars.problem}; the scalars before it are kept")
-    return metric_rows(run.name, name, list(scalars.records))
+    if problem:
+        warnings.append(f"{run.name}: {name}: {display_name(problem)[:200]}")
+    return metric_rows(run.name, name, records)
 
 
 def _csv_value(text: str | None) -> float | None:
