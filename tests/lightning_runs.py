@@ -7,8 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+#: What Lightning itself warns about in these fits (the suite turns warnings into errors).
+LIGHTNING_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
+]
 
 
 class Classifier(pl.LightningModule):

@@ -20,12 +20,9 @@ from hypothesis import strategies as st
 from grokspec.scan.scan import scan
 
 pl = pytest.importorskip("lightning.pytorch")
-from lightning_runs import fit  # noqa: E402
+from lightning_runs import LIGHTNING_WARNINGS, fit  # noqa: E402
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
-]
+pytestmark = LIGHTNING_WARNINGS
 
 
 def train(root: Path, logger_class: str) -> Path:

@@ -19,11 +19,10 @@ from grokspec.scan.scan import scan
 
 pl = pytest.importorskip("lightning.pytorch")
 mlflow = pytest.importorskip("mlflow")
-from lightning_runs import fit  # noqa: E402
+from lightning_runs import LIGHTNING_WARNINGS, fit  # noqa: E402
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
+    *LIGHTNING_WARNINGS,
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -132,24 +131,34 @@ def test_damaged_metric_lines_are_skipped_with_a_warning(file_store, tmp_path):
     assert len(scanned_metric(result, "val/acc")) == len(good.splitlines())
 
 
+def sqlite_file(folder: Path, *statements: str) -> Path:
+    """A hand-made ``mlflow.db`` in `folder`, built by `statements`."""
+    database = folder / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        for statement in statements:
+            connection.execute(statement)
+    return database
+
+
 def test_a_view_posing_as_the_metrics_table_is_never_queried(tmp_path):
     # A view could run anything (here: a recursive query that never ends).
-    database = tmp_path / "mlflow.db"
-    with sqlite3.connect(database) as connection:
-        connection.execute(
-            "CREATE VIEW metrics AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
-            "SELECT 'val_acc' AS key, 1.0 AS value, i AS step, 'x' AS run_uuid FROM n"
-        )
+    database = sqlite_file(
+        tmp_path,
+        "CREATE VIEW metrics AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+        "SELECT 'val_acc' AS key, 1.0 AS value, i AS step, 'x' AS run_uuid FROM n",
+    )
     problems: list[str] = []
     assert mlflow_logs.sqlite_records(database, "x", problems) == []
     assert problems == ["mlflow.db has no metrics table"]
 
 
 def test_a_query_that_runs_too_long_is_abandoned(tmp_path, monkeypatch):
-    database = tmp_path / "mlflow.db"
-    with sqlite3.connect(database) as connection:
-        connection.execute("CREATE TABLE metrics (key TEXT, value REAL, step INTEGER, run_uuid TEXT)")
-        connection.executemany("INSERT INTO metrics VALUES ('a', ?, ?, 'x')", [(float(i), i) for i in range(20_000)])
+    database = sqlite_file(
+        tmp_path,
+        "CREATE TABLE metrics (key TEXT, value REAL, step INTEGER, run_uuid TEXT)",
+        "INSERT INTO metrics WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)"
+        " SELECT 'a', i, i, 'x' FROM n",
+    )
     monkeypatch.setattr(mlflow_logs, "MAX_QUERY_STEPS", 1)
     problems: list[str] = []
     assert mlflow_logs.sqlite_records(database, "x", problems) == []
@@ -185,13 +194,12 @@ def test_the_copies_in_mlflows_artifact_store_get_the_same_metrics(tmp_path, mon
 
 def test_a_generated_column_is_never_read(tmp_path):
     # Read, this one would build a 10 MB string per row (a gigabyte with a larger count).
-    database = tmp_path / "mlflow.db"
-    with sqlite3.connect(database) as connection:
-        connection.execute(
-            "CREATE TABLE metrics (key TEXT, step INTEGER, run_uuid TEXT,"
-            " value REAL GENERATED ALWAYS AS (length(hex(zeroblob(5000000)))))"
-        )
-        connection.execute("INSERT INTO metrics (key, step, run_uuid) VALUES ('val_acc', 1, 'x')")
+    database = sqlite_file(
+        tmp_path,
+        "CREATE TABLE metrics (key TEXT, step INTEGER, run_uuid TEXT,"
+        " value REAL GENERATED ALWAYS AS (length(hex(zeroblob(5000000)))))",
+        "INSERT INTO metrics (key, step, run_uuid) VALUES ('val_acc', 1, 'x')",
+    )
     problems: list[str] = []
     assert mlflow_logs.sqlite_records(database, "x", problems) == []
     assert problems == ["mlflow.db: its metrics table lacks key, value, step or run_uuid"]

@@ -20,11 +20,10 @@ from grokspec.scan.scan import scan
 
 pl = pytest.importorskip("lightning.pytorch")
 wandb = pytest.importorskip("wandb")
-from lightning_runs import fit  # noqa: E402
+from lightning_runs import LIGHTNING_WARNINGS, fit  # noqa: E402
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
+    *LIGHTNING_WARNINGS,
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::UserWarning"),
 ]
