@@ -37,8 +37,8 @@ mod extension {
     use crate::matrix::MatrixView;
     use crate::python::{
         CheckpointError, DTypeError, GrokspecError, ItemErrors, NonFiniteError, ShapeError,
-        SingularValueList, SpectralOptions, borrow_inputs, run_items, spectral_columns,
-        split_errors,
+        SingularValueList, SpectralOptions, borrow_inputs, resolve_threads, run_items,
+        spectral_columns, split_errors,
     };
     use crate::safetensors_file::{SafetensorsFile, TensorBatch};
     use crate::spectrum::{self, Method, Target};
@@ -176,15 +176,7 @@ mod extension {
     ) -> PyResult<f64> {
         let inputs = borrow_inputs(std::slice::from_ref(&array))?;
         let views = inputs.views();
-        let threads = match threads {
-            Some(0) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "threads must be at least 1",
-                ));
-            }
-            Some(n) => n,
-            None => batch::default_threads()?,
-        };
+        let threads = resolve_threads(threads)?;
         let total = py.detach(|| match views[0] {
             MatrixView::F32(m) => crate::norms::frobenius_squared(m, threads),
             MatrixView::F64(m) => crate::norms::frobenius_squared(m, threads),

@@ -257,7 +257,8 @@ fn extent<T: numpy::Element, D: numpy::ndarray::Dimension>(
     Some((low as usize, high.checked_add(item_size)? as usize))
 }
 
-fn resolve_threads(threads: Option<usize>) -> Result<usize, Error> {
+/// `threads` as given (0 refused), or the default count when None.
+pub fn resolve_threads(threads: Option<usize>) -> Result<usize, Error> {
     match threads {
         Some(0) => Err(Error::InvalidArgument(
             "threads must be at least 1".to_owned(),
