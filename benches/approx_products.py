@@ -18,7 +18,7 @@ import numpy as np
 
 from grokspec import spectral_entropy
 from grokspec.approx import ApproxOptions, approx_entropy
-from grokspec.bench.approx import _gaussian_like, spectrum_matrix
+from grokspec.bench.approx import speed_matrix
 from grokspec.bench.spectral import cpu_model
 
 SHAPES = ((4096, 4096), (4096, 11008), (8192, 8192))
@@ -33,8 +33,7 @@ def main() -> None:
     records = []
     print(f"CPU {cpu_model()} ({platform.machine()}), {args.threads} threads")
     for rows, cols in SHAPES:
-        small = max(rows, cols) <= 4096
-        a = spectrum_matrix(rows, cols, "power law σ∝i^-0.75") if small else _gaussian_like(rows, cols)
+        _, a = speed_matrix(rows, cols)  # the matrices of grokspec bench --approx
         exact_times = []
         for _ in range(2):
             start = time.perf_counter()

@@ -27,6 +27,7 @@ __all__ = [
     "run_speed",
     "spectrum_matrix",
     "speed_markdown",
+    "speed_matrix",
 ]
 
 
@@ -174,9 +175,7 @@ def run_speed(
     threads = threads or _core.default_threads()
     out = []
     for rows, cols in shapes:
-        small = max(rows, cols) <= 4096  # orthogonal factors of a larger size take minutes to make
-        kind = "power law σ∝i^-0.75" if small else "noise + 32 power-law spikes"
-        a = spectrum_matrix(rows, cols, kind) if small else _gaussian_like(rows, cols)
+        kind, a = speed_matrix(rows, cols)
         exact_times = []
         for attempt in range(2):
             if progress:
@@ -207,6 +206,16 @@ def run_speed(
             )
         )
     return out
+
+
+def speed_matrix(rows: int, cols: int) -> tuple[str, np.ndarray]:
+    """The speed table's matrix of a shape and its spectrum's name: a power law
+    up to 4096 (orthogonal factors of a larger size take minutes to make),
+    noise with a power-law top above."""
+    if max(rows, cols) <= 4096:
+        kind = "power law σ∝i^-0.75"
+        return kind, spectrum_matrix(rows, cols, kind)
+    return "noise + 32 power-law spikes", _gaussian_like(rows, cols)
 
 
 def _gaussian_like(rows: int, cols: int) -> np.ndarray:
