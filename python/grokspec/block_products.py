@@ -88,7 +88,6 @@ class BlockProducts:
 
     def __init__(self, a: np.ndarray, backend: Backend):
         self.a = a
-        self.backend = backend
         self._tensor: Any = None
         if backend == "torch":
             import torch
