@@ -19,10 +19,15 @@ use crate::simd::{Isa, isa, multiversion};
 /// 192: 1629-1749 / 1539-1785; AVX2 64: 114 / 156, 80: 171-172 / 209-210,
 /// 96: 290-308 / 268-301, 128: 574-695 / 578-662; the portable path 64:
 /// 136 / 156, 128: 940 / 662. faer's own kernels use AVX2 on every x86 path.
+/// On an AVX2-only CPU (2-core AMD EPYC, Zen 3, 27 Nov 2026, two rounds) the
+/// AVX2 path wins further: 80: 103-107 / 115-133, 96: 154-158 / 166-195,
+/// 112: 227-254 / 253-300, 128: 353-366 / 313-327; the portable path there
+/// 64: 70-114 / 76-134, 80: 163-207 / 132-192 — hence 96 for AVX2 (112 is
+/// a tie).
 pub fn faster_up_to() -> usize {
     match isa() {
         Isa::Avx512 => 128,
-        Isa::Avx2 => 80,
+        Isa::Avx2 => 96,
         Isa::Portable => 64,
     }
 }
