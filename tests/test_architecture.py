@@ -18,6 +18,7 @@ LAYERS = [
     {
         "_core",
         "errors",
+        "cpu",
         "events",
         "io_atomic",
         "spectral",

@@ -25,10 +25,18 @@ def test_small_matrices_and_forced_choices():
         choose_backend((64, 64), "mkl")
 
 
-def test_large_matrices_use_torch_where_its_blas_is_mkl():
+def test_large_matrices_use_torch_where_its_blas_is_mkl_on_an_intel_cpu(monkeypatch):
+    monkeypatch.setattr(block_products, "is_intel", lambda: True)
     want = "torch" if torch.backends.mkl.is_available() else "numpy"
     assert choose_backend((4096, 4096), "auto") == want
     assert choose_backend((32000, 4096), "auto") == want
+
+
+def test_large_matrices_stay_with_numpy_on_other_cpus(monkeypatch):
+    # MKL's products were slower than OpenBLAS's on an AMD EPYC.
+    monkeypatch.setattr(block_products, "is_intel", lambda: False)
+    assert choose_backend((8192, 8192), "auto") == "numpy"
+    assert choose_backend((64, 64), "torch") == "torch"
 
 
 def test_large_matrices_stay_with_numpy_without_threadpoolctl(monkeypatch):
@@ -115,6 +123,7 @@ def test_a_torch_that_fails_to_import_leaves_the_products_to_numpy(monkeypatch):
 def test_the_choice_is_described_for_benchmark_tables(monkeypatch):
     from grokspec.block_products import describe_choice
 
+    monkeypatch.setattr(block_products, "is_intel", lambda: True)
     want = "torch's MKL from 4096² elements" if torch.backends.mkl.is_available() else "numpy's BLAS"
     assert describe_choice().startswith(want)
     monkeypatch.setattr(block_products, "_can_limit_numpy", lambda: False)

@@ -9,7 +9,9 @@ dependency of grokspec's scan and training already (the library face needs
 numpy alone), so the products use its BLAS where torch is installed, its BLAS
 is MKL, and the matrix is large enough for it to pay: below 4096² the rest of
 the estimate (float64 work in numpy) weighs more and the whole estimate was
-slower (2048²: 0.21 s against 0.17 s).
+slower (2048²: 0.21 s against 0.17 s). On an AMD CPU MKL does not take its
+fast kernels, and the products were slower than numpy's (2-core AMD EPYC,
+8192²: 1.67 s per estimate against 1.22 s), so "auto" keeps numpy there.
 
 While torch multiplies, numpy's BLAS is held to one thread: its idle
 threads spin for a while after each call and took the cores from MKL's
@@ -27,6 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from grokspec.cpu import is_intel
+
 __all__ = ["BACKENDS", "TORCH_FROM_ELEMENTS", "BlockProducts", "blas_threads", "choose_backend", "describe_choice"]
 
 Backend = Literal["numpy", "torch"]
@@ -40,8 +44,8 @@ TORCH_FROM_ELEMENTS = 4096 * 4096
 
 def choose_backend(shape: tuple[int, int], requested: str) -> Backend:
     """The backend for a matrix of `shape`: the one asked for, or ("auto")
-    torch where its BLAS is MKL and the matrix has at least
-    :data:`TORCH_FROM_ELEMENTS` elements, numpy otherwise."""
+    torch where its BLAS is MKL, the CPU is Intel's and the matrix has at
+    least :data:`TORCH_FROM_ELEMENTS` elements, numpy otherwise."""
     if requested not in BACKENDS:
         raise ValueError(f"products must be one of {', '.join(BACKENDS)}, got {requested!r}")
     if requested == "torch" and _torch() is None:
@@ -50,7 +54,7 @@ def choose_backend(shape: tuple[int, int], requested: str) -> Backend:
         return "torch" if requested == "torch" else "numpy"
     if shape[0] * shape[1] < TORCH_FROM_ELEMENTS:
         return "numpy"
-    return "torch" if _torch_has_mkl() and _can_limit_numpy() else "numpy"
+    return "torch" if is_intel() and _torch_has_mkl() and _can_limit_numpy() else "numpy"
 
 
 def describe_choice() -> str:

@@ -19,6 +19,7 @@ from functools import partial
 
 import numpy as np
 
+from grokspec.cpu import cpu_model, cpuinfo_field
 from grokspec.spectral import spectral_entropy
 
 __all__ = [
@@ -36,26 +37,6 @@ __all__ = [
 _ISA_RANK = {"portable": 0, "avx2": 1, "avx512": 2}
 
 
-def _cpuinfo_field(name: str) -> str | None:
-    """The first ``name : value`` line of /proc/cpuinfo (Linux), else None."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                if sep and key.strip() == name:
-                    return value.strip()
-    except OSError:
-        return None
-    return None
-
-
-def cpu_model() -> str:
-    """The CPU's name: /proc/cpuinfo's "model name", else what platform knows."""
-    import platform
-
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
-
-
 def kernel_isa() -> str:
     """The vector path of the engine's hand-written kernels.
 
@@ -71,7 +52,7 @@ def kernel_isa() -> str:
     exposed = getattr(_core, "isa", None)
     if callable(exposed):
         return str(exposed())
-    flags = set((_cpuinfo_field("flags") or "").split())
+    flags = set((cpuinfo_field("flags") or "").split())
     best = "portable"
     if {"avx2", "fma"} <= flags:
         best = "avx512" if {"avx512f", "avx512vl"} <= flags else "avx2"
