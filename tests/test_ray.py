@@ -76,10 +76,22 @@ def test_ray_approx_scan_equals_the_local_approx_scan(cluster, series, tmp_path)
     wide = ModelShape("wide", hidden=320, intermediate=400, vocab=300, layers=1)
     write_checkpoint(tmp_path / "checkpoint-7", layers=1, model=wide, seed=7)
     options = ScanOptions(approx=True, include=("*mlp*",))
-    local = _entropy_table(scan(tmp_path, options, cache_path=None))
+    one_thread = _entropy_table(scan(tmp_path, dataclasses.replace(options, threads=1), cache_path=None))
+    all_threads = _entropy_table(scan(tmp_path, options, cache_path=None))
     distributed = _entropy_table(scan(tmp_path, dataclasses.replace(options, executor="ray"), cache_path=None))
-    assert set(local["metric"]) >= {"entropy", "entropy_error"}
-    np.testing.assert_allclose(local["value"].to_numpy(float), distributed["value"].to_numpy(float), rtol=0, atol=1e-12)
+    assert set(distributed["metric"]) >= {"entropy", "entropy_error"}
+    # A Ray task computes on one thread: the same numbers as a local scan on one thread.
+    assert one_thread.drop(columns="value").equals(distributed.drop(columns="value"))
+    np.testing.assert_allclose(one_thread["value"].to_numpy(float), distributed["value"].to_numpy(float), rtol=0, atol=1e-12)
+    # On more threads numpy's BLAS may round the estimate's float32 products
+    # differently (seen on an AMD EPYC: 2e-6 relative at most, entropies 2e-9
+    # apart), far inside the estimate's own interval (~1e-3).
+    assert all_threads.drop(columns="value").equals(distributed.drop(columns="value"))
+    np.testing.assert_allclose(all_threads["value"].to_numpy(float), distributed["value"].to_numpy(float), rtol=1e-5, atol=0)
+    entropy = distributed["metric"] == "entropy"
+    np.testing.assert_allclose(
+        all_threads["value"][entropy].to_numpy(float), distributed["value"][entropy].to_numpy(float), rtol=0, atol=1e-7
+    )
 
 
 def test_chunks_share_small_matrices_and_isolate_large_ones():
