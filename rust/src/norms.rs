@@ -74,8 +74,12 @@ pub fn frobenius_squared<T: Squares>(m: MatRef<'_, T>, threads: usize) -> Result
         if threads <= 1 || values.len() <= PIECE {
             return Ok(values.chunks(PIECE).map(T::squares).sum());
         }
+        // The pieces' sums are added in order, as on one thread: the result
+        // does not depend on the thread count (rayon's own `sum` would add
+        // them in a tree shaped by how the work was split).
         let pool = batch::pool(threads)?;
-        return Ok(pool.install(|| values.par_chunks(PIECE).map(T::squares).sum()));
+        let pieces: Vec<f64> = pool.install(|| values.par_chunks(PIECE).map(T::squares).collect());
+        return Ok(pieces.into_iter().sum());
     }
     let row = |i: usize| -> f64 {
         let line = m.row(i);
@@ -87,7 +91,9 @@ pub fn frobenius_squared<T: Squares>(m: MatRef<'_, T>, threads: usize) -> Result
     if threads <= 1 {
         return Ok((0..rows).map(row).sum());
     }
-    Ok(batch::pool(threads)?.install(|| (0..rows).into_par_iter().map(row).sum()))
+    let sums: Vec<f64> =
+        batch::pool(threads)?.install(|| (0..rows).into_par_iter().map(row).collect());
+    Ok(sums.into_iter().sum())
 }
 
 /// All of `m`'s elements as one slice, when it is dense in row- or
@@ -140,6 +146,27 @@ mod tests {
                     let got = frobenius_squared(strided, threads).unwrap();
                     assert!((got - want_strided).abs() <= tolerance);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_sum_is_the_same_to_the_bit_on_every_thread_count() {
+        // Several pieces of PIECE elements, and rows of varied magnitude, so
+        // that a different order of the additions would show in the last bits.
+        let (rows, cols) = (2100, 1100);
+        let m = Mat::<f32>::from_fn(rows, cols, |i, j| {
+            ((i * 7919 + j * 104_729) % 1000) as f32 * (1.0 + (i % 13) as f32 * 1e3)
+        });
+        for view in [m.as_ref(), m.as_ref().subcols(0, cols - 1)] {
+            let one = frobenius_squared(view, 1).unwrap();
+            for threads in [2, 3, 4] {
+                let many = frobenius_squared(view, threads).unwrap();
+                assert_eq!(
+                    one.to_bits(),
+                    many.to_bits(),
+                    "{threads} threads: {many} vs {one}"
+                );
             }
         }
     }
