@@ -19,7 +19,7 @@ import numpy as np
 from grokspec import spectral_entropy
 from grokspec.approx import ApproxOptions, approx_entropy
 from grokspec.bench.approx import speed_matrix
-from grokspec.bench.spectral import cpu_model
+from grokspec.cpu import cpu_model
 
 SHAPES = ((4096, 4096), (4096, 11008), (8192, 8192))
 

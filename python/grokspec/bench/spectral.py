@@ -19,7 +19,7 @@ from functools import partial
 
 import numpy as np
 
-from grokspec.cpu import cpu_model, cpuinfo_field
+from grokspec.cpu import cpuinfo_field
 from grokspec.spectral import spectral_entropy
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "QUICK_CASES",
     "BenchCase",
     "BenchResult",
-    "cpu_model",
     "kernel_isa",
     "markdown_table",
     "run_benchmark",

@@ -50,19 +50,9 @@ def bench(
     quiet: bool,
 ) -> None:
     """Side-by-side benchmark against torch.linalg, numpy and scipy on this machine."""
-    import platform
-
     limits = _force_isa(isa)
     from grokspec import _core
-    from grokspec.bench.spectral import (
-        DEFAULT_CASES,
-        QUICK_CASES,
-        as_records,
-        cpu_model,
-        kernel_isa,
-        markdown_table,
-        run_benchmark,
-    )
+    from grokspec.bench.spectral import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark
     from grokspec.io_atomic import write_json
 
     threads = threads or _core.default_threads()
@@ -74,7 +64,7 @@ def bench(
         results = run_benchmark(QUICK_CASES if quick else DEFAULT_CASES, threads=threads, budget=budget, progress=update)
     finally:
         stop()
-    machine = f"{cpu_model()}, kernels {kernel_isa()}{limits}, {threads} threads, Python {platform.python_version()}"
+    machine = _machine_line(threads, limits)
     if markdown:
         click.echo(f"Machine: {machine}\n")
         click.echo(markdown_table(results))
@@ -140,10 +130,18 @@ def _force_isa(isa: str) -> str:
     return f" (forced; torch's MKL limited to {_MKL_ISA[isa]}; faer GEMM native)"
 
 
-def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool, limits: str) -> None:
-    """``grokspec bench --approx``: both tables as Markdown (they go to docs/APPROX.md)."""
+def _machine_line(threads: int, limits: str) -> str:
+    """The machine a table was measured on: CPU, kernel path (and what was forced), threads, Python."""
     import platform
 
+    from grokspec.bench.spectral import kernel_isa
+    from grokspec.cpu import cpu_model
+
+    return f"{cpu_model()}, kernels {kernel_isa()}{limits}, {threads} threads, Python {platform.python_version()}"
+
+
+def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool, limits: str) -> None:
+    """``grokspec bench --approx``: both tables as Markdown (they go to docs/APPROX.md)."""
     from grokspec.bench.approx import accuracy_markdown, as_records, run_accuracy, run_speed, speed_markdown
     from grokspec.io_atomic import write_json
 
@@ -155,11 +153,9 @@ def _approx_bench(quick: bool, threads: int, json_path: Path | None, quiet: bool
         speed = run_speed(shapes, threads=threads, progress=update)
     finally:
         stop()
-    from grokspec.bench.spectral import cpu_model, kernel_isa
     from grokspec.block_products import describe_choice
 
-    machine = f"{cpu_model()}, kernels {kernel_isa()}{limits}, {threads} threads, Python {platform.python_version()}"
-    machine += f"; estimate's products: {describe_choice()}"
+    machine = f"{_machine_line(threads, limits)}; estimate's products: {describe_choice()}"
     click.echo(f"Machine: {machine}\n\nAccuracy (normalized entropy, against the exact engine):\n")
     click.echo(accuracy_markdown(accuracy))
     click.echo("\nSpeed (power 2, normalize dim; the faster of two exact runs against the median of three estimates):\n")
