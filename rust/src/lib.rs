@@ -15,6 +15,7 @@ pub mod dense_tridiagonal;
 pub mod entropy;
 pub mod error;
 pub mod householder;
+pub mod huge_pages;
 pub mod matrix;
 pub mod norms;
 pub mod safetensors;
@@ -23,6 +24,10 @@ mod simd;
 pub mod spectrum;
 pub mod symeig;
 pub mod tridiagonal;
+
+/// Large buffers on transparent huge pages (see `huge_pages`).
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePageAllocator = huge_pages::HugePageAllocator;
 
 #[cfg(feature = "python")]
 mod python;
