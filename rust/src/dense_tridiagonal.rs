@@ -1,81 +1,98 @@
 //! Householder reduction of a small symmetric matrix to tridiagonal form.
 //!
 //! For the small Gram matrices of a batch (64 matrices of 512 x 128 give
-//! 128 x 128 ones) faer's blocked `tridiag_in_place` spent ~40% of the
-//! batch's time. At that size the whole matrix lives in L2, blocking buys
-//! nothing, and the plain unblocked algorithm (LAPACK's `dsytd2`) on a full
-//! symmetric copy — every inner loop a contiguous column, vectorized by
-//! [`multiversion!`] — is faster up to [`faster_up_to`].
+//! 128 x 128 ones) and of a small model's scan (384 x 384 for MiniLM) faer's
+//! blocked `tridiag_in_place` spent ~30-40% of the time. At these sizes the
+//! lower triangle lives in L2, blocking buys nothing, and the plain unblocked
+//! algorithm (LAPACK's `dsytd2`) with the symmetric product fused into the
+//! rank-2 update — every inner loop one contiguous column, in AVX2 + FMA
+//! intrinsics where the CPU has them — is faster up to [`faster_up_to`].
 
 use faer::MatRef;
 
 use crate::householder::{axpy, dot, make_reflector};
-use crate::simd::{Isa, isa, multiversion};
+use crate::simd::{Isa, isa};
 
-/// The largest order for which this beats faer's `tridiag_in_place`, per
-/// kernel path (2-core Xeon, one thread, random symmetric matrices, two
-/// alternated rounds, µs per matrix, this / faer's): AVX-512 32: 23 / 41-49,
-/// 64: 92-96 / 133-156, 128: 415-570 / 578-662, 160: 737-1024 / 991-1002,
-/// 192: 1629-1749 / 1539-1785; AVX2 64: 114 / 156, 80: 171-172 / 209-210,
-/// 96: 290-308 / 268-301, 128: 574-695 / 578-662; the portable path 64:
-/// 136 / 156, 128: 940 / 662. faer's own kernels use AVX2 on every x86 path.
-/// On an AVX2-only CPU (2-core AMD EPYC, Zen 3, 27 Nov 2026, two rounds) the
-/// AVX2 path wins further: 80: 103-107 / 115-133, 96: 154-158 / 166-195,
-/// 112: 227-254 / 253-300, 128: 353-366 / 313-327; the portable path there
-/// 64: 70-114 / 76-134, 80: 163-207 / 132-192 — hence 96 for AVX2 (112 is
-/// a tie).
+/// The largest order for which this beats faer's `tridiag_in_place` (on one
+/// thread, or on two: faer's own threads did not speed it up below 384),
+/// per kernel path, measured with `examples/small_tridiagonal_timing.rs`
+/// (random Gram matrices, µs per matrix, medians, this / faer's one thread /
+/// faer's two threads).
+///
+/// AVX2 on a 2-core AMD EPYC (Zen 3, 27 Nov 2026, two runs): 64: 42-43 /
+/// 66-67, 128: 217-222 / 283-317 / 288, 192: 615-657 / 727-739 / 740, 256:
+/// 1413-1439 / 1523-1533 / 1519, 320: 2703-2932 / 2859-2876 / 3337, 384:
+/// 4647-4794 / 4711-4778 / 5824 — hence 256. Portable there: 64: 63 / 66,
+/// 96: 175 / 150 — hence 64. AVX-512 keeps 128, measured on a 2-core Xeon
+/// with the earlier full-storage reduction (which did twice this one's
+/// arithmetic: 128: 415-570 / 578-662); this one is unmeasured there.
 pub fn faster_up_to() -> usize {
     match isa() {
         Isa::Avx512 => 128,
-        Isa::Avx2 => 96,
+        Isa::Avx2 => 256,
         Isa::Portable => 64,
     }
 }
 
 /// The tridiagonal form `(diagonal, subdiagonal)` of the symmetric matrix
-/// whose lower triangle is stored in `a`.
+/// whose lower triangle is stored in `a` (the upper one is not read).
 pub fn tridiagonalize_dense(a: MatRef<'_, f64>) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "tridiagonalize_dense needs a square matrix");
-    // Both triangles, column-major: the rank-2 updates and products below
-    // then run down whole contiguous columns.
-    let mut full = vec![0.0; n * n];
+    // The lower triangle, column-major: every column from its diagonal down
+    // is one contiguous slice.
+    let mut lower = vec![0.0; n * n];
     for j in 0..n {
         for i in j..n {
-            let x = a[(i, j)];
-            full[i + j * n] = x;
-            full[j + i * n] = x;
+            lower[i + j * n] = a[(i, j)];
         }
     }
-    reduce(&mut full, n)
+    reduce(&mut lower, n)
 }
 
-multiversion!(fn reduce(full: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) = reduce_generic);
+/// Dispatches to the FMA kernel where the CPU has AVX2 + FMA.
+fn reduce(lower: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    #[cfg(target_arch = "x86_64")]
+    if isa() != Isa::Portable {
+        // SAFETY: `isa()` is not Portable only where AVX2 and FMA were detected.
+        return unsafe { reduce_fma(lower, n) };
+    }
+    reduce_generic::<Plain>(lower, n)
+}
 
-/// `dsytd2` on a full column-major `n x n` symmetric matrix: for each column
-/// k, the reflector `H = I - tau v vᵀ` that zeroes it below the subdiagonal,
-/// then the trailing block `T <- H T H = T - v wᵀ - w vᵀ` with
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn reduce_fma(lower: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    reduce_generic::<Fma>(lower, n)
+}
+
+/// `dsytd2` on the lower triangle of a column-major `n x n` matrix: for
+/// each column k, the reflector `H = I - tau v vᵀ` that zeroes it below the
+/// subdiagonal, then the trailing block `T <- H T H = T - v wᵀ - w vᵀ` with
 /// `w = p - (tau/2)(pᵀv) v`, `p = tau T v`.
 ///
-/// One pass over `T` per column: the next column is updated first, its
-/// reflector made, and the other columns' update is fused with the next
-/// product `T' v'` (each column read and written once instead of twice).
+/// One pass over `T` per column: the next pivot column is updated first and
+/// its reflector `v'` made, then each other column's update is fused with
+/// the next product `T' v'` — column j, from its diagonal down, feeds both
+/// `p'[j]` (a dot product down the column) and `p'[j+1..]` (an axpy), the two
+/// halves of the symmetric product (`dsymv`'s scheme).
 #[inline(always)]
-fn reduce_generic(full: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+fn reduce_generic<K: ColumnKernel>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut diag = vec![0.0; n];
     let mut subdiag = vec![0.0; n.saturating_sub(1)];
     let mut v = vec![0.0; n];
     let mut w = vec![0.0; n];
     let mut next_v = vec![0.0; n];
-    // `T v` for the coming column, when the previous pass formed it.
     let mut product = vec![0.0; n];
     let mut have_product = false;
     for k in 0..n.saturating_sub(1) {
         let m = n - k - 1;
         let first = k + 1;
-        diag[k] = full[k + k * n];
+        // Column j (0-based, of the trailing block) from its diagonal down.
+        let column_at = |j: usize| (first + j) * (n + 1);
+        diag[k] = a[k * (n + 1)];
         let v = &mut v[..m];
-        v.copy_from_slice(&full[first + k * n..n + k * n]);
+        v.copy_from_slice(&a[first + k * n..n + k * n]);
         let (tau, beta) = make_reflector(v);
         subdiag[k] = beta;
         if tau == 0.0 {
@@ -87,33 +104,169 @@ fn reduce_generic(full: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
             w.copy_from_slice(&product[..m]);
         } else {
             w.fill(0.0);
-            for (j, &vj) in v.iter().enumerate() {
-                axpy(vj, &full[first + (first + j) * n..][..m], w);
+            for j in 0..m {
+                let column = &a[column_at(j)..][..m - j];
+                w[j] += dot(column, &v[j..]);
+                axpy(v[j], &column[1..], &mut w[j + 1..]);
             }
         }
         w.iter_mut().for_each(|x| *x *= tau);
         let alpha = -0.5 * tau * dot(w, v);
         axpy(alpha, v, w);
         // The next pivot column first, then its reflector.
-        update_column(&mut full[first + first * n..][..m], v, w, 0);
+        update_column(&mut a[column_at(0)..][..m], v, w, 0);
         let next = &mut next_v[..m - 1];
-        next.copy_from_slice(&full[first + 1 + first * n..][..m - 1]);
+        next.copy_from_slice(&a[column_at(0) + 1..][..m - 1]);
         let (next_tau, _) = make_reflector(next);
         have_product = next_tau != 0.0;
         let product = &mut product[..m - 1];
         product.fill(0.0);
         for j in 1..m {
-            let column = &mut full[first + (first + j) * n..][..m];
-            update_column(column, v, w, j);
+            let column = &mut a[column_at(j)..][..m - j];
             if have_product {
-                axpy(next[j - 1], &column[1..], product);
+                product[j - 1] += K::update_and_multiply(
+                    column,
+                    &v[j..],
+                    &w[j..],
+                    (w[j], v[j]),
+                    &next[j - 1..],
+                    &mut product[j..],
+                );
+            } else {
+                update_column(column, &v[j..], &w[j..], 0);
             }
         }
     }
     if n > 0 {
-        diag[n - 1] = full[(n - 1) * (n + 1)];
+        diag[n - 1] = a[(n - 1) * (n + 1)];
     }
     (diag, subdiag)
+}
+
+/// The inner kernel of [`reduce_generic`], per instruction set.
+trait ColumnKernel {
+    /// One column `t` of the trailing block from its diagonal down: `t -= v
+    /// w_j + w v_j`, then `y += x_0 t[1..]`; returns `dot(t, x)`. `v`, `w`
+    /// and `x` are aligned with `t`, `y` with `t[1..]`.
+    fn update_and_multiply(
+        column: &mut [f64],
+        v: &[f64],
+        w: &[f64],
+        scalars: (f64, f64),
+        x: &[f64],
+        y: &mut [f64],
+    ) -> f64;
+}
+
+/// Plain Rust, vectorized by the compiler for whatever the target allows.
+struct Plain;
+
+impl ColumnKernel for Plain {
+    #[inline(always)]
+    fn update_and_multiply(
+        column: &mut [f64],
+        v: &[f64],
+        w: &[f64],
+        (wj, vj): (f64, f64),
+        x: &[f64],
+        y: &mut [f64],
+    ) -> f64 {
+        let len = column.len();
+        let (v, w, x) = (&v[..len], &w[..len], &x[..len]);
+        let y = &mut y[..len - 1];
+        let x0 = x[0];
+        let t0 = column[0] - (v[0] * wj + w[0] * vj);
+        column[0] = t0;
+        for (((c, y), v), w) in column[1..]
+            .iter_mut()
+            .zip(y.iter_mut())
+            .zip(&v[1..])
+            .zip(&w[1..])
+        {
+            let t = *c - (v * wj + w * vj);
+            *c = t;
+            *y += x0 * t;
+        }
+        // The column is in L1 now: a second pass for the dot product costs
+        // less than the scalar code a fused reduction compiles to.
+        t0 * x0 + dot(&column[1..], &x[1..])
+    }
+}
+
+/// AVX2 + FMA intrinsics, one pass: the compiler neither fuses the dot
+/// product into the update loop nor contracts to FMA on its own.
+#[cfg(target_arch = "x86_64")]
+struct Fma;
+
+#[cfg(target_arch = "x86_64")]
+impl ColumnKernel for Fma {
+    #[inline(always)]
+    fn update_and_multiply(
+        column: &mut [f64],
+        v: &[f64],
+        w: &[f64],
+        (wj, vj): (f64, f64),
+        x: &[f64],
+        y: &mut [f64],
+    ) -> f64 {
+        use std::arch::x86_64::*;
+        let len = column.len();
+        let (v, w, x) = (&v[..len], &w[..len], &x[..len]);
+        let x0 = x[0];
+        let t0 = (-w[0]).mul_add(vj, (-v[0]).mul_add(wj, column[0]));
+        column[0] = t0;
+        let (c, v, w, x) = (&mut column[1..], &v[1..], &w[1..], &x[1..]);
+        let y = &mut y[..len - 1];
+        let body = len - 1;
+        let (cp, vp, wp, xp, yp) = (
+            c.as_mut_ptr(),
+            v.as_ptr(),
+            w.as_ptr(),
+            x.as_ptr(),
+            y.as_mut_ptr(),
+        );
+        let mut i = 0;
+        // SAFETY: every pointer offset stays below `body`, the length of all
+        // five slices; this kernel runs only inside `reduce_fma`, on a
+        // CPU with AVX2 and FMA.
+        let dot = unsafe {
+            let (wj4, vj4, x04) = (_mm256_set1_pd(wj), _mm256_set1_pd(vj), _mm256_set1_pd(x0));
+            let step = |i: usize, acc: __m256d| {
+                let t = _mm256_fnmadd_pd(
+                    _mm256_loadu_pd(wp.add(i)),
+                    vj4,
+                    _mm256_fnmadd_pd(_mm256_loadu_pd(vp.add(i)), wj4, _mm256_loadu_pd(cp.add(i))),
+                );
+                _mm256_storeu_pd(cp.add(i), t);
+                _mm256_storeu_pd(
+                    yp.add(i),
+                    _mm256_fmadd_pd(x04, t, _mm256_loadu_pd(yp.add(i))),
+                );
+                _mm256_fmadd_pd(t, _mm256_loadu_pd(xp.add(i)), acc)
+            };
+            let (mut acc0, mut acc1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            while i + 8 <= body {
+                acc0 = step(i, acc0);
+                acc1 = step(i + 4, acc1);
+                i += 8;
+            }
+            if i + 4 <= body {
+                acc0 = step(i, acc0);
+                i += 4;
+            }
+            let acc = _mm256_add_pd(acc0, acc1);
+            let pair = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
+            _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)))
+        };
+        let mut tail = t0 * x0;
+        for k in i..body {
+            let t = (-w[k]).mul_add(vj, (-v[k]).mul_add(wj, c[k]));
+            c[k] = t;
+            y[k] = x0.mul_add(t, y[k]);
+            tail = t.mul_add(x[k], tail);
+        }
+        dot + tail
+    }
 }
 
 /// Column j of the trailing block: `T[:, j] -= v w[j] + w v[j]`.
@@ -163,6 +316,57 @@ mod tests {
             let scale = want.iter().fold(1.0_f64, |s, v| s.max(v.abs()));
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() <= 1e-12 * scale, "n={n}: {g} vs {w}");
+            }
+        }
+    }
+
+    /// The lower triangle of `a`, column-major, as `reduce` takes it.
+    fn packed_lower(a: &Mat<f64>) -> Vec<f64> {
+        let n = a.nrows();
+        let mut lower = vec![f64::NAN; n * n];
+        for j in 0..n {
+            for i in j..n {
+                lower[i + j * n] = a[(i, j)];
+            }
+        }
+        lower
+    }
+
+    #[test]
+    fn the_portable_and_the_fma_kernels_agree_with_the_oracle() {
+        // Lengths that leave every remainder of the 8- and 4-wide loops.
+        for (n, seed) in [
+            (2, 11),
+            (5, 12),
+            (9, 13),
+            (14, 14),
+            (33, 15),
+            (70, 16),
+            (131, 17),
+        ] {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let x = Mat::<f64>::from_fn(n + 3, n, |_, _| rng.random::<f64>() - 0.5);
+            let gram = x.transpose() * &x;
+            let want = oracle(&gram);
+            let mut kernels = vec![(
+                "portable",
+                reduce_generic::<Plain>(&mut packed_lower(&gram), n),
+            )];
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                kernels.push(("fma", unsafe { reduce_fma(&mut packed_lower(&gram), n) }));
+            }
+            for (name, (d, e)) in kernels {
+                let got = tridiagonal_eigenvalues(&d, &e).unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-12 * want[n - 1],
+                        "{name}, n={n}: {g} vs {w}"
+                    );
+                }
             }
         }
     }

@@ -94,15 +94,10 @@ fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
     if n == 0 {
         return (Vec::new(), Vec::new());
     }
-    // With several threads faer's routine shares the work out, and a lone
-    // 128² matrix on 2 threads went 1.09-1.20 ms with it against 1.15-1.24
-    // ms without (through Python, 512x128; at 96 and 64 the unblocked one
-    // still won: 0.58-0.66 vs 0.64-0.66 ms, 0.24-0.28 vs 0.25-0.35 ms).
-    let limit = match par {
-        Par::Seq => crate::dense_tridiagonal::faster_up_to(),
-        _ => crate::dense_tridiagonal::faster_up_to().min(96),
-    };
-    if n <= limit {
+    // Below `faster_up_to` the unblocked reduction wins on any thread count:
+    // faer's routine on two threads was no faster than on one up to 384
+    // (see `dense_tridiagonal::faster_up_to`).
+    if n <= crate::dense_tridiagonal::faster_up_to() {
         return crate::dense_tridiagonal::tridiagonalize_dense(a.rb());
     }
     let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
