@@ -1,6 +1,7 @@
-//! Times the one-stage tridiagonalizations of small symmetric matrices on one
-//! thread: faer's blocked `tridiag_in_place` (and on two threads) against
-//! grokspec's unblocked reduction.
+//! Times the tridiagonalizations of small and mid-sized symmetric matrices:
+//! faer's blocked one-stage `tridiag_in_place` and grokspec's two-stage
+//! reduction, each on one thread and on two, against grokspec's unblocked
+//! reduction (one thread).
 //! `cargo run --release --example small_tridiagonal_timing -- [N ...]`.
 //! A tuning aid for `dense_tridiagonal::faster_up_to`.
 
@@ -10,7 +11,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::evd::tridiag;
 use faer::{Mat, Par};
 use grokspec_core::dense_tridiagonal::tridiagonalize_dense;
-use grokspec_core::symeig::isa;
+use grokspec_core::symeig::{SymEigParams, isa, tridiagonalize};
 
 fn faer_one_stage(a: &Mat<f64>, par: Par) -> f64 {
     let n = a.nrows();
@@ -27,6 +28,16 @@ fn faer_one_stage(a: &Mat<f64>, par: Par) -> f64 {
         Default::default(),
     );
     a[(n - 1, n - 2)]
+}
+
+/// grokspec's two-stage reduction (band, then bulge chasing) on `par`.
+fn two_stage(a: &Mat<f64>, par: Par) -> f64 {
+    let params = SymEigParams {
+        two_stage_from: 0,
+        parallel_band_reduction_from: 0,
+        ..SymEigParams::for_dimension(a.nrows())
+    };
+    tridiagonalize(a.clone().as_mut(), par, params).1[0]
 }
 
 fn median_micros(mut run: impl FnMut() -> f64, repeats: usize) -> f64 {
@@ -52,12 +63,12 @@ fn main() {
         sizes
     };
     println!(
-        "one thread, µs per matrix (median), kernels: {}",
+        "µs per matrix (median of the second round), kernels: {}",
         isa().name()
     );
     println!(
-        "{:>5} {:>10} {:>14} {:>10}",
-        "n", "faer", "faer 2 threads", "grokspec"
+        "{:>5} {:>10} {:>14} {:>12} {:>12} {:>10}",
+        "n", "faer", "faer 2 threads", "two-stage", "two-stage 2t", "unblocked"
     );
     for n in sizes {
         let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ n as u64;
@@ -73,11 +84,16 @@ fn main() {
         for round in 0..2 {
             let f = median_micros(|| faer_one_stage(&a, Par::Seq), repeats);
             let f2 = median_micros(|| faer_one_stage(&a, Par::rayon(2)), repeats);
+            let t1 = median_micros(|| two_stage(&a, Par::Seq), repeats);
+            let t2 = median_micros(|| two_stage(&a, Par::rayon(2)), repeats);
             let ours = median_micros(|| tridiagonalize_dense(a.as_ref()).1[0], repeats);
             if round == 1 {
-                row = vec![f, f2, ours];
+                row = vec![f, f2, t1, t2, ours];
             }
         }
-        println!("{n:>5} {:>10.0} {:>14.0} {:>10.0}", row[0], row[1], row[2]);
+        println!(
+            "{n:>5} {:>10.0} {:>14.0} {:>12.0} {:>12.0} {:>10.0}",
+            row[0], row[1], row[2], row[3], row[4]
+        );
     }
 }

@@ -73,6 +73,7 @@ fn main() {
 
     let t = Instant::now();
     let params = SymEigParams {
+        dense_up_to: 0,
         two_stage_from: usize::MAX,
         bandwidth,
         parallel_band_reduction_from: 0,

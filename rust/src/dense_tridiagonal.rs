@@ -3,33 +3,36 @@
 //! For the small Gram matrices of a batch (64 matrices of 512 x 128 give
 //! 128 x 128 ones) and of a small model's scan (384 x 384 for MiniLM) faer's
 //! blocked `tridiag_in_place` spent ~30-40% of the time. At these sizes the
-//! lower triangle lives in L2, blocking buys nothing, and the plain unblocked
-//! algorithm (LAPACK's `dsytd2`) with the symmetric product fused into the
-//! rank-2 update — every inner loop one contiguous column, in AVX2 + FMA
-//! intrinsics where the CPU has them — is faster up to [`faster_up_to`].
+//! lower triangle lives in L2 or L3, and the plain unblocked algorithm
+//! (LAPACK's `dsytd2`) with the symmetric product fused into the rank-2
+//! update — every inner loop one contiguous column, two columns at a time in
+//! AVX2 + FMA intrinsics where the CPU has them — is faster on one thread up
+//! to [`faster_up_to`].
 
 use faer::MatRef;
 
 use crate::householder::{axpy, dot, make_reflector};
 use crate::simd::{Isa, isa};
 
-/// The largest order for which this beats faer's `tridiag_in_place` (on one
-/// thread, or on two: faer's own threads did not speed it up below 384),
-/// per kernel path, measured with `examples/small_tridiagonal_timing.rs`
-/// (random Gram matrices, µs per matrix, medians, this / faer's one thread /
-/// faer's two threads).
+/// The largest order for which this beats, on one thread, both faer's
+/// `tridiag_in_place` and the two-stage reduction, per kernel path, measured
+/// with `examples/small_tridiagonal_timing.rs` (random Gram matrices, µs per
+/// matrix, medians, one thread unless said).
 ///
-/// AVX2 on a 2-core AMD EPYC (Zen 3, 27 Nov 2026, two runs): 64: 42-43 /
-/// 66-67, 128: 217-222 / 283-317 / 288, 192: 615-657 / 727-739 / 740, 256:
-/// 1413-1439 / 1523-1533 / 1519, 320: 2703-2932 / 2859-2876 / 3337, 384:
-/// 4647-4794 / 4711-4778 / 5824 — hence 256. Portable there: 64: 63 / 66,
-/// 96: 175 / 150 — hence 64. AVX-512 keeps 128, measured on a 2-core Xeon
-/// with the earlier full-storage reduction (which did twice this one's
-/// arithmetic: 128: 415-570 / 578-662); this one is unmeasured there.
+/// AVX2 on a 2-core AMD EPYC (Zen 3, 27 Nov 2026), this / faer's / two-stage:
+/// 64: 32 / 72 / —, 128: 160 / 292 / —, 256: 1052-1109 / 1509-1657 / 2656,
+/// 384: 3492-3678 / 4773-4897 / 6679, 512: 8088-9354 / 10513-11280 / 13357,
+/// 768: 26329-26514 / 33814-34947 / 34997-35630, 1024: 61809 / 79574 / 73553
+/// — hence 1024 (see `SymEigParams::dense_up_to` for several threads, where
+/// the two-stage reduction on two threads wins from 640: 14740 µs). The
+/// portable path there (no column pairs, no FMA): 64: 65 / 72, 80: 110 /
+/// 110, 96: 176 / 163 — hence 64. AVX-512 keeps 128, measured on a 2-core
+/// Xeon with an earlier full-storage reduction that did twice this one's
+/// arithmetic (128: 415-570 / 578-662); this one is unmeasured there.
 pub fn faster_up_to() -> usize {
     match isa() {
         Isa::Avx512 => 128,
-        Isa::Avx2 => 256,
+        Isa::Avx2 => 1024,
         Isa::Portable => 64,
     }
 }
@@ -121,7 +124,23 @@ fn reduce_generic<K: ColumnKernel>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f6
         have_product = next_tau != 0.0;
         let product = &mut product[..m - 1];
         product.fill(0.0);
-        for j in 1..m {
+        let mut j = 1;
+        // Two columns at a time share the loads of v, w, v' and p'.
+        while have_product && j + 1 < m {
+            let (left, right) = a[column_at(j)..].split_at_mut(column_at(j + 1) - column_at(j));
+            let (dot_a, dot_b) = K::update_and_multiply_pair(
+                [&mut left[..m - j], &mut right[..m - j - 1]],
+                &v[j..],
+                &w[j..],
+                [(w[j], v[j]), (w[j + 1], v[j + 1])],
+                &next[j - 1..],
+                &mut product[j..],
+            );
+            product[j - 1] += dot_a;
+            product[j] += dot_b;
+            j += 2;
+        }
+        for j in j..m {
             let column = &mut a[column_at(j)..][..m - j];
             if have_product {
                 product[j - 1] += K::update_and_multiply(
@@ -156,6 +175,30 @@ trait ColumnKernel {
         x: &[f64],
         y: &mut [f64],
     ) -> f64;
+
+    /// [`Self::update_and_multiply`] on columns j and j + 1 (the second one
+    /// row shorter), both aligned with `v`, `w` and `x` as column j is;
+    /// returns both dot products.
+    #[inline(always)]
+    fn update_and_multiply_pair(
+        [first, second]: [&mut [f64]; 2],
+        v: &[f64],
+        w: &[f64],
+        [first_scalars, second_scalars]: [(f64, f64); 2],
+        x: &[f64],
+        y: &mut [f64],
+    ) -> (f64, f64) {
+        let dot_first = Self::update_and_multiply(first, v, w, first_scalars, x, y);
+        let dot_second = Self::update_and_multiply(
+            second,
+            &v[1..],
+            &w[1..],
+            second_scalars,
+            &x[1..],
+            &mut y[1..],
+        );
+        (dot_first, dot_second)
+    }
 }
 
 /// Plain Rust, vectorized by the compiler for whatever the target allows.
@@ -266,6 +309,102 @@ impl ColumnKernel for Fma {
             tail = t.mul_add(x[k], tail);
         }
         dot + tail
+    }
+
+    #[inline(always)]
+    fn update_and_multiply_pair(
+        [first, second]: [&mut [f64]; 2],
+        v: &[f64],
+        w: &[f64],
+        [(wa, va), (wb, vb)]: [(f64, f64); 2],
+        x: &[f64],
+        y: &mut [f64],
+    ) -> (f64, f64) {
+        use std::arch::x86_64::*;
+        let len = first.len();
+        assert!(len >= 2 && second.len() == len - 1);
+        let (v, w, x, y) = (&v[..len], &w[..len], &x[..len], &mut y[..len - 1]);
+        let update =
+            |t: f64, i: usize, (wj, vj): (f64, f64)| (-w[i]).mul_add(vj, (-v[i]).mul_add(wj, t));
+        // Row j: the first column's diagonal. Row j + 1: the first column's
+        // subdiagonal entry and the second column's diagonal.
+        let a0 = update(first[0], 0, (wa, va));
+        let a1 = update(first[1], 1, (wa, va));
+        let b0 = update(second[0], 1, (wb, vb));
+        first[0] = a0;
+        first[1] = a1;
+        second[0] = b0;
+        let (xa, xb) = (x[0], x[1]);
+        y[0] = xa.mul_add(a1, y[0]);
+        let mut dot_a = a1.mul_add(x[1], a0 * x[0]);
+        let mut dot_b = b0 * x[1];
+        // Rows j + 2 on, common to both columns.
+        let body = len - 2;
+        let (ap, bp) = (first[2..].as_mut_ptr(), second[1..].as_mut_ptr());
+        let (vp, wp, xp, yp) = (
+            v[2..].as_ptr(),
+            w[2..].as_ptr(),
+            x[2..].as_ptr(),
+            y[1..].as_mut_ptr(),
+        );
+        let mut i = 0;
+        // SAFETY: every offset stays below `body`, the length of the six
+        // slices behind the pointers; this kernel runs only inside
+        // `reduce_fma`, on a CPU with AVX2 and FMA.
+        let (vector_a, vector_b) = unsafe {
+            let (wa4, va4, wb4, vb4) = (
+                _mm256_set1_pd(wa),
+                _mm256_set1_pd(va),
+                _mm256_set1_pd(wb),
+                _mm256_set1_pd(vb),
+            );
+            let (xa4, xb4) = (_mm256_set1_pd(xa), _mm256_set1_pd(xb));
+            let (mut acc_a, mut acc_b) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            while i + 4 <= body {
+                let (vi, wi, xi) = (
+                    _mm256_loadu_pd(vp.add(i)),
+                    _mm256_loadu_pd(wp.add(i)),
+                    _mm256_loadu_pd(xp.add(i)),
+                );
+                let ta = _mm256_fnmadd_pd(
+                    wi,
+                    va4,
+                    _mm256_fnmadd_pd(vi, wa4, _mm256_loadu_pd(ap.add(i))),
+                );
+                let tb = _mm256_fnmadd_pd(
+                    wi,
+                    vb4,
+                    _mm256_fnmadd_pd(vi, wb4, _mm256_loadu_pd(bp.add(i))),
+                );
+                _mm256_storeu_pd(ap.add(i), ta);
+                _mm256_storeu_pd(bp.add(i), tb);
+                let yi = _mm256_fmadd_pd(
+                    xb4,
+                    tb,
+                    _mm256_fmadd_pd(xa4, ta, _mm256_loadu_pd(yp.add(i))),
+                );
+                _mm256_storeu_pd(yp.add(i), yi);
+                acc_a = _mm256_fmadd_pd(ta, xi, acc_a);
+                acc_b = _mm256_fmadd_pd(tb, xi, acc_b);
+                i += 4;
+            }
+            let sum = |acc: __m256d| {
+                let pair = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
+                _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)))
+            };
+            (sum(acc_a), sum(acc_b))
+        };
+        for k in i..body {
+            let r = k + 2;
+            let ta = update(first[r], r, (wa, va));
+            let tb = update(second[r - 1], r, (wb, vb));
+            first[r] = ta;
+            second[r - 1] = tb;
+            y[r - 1] = xb.mul_add(tb, xa.mul_add(ta, y[r - 1]));
+            dot_a = ta.mul_add(x[r], dot_a);
+            dot_b = tb.mul_add(x[r], dot_b);
+        }
+        (dot_a + vector_a, dot_b + vector_b)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Eigenvalues of a dense symmetric matrix.
 //!
-//! Small matrices (that fit in cache) go through faer's one-stage
-//! tridiagonalization; larger ones through the two-stage reduction
-//! (`band_reduction` then `bulge_chasing`), whose cost is dominated by
-//! matrix products instead of memory traffic. Both end in the root-free QL
-//! iteration on the tridiagonal matrix (`tridiagonal`).
+//! Small matrices, and on one thread mid-sized ones, go through grokspec's
+//! unblocked one-stage tridiagonalization (`dense_tridiagonal`; faer's
+//! blocked one where that is faster); larger ones through the two-stage
+//! reduction (`band_reduction` then `bulge_chasing`), whose cost is dominated
+//! by matrix products instead of memory traffic and which uses every thread.
+//! All end in the root-free QL iteration on the tridiagonal matrix
+//! (`tridiagonal`).
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::evd::tridiag;
@@ -22,6 +24,10 @@ pub use crate::simd::{Isa, isa};
 /// Tuning of the symmetric eigensolver.
 #[derive(Debug, Clone, Copy)]
 pub struct SymEigParams {
+    /// Up to this dimension the unblocked one-stage reduction is used: on
+    /// one thread always, on several only below `two_stage_from` (it is
+    /// sequential, the two-stage reduction is not).
+    pub dense_up_to: usize,
     /// From this dimension on, use the two-stage reduction.
     pub two_stage_from: usize,
     /// The band's width in the two-stage reduction.
@@ -43,6 +49,7 @@ impl SymEigParams {
             _ => 48,
         };
         Self {
+            dense_up_to: crate::dense_tridiagonal::faster_up_to(),
             two_stage_from: 512,
             bandwidth,
             // Stage 1 on 2 threads vs 1 (2-core Xeon, quiet, medians of 3):
@@ -77,6 +84,10 @@ pub fn symmetric_eigenvalues(
 pub fn tridiagonalize(a: MatMut<'_, f64>, par: Par, params: SymEigParams) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "tridiagonalize needs a square matrix");
+    let sequential = par.degree() == 1;
+    if n <= params.dense_up_to && (sequential || n < params.two_stage_from) {
+        return crate::dense_tridiagonal::tridiagonalize_dense(a.rb());
+    }
     if n >= params.two_stage_from && params.bandwidth + 1 < n {
         let stage_one_par = if n >= params.parallel_band_reduction_from {
             par
@@ -89,16 +100,11 @@ pub fn tridiagonalize(a: MatMut<'_, f64>, par: Par, params: SymEigParams) -> (Ve
     }
 }
 
+/// faer's blocked one-stage tridiagonalization.
 fn one_stage(mut a: MatMut<'_, f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     if n == 0 {
         return (Vec::new(), Vec::new());
-    }
-    // Below `faster_up_to` the unblocked reduction wins on any thread count:
-    // faer's routine on two threads was no faster than on one up to 384
-    // (see `dense_tridiagonal::faster_up_to`).
-    if n <= crate::dense_tridiagonal::faster_up_to() {
-        return crate::dense_tridiagonal::tridiagonalize_dense(a.rb());
     }
     let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
     let mut householder = Mat::<f64>::zeros(block, n - 1);
@@ -174,6 +180,7 @@ mod tests {
             let a = random_symmetric(n, n as u64);
             let want = oracle(&a);
             let params = SymEigParams {
+                dense_up_to: 0,
                 two_stage_from: 0,
                 bandwidth: b,
                 parallel_band_reduction_from: 0,
@@ -186,15 +193,40 @@ mod tests {
     }
 
     #[test]
-    fn one_stage_matches_nalgebra() {
+    fn both_one_stage_reductions_match_nalgebra_on_any_thread_count() {
         let a = random_symmetric(90, 7);
+        for dense_up_to in [0, usize::MAX] {
+            let params = SymEigParams {
+                dense_up_to,
+                two_stage_from: usize::MAX,
+                bandwidth: 8,
+                parallel_band_reduction_from: 0,
+            };
+            for par in [Par::Seq, Par::rayon(2)] {
+                let got = symmetric_eigenvalues(a.clone().as_mut(), par, params).unwrap();
+                assert_close(&got, &oracle(&a), 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn the_unblocked_reduction_takes_mid_sized_matrices_only_on_one_thread() {
+        // A 600² matrix: above two_stage_from, below dense_up_to. Both routes
+        // are right; on one thread the unblocked one is taken, which leaves
+        // the input untouched (it works on a copy), while the two-stage one
+        // reduces the input in place.
+        let a = random_symmetric(600, 9);
+        let want = oracle(&a);
         let params = SymEigParams {
-            two_stage_from: usize::MAX,
-            bandwidth: 8,
-            parallel_band_reduction_from: 0,
+            dense_up_to: 1024,
+            ..SymEigParams::for_dimension(600)
         };
-        let got = symmetric_eigenvalues(a.clone().as_mut(), Par::Seq, params).unwrap();
-        assert_close(&got, &oracle(&a), 1e-12);
+        for (par, unblocked) in [(Par::Seq, true), (Par::rayon(2), false)] {
+            let mut scratch = a.clone();
+            let got = symmetric_eigenvalues(scratch.as_mut(), par, params).unwrap();
+            assert_close(&got, &want, 1e-12);
+            assert_eq!(scratch == a, unblocked, "{par:?}");
+        }
     }
 
     #[test]
@@ -213,6 +245,7 @@ mod tests {
             * faer::Mat::from_fn(n, n, |i, j| if i == j { lambda[i] } else { 0.0 })
             * q.transpose();
         let params = SymEigParams {
+            dense_up_to: 0,
             two_stage_from: 0,
             bandwidth: 6,
             parallel_band_reduction_from: 0,
@@ -228,6 +261,7 @@ mod tests {
         let n = 40;
         let diag = Mat::<f64>::from_fn(n, n, |i, j| if i == j { (i as f64) - 7.0 } else { 0.0 });
         let params = SymEigParams {
+            dense_up_to: 0,
             two_stage_from: 0,
             bandwidth: 5,
             parallel_band_reduction_from: 0,
