@@ -59,9 +59,9 @@ pub fn cost(rows: usize, cols: usize) -> f64 {
     long * short * short + 1.5 * short * short * short
 }
 
-/// Matrices handed to one worker together (their tridiagonal problems are
-/// solved in lockstep, see `tridiagonal`).
-pub const CHUNK: usize = 4;
+/// Matrices handed to one worker together, at most (their tridiagonal
+/// problems are solved in lockstep, up to eight at a time, see `tridiagonal`).
+pub const CHUNK: usize = 8;
 
 /// Only matrices up to the cost of a 1024 x 1024 one are chunked: that is
 /// where the latency-bound tridiagonal iteration matters, and a chunk keeps
@@ -69,6 +69,22 @@ pub const CHUNK: usize = 4;
 /// multiply the scan's resident memory).
 pub fn chunkable(cost: f64) -> bool {
     cost <= self::cost(1024, 1024)
+}
+
+/// `items` cut into chunks of at most `CHUNK`, as many chunks as a multiple
+/// of `threads` allows and sizes that differ by at most one, so that every
+/// thread gets the same share (37 items on 2 threads: six chunks of 6-7, not
+/// five of 8 and one of 5).
+fn balanced_chunks(items: &[usize], threads: usize) -> impl Iterator<Item = &[usize]> {
+    let count = threads * items.len().div_ceil(threads * CHUNK);
+    let (base, extra) = (items.len() / count.max(1), items.len() % count.max(1));
+    let mut start = 0;
+    (0..count).filter_map(move |k| {
+        let len = base + usize::from(k < extra);
+        let chunk = &items[start..start + len];
+        start += len;
+        (!chunk.is_empty()).then_some(chunk)
+    })
 }
 
 /// Runs `work(indices, par)` over chunks of the items `0..costs.len()` on
@@ -113,8 +129,10 @@ pub fn run<T: Send>(
         .partition(|&i| threads > 1 && (costs.len() == 1 || costs[i] * threads as f64 >= total));
     let (single, chunked): (Vec<usize>, Vec<usize>) =
         small.into_iter().partition(|&i| !chunkable(costs[i]));
-    let chunk_size = chunked.len().div_ceil(threads).clamp(1, CHUNK);
-    let chunks: Vec<&[usize]> = single.chunks(1).chain(chunked.chunks(chunk_size)).collect();
+    let chunks: Vec<&[usize]> = single
+        .chunks(1)
+        .chain(balanced_chunks(&chunked, threads))
+        .collect();
     let mut results: Vec<Option<Result<T, Error>>> = (0..costs.len()).map(|_| None).collect();
     let mut store = |done: Vec<(usize, Result<T, Error>)>| {
         for (i, result) in done {
@@ -172,7 +190,7 @@ mod tests {
         let out = run(&[1.0; 4], 4, panicking).unwrap();
         assert!(matches!(&out[2], Err(Error::Internal(m)) if m.contains("boom at 2")));
         assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 3);
-        // Sixteen items on two threads: chunks of four; the panic takes its chunk down.
+        // Sixteen items on two threads: two chunks of eight; the panic takes its chunk down.
         let out = run(&[1.0; 16], 2, panicking).unwrap();
         assert_eq!(out.iter().filter(|r| r.is_err()).count(), CHUNK);
         assert!(
@@ -196,10 +214,13 @@ mod tests {
             seen.sort_unstable();
             seen
         };
-        assert_eq!(sizes(64, 2), vec![CHUNK; 16]);
+        assert_eq!(sizes(128, 2), vec![CHUNK; 128 / CHUNK]);
         assert_eq!(sizes(3, 2), vec![1, 2]);
         assert_eq!(sizes(7, 2), vec![3, 4]);
         assert_eq!(sizes(1, 4), vec![1]);
+        // Every thread gets the same number of chunks of nearly equal size.
+        assert_eq!(sizes(37, 2), vec![6, 6, 6, 6, 6, 7]);
+        assert_eq!(sizes(20, 3), vec![6, 7, 7]);
         // Large matrices are never chunked.
         let big = vec![cost(4096, 4096); 16];
         let seen = std::sync::Mutex::new(Vec::new());

@@ -5,17 +5,20 @@
 //! Eigenvalues only: the iteration works on the squared off-diagonal and
 //! needs no square root per rotation. Its inner step is one long chain of
 //! dependent divisions (~40 cycles), so a single problem leaves the core
-//! mostly idle. Advancing up to four independent problems (unreduced blocks,
+//! mostly idle. Advancing several independent problems (unreduced blocks,
 //! of one matrix or of several) in lockstep lets the processor overlap their
-//! chains; each problem still does exactly the arithmetic it would alone, in
-//! the same order, so the results are bit-for-bit those of one at a time.
+//! chains — up to eight, four to an AVX vector, where the CPU has AVX2, else
+//! four in scalar code; each problem still does exactly the arithmetic it
+//! would alone, in the same order, so the results are bit-for-bit those of
+//! one at a time.
 
 use crate::error::Error;
 
 /// Iterations allowed per eigenvalue before giving up (LAPACK's MAXIT).
 const MAX_ITERATIONS_PER_VALUE: usize = 30;
-/// Problems advanced together.
-const LANES: usize = 4;
+/// Problems advanced together at most: two AVX vectors of four, whose
+/// dependent chains of divisions overlap (see `advance_vectors`).
+const LANES: usize = 8;
 
 /// The eigenvalues (ascending) of the symmetric tridiagonal matrix with
 /// diagonal `diag` (n) and off-diagonal `subdiag` (n - 1).
@@ -138,7 +141,7 @@ fn solve_blocks(blocks: &mut [Block]) -> Vec<Option<Error>> {
     let mut lanes: Vec<Sweeper<'_>> = Vec::with_capacity(LANES);
     loop {
         // Fill free lanes with blocks that still need a sweep.
-        while lanes.len() < LANES {
+        while lanes.len() < lane_count() {
             let Some((index, block)) = pending.next() else {
                 break;
             };
@@ -154,13 +157,7 @@ fn solve_blocks(blocks: &mut [Block]) -> Vec<Option<Error>> {
         }
         // Advance every lane until the first one ends its sweep.
         let steps = lanes.iter().map(|s| s.remaining).min().expect("non-empty");
-        match lanes.as_mut_slice() {
-            [a] => advance([a], steps),
-            [a, b] => advance([a, b], steps),
-            [a, b, c] => advance([a, b, c], steps),
-            [a, b, c, d] => advance([a, b, c, d], steps),
-            _ => unreachable!("at most {LANES} lanes"),
-        }
+        advance_any(&mut lanes, steps);
         let mut k = 0;
         while k < lanes.len() {
             if lanes[k].remaining > 0 {
@@ -322,6 +319,160 @@ fn advance<const K: usize>(lanes: [&mut Sweeper<'_>; K], steps: usize) {
     }
     for (part, state) in parts.iter_mut().zip(local) {
         *part.2 = state;
+    }
+}
+
+/// How many problems are advanced together: eight where the vector path
+/// runs (two vectors), four otherwise (more scalar lanes than registers
+/// hold would spill).
+fn lane_count() -> usize {
+    if cfg!(target_arch = "x86_64") && crate::simd::isa() != crate::simd::Isa::Portable {
+        LANES
+    } else {
+        4
+    }
+}
+
+/// Advances every lane by `steps` rotations: four or eight lanes in AVX
+/// vectors where the CPU has them (five to seven: four in a vector, the
+/// rest scalar), else in scalar lockstep. Both do the same IEEE operations in
+/// the same order.
+fn advance_any(lanes: &mut [Sweeper<'_>], steps: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::isa() != crate::simd::Isa::Portable && lanes.len() >= 4 {
+        // SAFETY (both calls): not Portable means AVX2 and FMA were detected.
+        if lanes.len() == 8 {
+            return unsafe { advance_vectors::<2>(lanes, steps) };
+        }
+        let (vector, rest) = lanes.split_at_mut(4);
+        unsafe { advance_vectors::<1>(vector, steps) };
+        return advance_scalar(rest, steps);
+    }
+    advance_scalar(lanes, steps)
+}
+
+fn advance_scalar(lanes: &mut [Sweeper<'_>], steps: usize) {
+    match lanes {
+        [] => {}
+        [a] => advance([a], steps),
+        [a, b] => advance([a, b], steps),
+        [a, b, c] => advance([a, b, c], steps),
+        [a, b, c, d] => advance([a, b, c, d], steps),
+        _ => unreachable!("at most 4 scalar lanes"),
+    }
+}
+
+/// `advance` on `4 * V` lanes, four to an AVX vector: the scalar version
+/// issues three divisions per lane and step, and the divider, not the chain,
+/// bounds it; `vdivpd` does four at once. The rows each lane reads and writes
+/// differ, so they are gathered and scattered one by one. No FMA: every
+/// product is rounded as in `advance`, so the results are the same to the bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn advance_vectors<const V: usize>(lanes: &mut [Sweeper<'_>], steps: usize) {
+    use std::arch::x86_64::*;
+    assert_eq!(lanes.len(), 4 * V, "four lanes per vector");
+    let mut d = [std::ptr::null_mut::<f64>(); LANES];
+    let mut e = [std::ptr::null_mut::<f64>(); LANES];
+    let (mut i, mut m) = ([0usize; LANES], [0usize; LANES]);
+    let mut values = [[0.0; LANES]; 5]; // sigma, c, s, gamma, p
+    for (k, lane) in lanes.iter_mut().enumerate() {
+        // Every row touched below lies in [l, m] of this lane's block: `i`
+        // counts down from `m` by at most `remaining` (= m - l at the start).
+        assert!(
+            steps <= lane.remaining && lane.state.m < lane.d.len() && lane.state.m <= lane.e.len()
+        );
+        lane.remaining -= steps;
+        d[k] = lane.d.as_mut_ptr();
+        e[k] = lane.e.as_mut_ptr();
+        let st = lane.state;
+        (i[k], m[k]) = (st.i, st.m);
+        for (slot, value) in values
+            .iter_mut()
+            .zip([st.sigma, st.c, st.s, st.gamma, st.p])
+        {
+            slot[k] = value;
+        }
+    }
+    // SAFETY: the pointers are the lanes' own slices (distinct blocks), and
+    // every index used is a row in [l, m] (asserted above), inside them.
+    unsafe {
+        let load = |k: usize| {
+            let mut out = [_mm256_setzero_pd(); 2];
+            for (v, slot) in out.iter_mut().enumerate().take(V) {
+                *slot = _mm256_loadu_pd(values[k].as_ptr().add(4 * v));
+            }
+            out
+        };
+        let (sigma, mut c, mut s, mut gamma, mut p) = (load(0), load(1), load(2), load(3), load(4));
+        let mut lanes_out = [0.0; 4];
+        for _ in 0..steps {
+            for v in 0..V {
+                let base = 4 * v;
+                for k in base..base + 4 {
+                    i[k] -= 1;
+                }
+                let row = |ptrs: &[*mut f64; LANES], k: usize| *ptrs[k].add(i[k]);
+                let bb = _mm256_set_pd(
+                    row(&e, base + 3),
+                    row(&e, base + 2),
+                    row(&e, base + 1),
+                    row(&e, base),
+                );
+                let alpha = _mm256_set_pd(
+                    row(&d, base + 3),
+                    row(&d, base + 2),
+                    row(&d, base + 1),
+                    row(&d, base),
+                );
+                let r = _mm256_add_pd(p[v], bb);
+                _mm256_storeu_pd(lanes_out.as_mut_ptr(), _mm256_mul_pd(s[v], r));
+                for k in 0..4 {
+                    let lane = base + k;
+                    if i[lane] + 1 != m[lane] {
+                        *e[lane].add(i[lane] + 1) = lanes_out[k];
+                    }
+                }
+                let old_c = c[v];
+                c[v] = _mm256_div_pd(p[v], r);
+                s[v] = _mm256_div_pd(bb, r);
+                let old_gamma = gamma[v];
+                gamma[v] = _mm256_sub_pd(
+                    _mm256_mul_pd(c[v], _mm256_sub_pd(alpha, sigma[v])),
+                    _mm256_mul_pd(s[v], old_gamma),
+                );
+                _mm256_storeu_pd(
+                    lanes_out.as_mut_ptr(),
+                    _mm256_add_pd(old_gamma, _mm256_sub_pd(alpha, gamma[v])),
+                );
+                for k in 0..4 {
+                    *d[base + k].add(i[base + k] + 1) = lanes_out[k];
+                }
+                // `c != 0.0` as Rust compares: true for NaN (unordered).
+                let nonzero = _mm256_cmp_pd::<_CMP_NEQ_UQ>(c[v], _mm256_setzero_pd());
+                p[v] = _mm256_blendv_pd(
+                    _mm256_mul_pd(old_c, bb),
+                    _mm256_div_pd(_mm256_mul_pd(gamma[v], gamma[v]), c[v]),
+                    nonzero,
+                );
+            }
+        }
+        for (k, vectors) in [c, s, gamma, p].into_iter().enumerate() {
+            for (v, vector) in vectors.iter().enumerate().take(V) {
+                _mm256_storeu_pd(values[k + 1].as_mut_ptr().add(4 * v), *vector);
+            }
+        }
+    }
+    for (k, lane) in lanes.iter_mut().enumerate() {
+        lane.state = SweepState {
+            m: m[k],
+            i: i[k],
+            sigma: values[0][k],
+            c: values[1][k],
+            s: values[2][k],
+            gamma: values[3][k],
+            p: values[4][k],
+        };
     }
 }
 
