@@ -53,6 +53,14 @@ pub fn tridiagonalize_dense(a: MatRef<'_, f64>) -> (Vec<f64>, Vec<f64>) {
     reduce(&mut lower, n)
 }
 
+/// [`tridiagonalize_dense`] on a column-major `n x n` matrix held in
+/// `storage` (column stride `n`), whose lower triangle it overwrites; the
+/// upper one is neither read nor written.
+pub fn tridiagonalize_in_place(storage: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    assert_eq!(storage.len(), n * n, "an n x n column-major matrix");
+    reduce(storage, n)
+}
+
 /// Dispatches to the FMA kernel where the CPU has AVX2 + FMA.
 fn reduce(lower: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     #[cfg(target_arch = "x86_64")]

@@ -11,12 +11,12 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::svd::{self, ComputeSvdVectors};
 use faer::prelude::{IntoConst, ReborrowMut};
-use faer::{Accum, Mat, Par};
+use faer::{Accum, MatMut, Par};
 
 use crate::entropy::{self, EntropySpec, Normalize, Stats};
 use crate::error::Error;
 use crate::matrix::{MatrixView, Prepared};
-use crate::symeig::{SymEigParams, tridiagonalize};
+use crate::symeig::{SymEigParams, tridiagonalize_column_major};
 use crate::tridiagonal::tridiagonal_eigenvalues_many;
 
 /// How the singular values are computed.
@@ -135,6 +135,7 @@ pub fn spectra(
     par: Par,
 ) -> Vec<Result<Spectrum, Error>> {
     // Stage 1: each matrix to its tridiagonal (or straight to a result).
+    let mut workspace = GramWorkspace::default();
     let mut staged: Vec<Result<Staged<'_>, Error>> = views
         .iter()
         .map(|&view| {
@@ -143,7 +144,11 @@ pub fn spectra(
                 let sigma = svd_values(&prepared, par)?;
                 return Ok(Staged::Done(finish(&prepared, sigma, Method::Svd)));
             }
-            Ok(Staged::Tridiagonal(gram_tridiagonal(prepared, par)))
+            Ok(Staged::Tridiagonal(gram_tridiagonal(
+                prepared,
+                par,
+                &mut workspace,
+            )))
         })
         .collect();
     // Stage 2: the eigenvalues of every tridiagonal at once.
@@ -282,9 +287,35 @@ fn block_rows(rows: usize, cols: usize) -> usize {
 /// Narrower row-major data keeps row-major blocks (see `gram_tridiagonal`).
 const ROW_MAJOR_BELOW: usize = 512;
 
-fn gram_tridiagonal(prepared: Prepared<'_>, par: Par) -> GramTridiagonal<'_> {
+/// The Gram matrix and the float64 row blocks of one matrix after another,
+/// in buffers kept for the whole of a `spectra` call: fresh ones per matrix
+/// were fresh pages from the system each time (a 384² Gram matrix and its
+/// row block are 1.2 MB each), and zeroing them cost page faults worth ~8%
+/// of a batch of 384 x 384 matrices.
+#[derive(Default)]
+struct GramWorkspace {
+    gram: Vec<f64>,
+    rows: Vec<f64>,
+}
+
+/// The first `len` values of `buffer`, grown as needed (with zeros).
+fn prefix(buffer: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
+}
+
+fn gram_tridiagonal<'a>(
+    prepared: Prepared<'a>,
+    par: Par,
+    workspace: &mut GramWorkspace,
+) -> GramTridiagonal<'a> {
     let (rows, cols) = prepared.tall_shape();
-    let mut gram = Mat::<f64>::zeros(cols, cols);
+    // Only the lower triangle is written and read (the previous matrix's
+    // values may linger above the diagonal).
+    let gram_storage = prefix(&mut workspace.gram, cols * cols);
+    let mut gram = MatMut::from_column_major_slice_mut(gram_storage, cols, cols);
     let block = block_rows(rows, cols);
     // Column-major blocks, except for narrow row-major data. faer's product
     // of a row-major block with its transpose took twice as long at 4096²
@@ -293,23 +324,20 @@ fn gram_tridiagonal(prepared: Prepared<'_>, par: Par) -> GramTridiagonal<'_> {
     // ROW_MAJOR_BELOW columns the sequential copy wins (64 x (512x128), 2
     // threads, medians of 3 alternated rounds: 28-41 against 42-46 ms).
     let row_major = prepared.prefers_row_major() && cols < ROW_MAJOR_BELOW;
+    let rows_storage = prefix(&mut workspace.rows, block * cols);
     let mut buffer = if row_major {
-        Mat::<f64>::zeros(cols, block)
+        MatMut::from_column_major_slice_mut(rows_storage, cols, block).transpose_mut()
     } else {
-        Mat::<f64>::zeros(block, cols)
+        MatMut::from_column_major_slice_mut(rows_storage, block, cols)
     };
     let mut start = 0;
     while start < rows {
         let len = block.min(rows - start);
-        let mut rows_block = if row_major {
-            buffer.as_mut().transpose_mut().subrows_mut(0, len)
-        } else {
-            buffer.as_mut().subrows_mut(0, len)
-        };
+        let mut rows_block = buffer.rb_mut().subrows_mut(0, len);
         prepared.write_rows(start, rows_block.rb_mut());
         let rows_block = rows_block.into_const();
         triangular::matmul(
-            gram.as_mut(),
+            gram.rb_mut(),
             BlockStructure::TriangularLower,
             if start == 0 {
                 Accum::Replace
@@ -326,7 +354,12 @@ fn gram_tridiagonal(prepared: Prepared<'_>, par: Par) -> GramTridiagonal<'_> {
         start += len;
     }
     let trace: f64 = (0..cols).map(|i| gram[(i, i)]).sum();
-    let (diag, subdiag) = tridiagonalize(gram.as_mut(), par, SymEigParams::for_dimension(cols));
+    let (diag, subdiag) = tridiagonalize_column_major(
+        &mut workspace.gram[..cols * cols],
+        cols,
+        par,
+        SymEigParams::for_dimension(cols),
+    );
     GramTridiagonal {
         prepared,
         diag,
@@ -394,6 +427,7 @@ fn svd_values(prepared: &Prepared<'_>, par: Par) -> Result<Vec<f64>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faer::Mat;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
@@ -454,6 +488,48 @@ mod tests {
                     assert!(
                         (g - w).abs() <= tol * want[0],
                         "{method:?} {r}x{c}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matrices_of_many_shapes_in_one_call_match_each_alone() {
+        // One `spectra` call reuses its Gram buffers from matrix to matrix:
+        // a smaller matrix after a larger one finds old values above its
+        // diagonal and past its end, which must not leak into its result.
+        let mut rng = StdRng::seed_from_u64(12);
+        let shapes = [
+            (300, 200),
+            (20, 40),
+            (90, 90),
+            (5, 3),
+            (150, 160),
+            (700, 600),
+            (64, 8),
+        ];
+        let matrices: Vec<Mat<f64>> = shapes
+            .iter()
+            .map(|&(r, c)| Mat::<f64>::from_fn(r, c, |_, _| rng.random::<f64>() * 2.0 - 1.0))
+            .collect();
+        let views: Vec<MatrixView<'_>> = matrices
+            .iter()
+            .map(|a| MatrixView::F64(a.as_ref()))
+            .collect();
+        for par in [Par::Seq, Par::rayon(2)] {
+            let together = spectra(&views, Method::Gram, false, Target::SingularValues, par);
+            for ((a, view), got) in matrices.iter().zip(&views).zip(together) {
+                let got = got.unwrap().sigma;
+                let alone =
+                    spectrum(*view, Method::Gram, false, Target::SingularValues, par).unwrap();
+                assert_eq!(got, alone.sigma, "{:?}", a.shape());
+                let want = oracle_sigma(a);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-7 * want[0],
+                        "{:?}: {g} vs {w}",
+                        a.shape()
                     );
                 }
             }

@@ -84,8 +84,7 @@ pub fn symmetric_eigenvalues(
 pub fn tridiagonalize(a: MatMut<'_, f64>, par: Par, params: SymEigParams) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "tridiagonalize needs a square matrix");
-    let sequential = par.degree() == 1;
-    if n <= params.dense_up_to && (sequential || n < params.two_stage_from) {
+    if takes_dense_route(n, par, params) {
         return crate::dense_tridiagonal::tridiagonalize_dense(a.rb());
     }
     if n >= params.two_stage_from && params.bandwidth + 1 < n {
@@ -98,6 +97,32 @@ pub fn tridiagonalize(a: MatMut<'_, f64>, par: Par, params: SymEigParams) -> (Ve
     } else {
         one_stage(a, par)
     }
+}
+
+/// [`tridiagonalize`] of the matrix whose lower triangle is stored
+/// column-major in `storage` (`n * n` values, column stride `n`), which is
+/// used as scratch: the unblocked reduction then works in place, without the
+/// copy it makes of a general view.
+pub fn tridiagonalize_column_major(
+    storage: &mut [f64],
+    n: usize,
+    par: Par,
+    params: SymEigParams,
+) -> (Vec<f64>, Vec<f64>) {
+    assert_eq!(storage.len(), n * n, "an n x n column-major matrix");
+    if takes_dense_route(n, par, params) {
+        return crate::dense_tridiagonal::tridiagonalize_in_place(storage, n);
+    }
+    tridiagonalize(
+        MatMut::from_column_major_slice_mut(storage, n, n),
+        par,
+        params,
+    )
+}
+
+/// Whether `tridiagonalize` takes the unblocked one-stage reduction.
+fn takes_dense_route(n: usize, par: Par, params: SymEigParams) -> bool {
+    n <= params.dense_up_to && (par.degree() == 1 || n < params.two_stage_from)
 }
 
 /// faer's blocked one-stage tridiagonalization.
