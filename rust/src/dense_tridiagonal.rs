@@ -64,8 +64,8 @@ pub fn tridiagonalize_in_place(storage: &mut [f64], n: usize) -> (Vec<f64>, Vec<
 /// Dispatches to the FMA kernel where the CPU has AVX2 + FMA.
 fn reduce(lower: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     #[cfg(target_arch = "x86_64")]
-    if isa() != Isa::Portable {
-        // SAFETY: `isa()` is not Portable only where AVX2 and FMA were detected.
+    if crate::simd::avx2_fma() {
+        // SAFETY: `avx2_fma` means AVX2 and FMA were detected.
         return unsafe { reduce_fma(lower, n) };
     }
     reduce_generic::<Plain>(lower, n)
@@ -125,7 +125,7 @@ fn reduce_generic<K: ColumnKernel>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f6
         let alpha = -0.5 * tau * dot(w, v);
         axpy(alpha, v, w);
         // The next pivot column first, then its reflector.
-        update_column(&mut a[column_at(0)..][..m], v, w, 0);
+        update_column(&mut a[column_at(0)..][..m], v, w);
         let next = &mut next_v[..m - 1];
         next.copy_from_slice(&a[column_at(0) + 1..][..m - 1]);
         let (next_tau, _) = make_reflector(next);
@@ -160,7 +160,7 @@ fn reduce_generic<K: ColumnKernel>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f6
                     &mut product[j..],
                 );
             } else {
-                update_column(column, &v[j..], &w[j..], 0);
+                update_column(column, &v[j..], &w[j..]);
             }
         }
     }
@@ -416,10 +416,11 @@ impl ColumnKernel for Fma {
     }
 }
 
-/// Column j of the trailing block: `T[:, j] -= v w[j] + w v[j]`.
+/// Column j of the trailing block from its diagonal down, `v` and `w`
+/// aligned with it: `T[j.., j] -= v w[j] + w v[j]`.
 #[inline(always)]
-fn update_column(column: &mut [f64], v: &[f64], w: &[f64], j: usize) {
-    let (wj, vj) = (w[j], v[j]);
+fn update_column(column: &mut [f64], v: &[f64], w: &[f64]) {
+    let (wj, vj) = (w[0], v[0]);
     for ((t, &vi), &wi) in column.iter_mut().zip(v).zip(w) {
         *t -= vi * wj + wi * vj;
     }

@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// to a huge page mostly unused).
 pub const ADVISED_FROM: usize = 4 << 20;
 
-/// The environment variable that turns the advice off when set to `0`.
-pub const HUGE_PAGES_ENV: &str = "GROKSPEC_HUGE_PAGES";
+/// The environment variable that turns the advice off when set to `0`
+/// (a C string: it is read with `getenv`, see `enabled`).
+pub const HUGE_PAGES_ENV: &std::ffi::CStr = c"GROKSPEC_HUGE_PAGES";
 
 /// The system allocator, advising huge pages for large allocations.
 #[derive(Debug)]
@@ -91,7 +92,7 @@ fn enabled() -> bool {
         2 => false,
         _ => {
             // SAFETY: a NUL-terminated name; the value is only read here.
-            let value = unsafe { libc::getenv(c"GROKSPEC_HUGE_PAGES".as_ptr()) };
+            let value = unsafe { libc::getenv(HUGE_PAGES_ENV.as_ptr()) };
             // SAFETY: getenv returns null or a NUL-terminated string.
             let off =
                 !value.is_null() && unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes() == b"0";

@@ -56,6 +56,12 @@ fn detected() -> Isa {
     Isa::Portable
 }
 
+/// Whether kernels written in AVX2 + FMA intrinsics may run: on x86-64, on
+/// any path but the portable one (both wider paths require AVX2 and FMA).
+pub fn avx2_fma() -> bool {
+    cfg!(target_arch = "x86_64") && isa() != Isa::Portable
+}
+
 /// The path in use: the widest the CPU supports, narrowed by `GROKSPEC_ISA`.
 pub fn isa() -> Isa {
     static CHOSEN: OnceLock<Isa> = OnceLock::new();

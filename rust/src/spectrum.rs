@@ -151,6 +151,9 @@ pub fn spectra(
             )))
         })
         .collect();
+    // Free the Gram buffers now: stage 3 may fall back to an SVD, which
+    // needs its own copy of a matrix.
+    drop(workspace);
     // Stage 2: the eigenvalues of every tridiagonal at once.
     let problems: Vec<(&[f64], &[f64])> = staged
         .iter()

@@ -326,11 +326,7 @@ fn advance<const K: usize>(lanes: [&mut Sweeper<'_>; K], steps: usize) {
 /// runs (two vectors), four otherwise (more scalar lanes than registers
 /// hold would spill).
 fn lane_count() -> usize {
-    if cfg!(target_arch = "x86_64") && crate::simd::isa() != crate::simd::Isa::Portable {
-        LANES
-    } else {
-        4
-    }
+    if crate::simd::avx2_fma() { LANES } else { 4 }
 }
 
 /// Advances every lane by `steps` rotations: four or eight lanes in AVX
@@ -339,8 +335,8 @@ fn lane_count() -> usize {
 /// the same order.
 fn advance_any(lanes: &mut [Sweeper<'_>], steps: usize) {
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::isa() != crate::simd::Isa::Portable && lanes.len() >= 4 {
-        // SAFETY (both calls): not Portable means AVX2 and FMA were detected.
+    if crate::simd::avx2_fma() && lanes.len() >= 4 {
+        // SAFETY (both calls): `avx2_fma` means AVX2 and FMA were detected.
         if lanes.len() == 8 {
             return unsafe { advance_vectors::<2>(lanes, steps) };
         }
