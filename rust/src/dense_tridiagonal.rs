@@ -7,9 +7,12 @@
 //! (LAPACK's `dsytd2`) with the symmetric product fused into the rank-2
 //! update — every inner loop one contiguous column, two columns at a time in
 //! AVX2 + FMA intrinsics where the CPU has them — is faster on one thread up
-//! to [`faster_up_to`].
+//! to [`faster_up_to`]. Given two threads or more, a step's columns are
+//! shared by two (`rayon::join`, each adding into its own copy of the next
+//! product): on two threads that beat the two-stage reduction up to the same
+//! order.
 
-use faer::MatRef;
+use faer::{MatRef, Par};
 
 use crate::householder::{axpy, dot, make_reflector};
 use crate::simd::{Isa, isa};
@@ -23,8 +26,11 @@ use crate::simd::{Isa, isa};
 /// 64: 32 / 72 / —, 128: 160 / 292 / —, 256: 1052-1109 / 1509-1657 / 2656,
 /// 384: 3492-3678 / 4773-4897 / 6679, 512: 8088-9354 / 10513-11280 / 13357,
 /// 768: 26329-26514 / 33814-34947 / 34997-35630, 1024: 61809 / 79574 / 73553
-/// — hence 1024 (see `SymEigParams::dense_up_to` for several threads, where
-/// the two-stage reduction on two threads wins from 640: 14740 µs). The
+/// — hence 1024. On two threads, sharing each step's columns (this / the
+/// two-stage reduction on two threads, same machine, evening): 512: 8741 /
+/// 11682, 768: 24692 / 37272, 1024: 53492 / 65409, 1280: 93879 / 88779,
+/// 1536: 190102 / 196500, 2048: 657550 / 401567 — so 1024 holds there too
+/// (see `SymEigParams::dense_up_to`). The
 /// portable path there (no column pairs, no FMA): 64: 65 / 72, 80: 110 /
 /// 110, 96: 176 / 163 — hence 64. AVX-512 keeps 128, measured on a 2-core
 /// Xeon with an earlier full-storage reduction that did twice this one's
@@ -37,9 +43,14 @@ pub fn faster_up_to() -> usize {
     }
 }
 
+/// From this many trailing columns on, a reduction given several threads
+/// shares each step's columns between two of them (`rayon::join`); below,
+/// a step is too little work to split.
+const PARALLEL_FROM: usize = 192;
+
 /// The tridiagonal form `(diagonal, subdiagonal)` of the symmetric matrix
 /// whose lower triangle is stored in `a` (the upper one is not read).
-pub fn tridiagonalize_dense(a: MatRef<'_, f64>) -> (Vec<f64>, Vec<f64>) {
+pub fn tridiagonalize_dense(a: MatRef<'_, f64>, par: Par) -> (Vec<f64>, Vec<f64>) {
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "tridiagonalize_dense needs a square matrix");
     // The lower triangle, column-major: every column from its diagonal down
@@ -50,31 +61,31 @@ pub fn tridiagonalize_dense(a: MatRef<'_, f64>) -> (Vec<f64>, Vec<f64>) {
             lower[i + j * n] = a[(i, j)];
         }
     }
-    reduce(&mut lower, n)
+    reduce(&mut lower, n, par.degree())
 }
 
 /// [`tridiagonalize_dense`] on a column-major `n x n` matrix held in
 /// `storage` (column stride `n`), whose lower triangle it overwrites; the
 /// upper one is neither read nor written.
-pub fn tridiagonalize_in_place(storage: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn tridiagonalize_in_place(storage: &mut [f64], n: usize, par: Par) -> (Vec<f64>, Vec<f64>) {
     assert_eq!(storage.len(), n * n, "an n x n column-major matrix");
-    reduce(storage, n)
+    reduce(storage, n, par.degree())
 }
 
 /// Dispatches to the FMA kernel where the CPU has AVX2 + FMA.
-fn reduce(lower: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+fn reduce(lower: &mut [f64], n: usize, threads: usize) -> (Vec<f64>, Vec<f64>) {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx2_fma() {
         // SAFETY: `avx2_fma` means AVX2 and FMA were detected.
-        return unsafe { reduce_fma(lower, n) };
+        return unsafe { reduce_fma(lower, n, threads) };
     }
-    reduce_generic::<Plain>(lower, n)
+    reduce_generic::<Plain>(lower, n, threads)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn reduce_fma(lower: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    reduce_generic::<Fma>(lower, n)
+fn reduce_fma(lower: &mut [f64], n: usize, threads: usize) -> (Vec<f64>, Vec<f64>) {
+    reduce_generic::<Fma>(lower, n, threads)
 }
 
 /// `dsytd2` on the lower triangle of a column-major `n x n` matrix: for
@@ -88,13 +99,18 @@ fn reduce_fma(lower: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
 /// `p'[j]` (a dot product down the column) and `p'[j+1..]` (an axpy), the two
 /// halves of the symmetric product (`dsymv`'s scheme).
 #[inline(always)]
-fn reduce_generic<K: ColumnKernel>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+fn reduce_generic<K: ColumnKernel>(
+    a: &mut [f64],
+    n: usize,
+    threads: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let mut diag = vec![0.0; n];
     let mut subdiag = vec![0.0; n.saturating_sub(1)];
     let mut v = vec![0.0; n];
     let mut w = vec![0.0; n];
     let mut next_v = vec![0.0; n];
     let mut product = vec![0.0; n];
+    let mut spare = vec![0.0; n];
     let mut have_product = false;
     for k in 0..n.saturating_sub(1) {
         let m = n - k - 1;
@@ -132,36 +148,31 @@ fn reduce_generic<K: ColumnKernel>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f6
         have_product = next_tau != 0.0;
         let product = &mut product[..m - 1];
         product.fill(0.0);
-        let mut j = 1;
-        // Two columns at a time share the loads of v, w, v' and p'.
-        while have_product && j + 1 < m {
-            let (left, right) = a[column_at(j)..].split_at_mut(column_at(j + 1) - column_at(j));
-            let (dot_a, dot_b) = K::update_and_multiply_pair(
-                [&mut left[..m - j], &mut right[..m - j - 1]],
-                &v[j..],
-                &w[j..],
-                [(w[j], v[j]), (w[j + 1], v[j + 1])],
-                &next[j - 1..],
-                &mut product[j..],
-            );
-            product[j - 1] += dot_a;
-            product[j] += dot_b;
-            j += 2;
-        }
-        for j in j..m {
-            let column = &mut a[column_at(j)..][..m - j];
-            if have_product {
-                product[j - 1] += K::update_and_multiply(
-                    column,
-                    &v[j..],
-                    &w[j..],
-                    (w[j], v[j]),
-                    &next[j - 1..],
-                    &mut product[j..],
-                );
-            } else {
-                update_column(column, &v[j..], &w[j..]);
+        if !have_product {
+            for j in 1..m {
+                update_column(&mut a[column_at(j)..][..m - j], &v[j..], &w[j..]);
             }
+            continue;
+        }
+        let columns = &mut a[column_at(1)..];
+        if threads > 1 && m >= PARALLEL_FROM {
+            // Two threads take columns of equal total length: column j
+            // holds m - j entries, so the second half starts where
+            // (m - s)² = (m - 1)² / 2. Each adds into its own product.
+            let s = (m - ((m - 1) as f64 / std::f64::consts::SQRT_2) as usize).clamp(2, m - 1);
+            let (left, right) = columns.split_at_mut(column_at(s) - column_at(1));
+            let spare = &mut spare[s - 1..m - 1];
+            spare.fill(0.0);
+            rayon::join(
+                || K::columns(left, n, 1..s, m, (v, w, next), product, 0),
+                || K::columns(right, n, s..m, m, (v, w, next), spare, s - 1),
+            );
+            product[s - 1..]
+                .iter_mut()
+                .zip(spare.iter())
+                .for_each(|(p, q)| *p += q);
+        } else {
+            update_columns::<K>(columns, n, 1..m, m, (v, w, next), product, 0);
         }
     }
     if n > 0 {
@@ -170,8 +181,73 @@ fn reduce_generic<K: ColumnKernel>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f6
     (diag, subdiag)
 }
 
+/// Columns `range` of the trailing block (of `m` columns) updated with
+/// `T <- T - v wᵀ - w vᵀ`, each fused with its part of the next product
+/// `p' = T' v'` (`vectors = (v, w, v')`): column j adds its dot product
+/// into `p'[j - 1]` and its axpy into `p'[j..]`. `a` starts at the first
+/// column's diagonal entry (column stride `n`), and `product` holds `p'`
+/// from entry `product_from` on.
+#[inline(always)]
+fn update_columns<K: ColumnKernel>(
+    a: &mut [f64],
+    n: usize,
+    range: std::ops::Range<usize>,
+    m: usize,
+    (v, w, next): StepVectors<'_>,
+    product: &mut [f64],
+    product_from: usize,
+) {
+    let from = range.start;
+    let at = |j: usize| (j - from) * (n + 1);
+    let mut j = from;
+    // Two columns at a time share the loads of v, w, v' and p'.
+    while j + 1 < range.end {
+        let (left, right) = a[at(j)..].split_at_mut(n + 1);
+        let p = j - product_from;
+        let (dot_a, dot_b) = K::update_and_multiply_pair(
+            [&mut left[..m - j], &mut right[..m - j - 1]],
+            &v[j..],
+            &w[j..],
+            [(w[j], v[j]), (w[j + 1], v[j + 1])],
+            &next[j - 1..],
+            &mut product[p..],
+        );
+        product[p - 1] += dot_a;
+        product[p] += dot_b;
+        j += 2;
+    }
+    if j < range.end {
+        let p = j - product_from;
+        product[p - 1] += K::update_and_multiply(
+            &mut a[at(j)..][..m - j],
+            &v[j..],
+            &w[j..],
+            (w[j], v[j]),
+            &next[j - 1..],
+            &mut product[p..],
+        );
+    }
+}
+
+/// The three vectors of a step: `v`, `w` and the next reflector `v'`.
+type StepVectors<'a> = (&'a [f64], &'a [f64], &'a [f64]);
+
 /// The inner kernel of [`reduce_generic`], per instruction set.
 trait ColumnKernel {
+    /// [`update_columns`] compiled for this kernel's instruction set: the
+    /// closures `rayon::join` runs do not inherit the target features of
+    /// the function that defines them (there, the intrinsics became calls
+    /// and a step ran ~20 times slower).
+    fn columns(
+        a: &mut [f64],
+        n: usize,
+        range: std::ops::Range<usize>,
+        m: usize,
+        vectors: StepVectors<'_>,
+        product: &mut [f64],
+        product_from: usize,
+    );
+
     /// One column `t` of the trailing block from its diagonal down: `t -= v
     /// w_j + w v_j`, then `y += x_0 t[1..]`; returns `dot(t, x)`. `v`, `w`
     /// and `x` are aligned with `t`, `y` with `t[1..]`.
@@ -213,6 +289,18 @@ trait ColumnKernel {
 struct Plain;
 
 impl ColumnKernel for Plain {
+    fn columns(
+        a: &mut [f64],
+        n: usize,
+        range: std::ops::Range<usize>,
+        m: usize,
+        vectors: StepVectors<'_>,
+        product: &mut [f64],
+        product_from: usize,
+    ) {
+        update_columns::<Self>(a, n, range, m, vectors, product, product_from);
+    }
+
     #[inline(always)]
     fn update_and_multiply(
         column: &mut [f64],
@@ -250,7 +338,35 @@ impl ColumnKernel for Plain {
 struct Fma;
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn update_columns_fma(
+    a: &mut [f64],
+    n: usize,
+    range: std::ops::Range<usize>,
+    m: usize,
+    vectors: StepVectors<'_>,
+    product: &mut [f64],
+    product_from: usize,
+) {
+    update_columns::<Fma>(a, n, range, m, vectors, product, product_from);
+}
+
+#[cfg(target_arch = "x86_64")]
 impl ColumnKernel for Fma {
+    fn columns(
+        a: &mut [f64],
+        n: usize,
+        range: std::ops::Range<usize>,
+        m: usize,
+        vectors: StepVectors<'_>,
+        product: &mut [f64],
+        product_from: usize,
+    ) {
+        // SAFETY: the FMA kernel runs only where `avx2_fma` detected AVX2
+        // and FMA (see `reduce`).
+        unsafe { update_columns_fma(a, n, range, m, vectors, product, product_from) };
+    }
+
     #[inline(always)]
     fn update_and_multiply(
         column: &mut [f64],
@@ -445,7 +561,7 @@ mod tests {
 
     #[test]
     fn eigenvalues_match_an_independent_solver() {
-        let (d, e) = tridiagonalize_dense(Mat::<f64>::zeros(0, 0).as_ref());
+        let (d, e) = tridiagonalize_dense(Mat::<f64>::zeros(0, 0).as_ref(), Par::Seq);
         assert!(d.is_empty() && e.is_empty());
         for (n, seed) in [(1, 1), (2, 2), (3, 3), (17, 4), (128, 5), (200, 6)] {
             let mut rng = StdRng::seed_from_u64(seed);
@@ -458,7 +574,7 @@ mod tests {
                     lower[(i, j)] = f64::NAN;
                 }
             }
-            let (d, e) = tridiagonalize_dense(lower.as_ref());
+            let (d, e) = tridiagonalize_dense(lower.as_ref(), Par::Seq);
             let got = tridiagonal_eigenvalues(&d, &e).unwrap();
             let want = oracle(&a);
             let scale = want.iter().fold(1.0_f64, |s, v| s.max(v.abs()));
@@ -498,14 +614,52 @@ mod tests {
             let want = oracle(&gram);
             let mut kernels = vec![(
                 "portable",
-                reduce_generic::<Plain>(&mut packed_lower(&gram), n),
+                reduce_generic::<Plain>(&mut packed_lower(&gram), n, 1),
             )];
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                kernels.push(("fma", unsafe { reduce_fma(&mut packed_lower(&gram), n) }));
+                kernels.push(("fma", unsafe { reduce_fma(&mut packed_lower(&gram), n, 1) }));
+            }
+            for (name, (d, e)) in kernels {
+                let got = tridiagonal_eigenvalues(&d, &e).unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-12 * want[n - 1],
+                        "{name}, n={n}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_threads_sharing_the_columns_agree_with_the_oracle() {
+        // Sizes past PARALLEL_FROM, odd and even (the split point's parity
+        // and the column pairs at its two sides), on both kernels, inside a
+        // pool of two as the engine runs it.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (n, seed) in [(PARALLEL_FROM + 1, 21), (PARALLEL_FROM + 62, 22), (301, 23)] {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let x = Mat::<f64>::from_fn(n + 5, n, |_, _| rng.random::<f64>() - 0.5);
+            let gram = x.transpose() * &x;
+            let want = oracle(&gram);
+            let mut kernels = vec![(
+                "portable",
+                pool.install(|| reduce_generic::<Plain>(&mut packed_lower(&gram), n, 2)),
+            )];
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                let fma = pool.install(|| unsafe { reduce_fma(&mut packed_lower(&gram), n, 2) });
+                kernels.push(("fma", fma));
             }
             for (name, (d, e)) in kernels {
                 let got = tridiagonal_eigenvalues(&d, &e).unwrap();
@@ -526,7 +680,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let x = Mat::<f64>::from_fn(3, 20, |_, _| rng.random::<f64>() - 0.5);
         let gram = x.transpose() * &x;
-        let (d, e) = tridiagonalize_dense(gram.as_ref());
+        let (d, e) = tridiagonalize_dense(gram.as_ref(), Par::Seq);
         let got = tridiagonal_eigenvalues(&d, &e).unwrap();
         let want = oracle(&gram);
         for (g, w) in got.iter().zip(&want) {
@@ -545,7 +699,7 @@ mod tests {
                 a[(i + 1, i)] = 0.5;
             }
         }
-        let (d, e) = tridiagonalize_dense(a.as_ref());
+        let (d, e) = tridiagonalize_dense(a.as_ref(), Par::Seq);
         assert_eq!(d, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert!(e.iter().all(|&x| x.abs() == 0.5));
     }

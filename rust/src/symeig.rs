@@ -25,8 +25,9 @@ pub use crate::simd::{Isa, isa};
 #[derive(Debug, Clone, Copy)]
 pub struct SymEigParams {
     /// Up to this dimension the unblocked one-stage reduction is used: on
-    /// one thread always, on several only below `two_stage_from` (it is
-    /// sequential, the two-stage reduction is not).
+    /// one or two threads always (two share each step's columns), on more
+    /// only below `two_stage_from` (the unblocked reduction uses two threads
+    /// at most; the two-stage one uses them all).
     pub dense_up_to: usize,
     /// From this dimension on, use the two-stage reduction.
     pub two_stage_from: usize,
@@ -85,7 +86,7 @@ pub fn tridiagonalize(a: MatMut<'_, f64>, par: Par, params: SymEigParams) -> (Ve
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "tridiagonalize needs a square matrix");
     if takes_dense_route(n, par, params) {
-        return crate::dense_tridiagonal::tridiagonalize_dense(a.rb());
+        return crate::dense_tridiagonal::tridiagonalize_dense(a.rb(), par);
     }
     if n >= params.two_stage_from && params.bandwidth + 1 < n {
         let stage_one_par = if n >= params.parallel_band_reduction_from {
@@ -111,7 +112,7 @@ pub fn tridiagonalize_column_major(
 ) -> (Vec<f64>, Vec<f64>) {
     assert_eq!(storage.len(), n * n, "an n x n column-major matrix");
     if takes_dense_route(n, par, params) {
-        return crate::dense_tridiagonal::tridiagonalize_in_place(storage, n);
+        return crate::dense_tridiagonal::tridiagonalize_in_place(storage, n, par);
     }
     tridiagonalize(
         MatMut::from_column_major_slice_mut(storage, n, n),
@@ -122,7 +123,7 @@ pub fn tridiagonalize_column_major(
 
 /// Whether `tridiagonalize` takes the unblocked one-stage reduction.
 fn takes_dense_route(n: usize, par: Par, params: SymEigParams) -> bool {
-    n <= params.dense_up_to && (par.degree() == 1 || n < params.two_stage_from)
+    n <= params.dense_up_to && (par.degree() <= 2 || n < params.two_stage_from)
 }
 
 /// faer's blocked one-stage tridiagonalization.
@@ -235,18 +236,22 @@ mod tests {
     }
 
     #[test]
-    fn the_unblocked_reduction_takes_mid_sized_matrices_only_on_one_thread() {
+    fn the_unblocked_reduction_takes_mid_sized_matrices_on_one_or_two_threads() {
         // A 600² matrix: above two_stage_from, below dense_up_to. Both routes
-        // are right; on one thread the unblocked one is taken, which leaves
-        // the input untouched (it works on a copy), while the two-stage one
-        // reduces the input in place.
+        // are right; on one or two threads the unblocked one is taken, which
+        // leaves the input untouched (it works on a copy), while the
+        // two-stage one (on three) reduces the input in place.
         let a = random_symmetric(600, 9);
         let want = oracle(&a);
         let params = SymEigParams {
             dense_up_to: 1024,
             ..SymEigParams::for_dimension(600)
         };
-        for (par, unblocked) in [(Par::Seq, true), (Par::rayon(2), false)] {
+        for (par, unblocked) in [
+            (Par::Seq, true),
+            (Par::rayon(2), true),
+            (Par::rayon(3), false),
+        ] {
             let mut scratch = a.clone();
             let got = symmetric_eigenvalues(scratch.as_mut(), par, params).unwrap();
             assert_close(&got, &want, 1e-12);
