@@ -572,6 +572,22 @@ def _set_encrypted(raw: bytearray) -> None:
             start += 4
 
 
+def _sparse_safetensors(rows: int, cols: int) -> Callable[[Path], None]:
+    """A valid safetensors file declaring one float32 rows x cols tensor whose
+    bytes are a hole: large to compute, nothing on disk (found by fuzzing:
+    60000 x 60000 grew a scan past 6 GB)."""
+
+    def build(folder: Path) -> None:
+        header = json.dumps({"w": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, 4 * rows * cols]}}).encode()
+        header += b" " * (-len(header) % 8)
+        path = folder / f"{BAD}.safetensors"
+        with open(path, "wb") as handle:
+            handle.write(len(header).to_bytes(8, "little") + header)
+            handle.truncate(8 + len(header) + 4 * rows * cols)
+
+    return build
+
+
 def bomb_cases() -> list[Case]:
     npz, pt = f"{BAD}.npz", f"{BAD}.pt"
     small_npz = _npz(3)
@@ -595,6 +611,7 @@ def bomb_cases() -> list[Case]:
             npz,
         ),
         Case("bomb-pt-storage-beyond-file", "bombs", _writer(pt, _storage_beyond_file), "failed", pt),
+        Case("bomb-safetensors-sparse-2048x2048", "bombs", _sparse_safetensors(2048, 2048), "warned", "above the memory budget", env=SMALL_BUDGET),
     ]
 
 

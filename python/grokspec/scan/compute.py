@@ -24,6 +24,7 @@ from grokspec.scan.failures import describe_failure
 from grokspec.scan.float8 import scale_names
 from grokspec.scan.formats import Checkpoint, Source, matrix_shape
 from grokspec.scan.guards import display_name
+from grokspec.scan.working_memory import check_working_memory
 from grokspec.scan.logs import finite_or_none
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.representation import RepresentationProbe
@@ -136,8 +137,9 @@ def _compute_all(group: list[Pending], options: ScanOptions) -> tuple[list[list[
         for selected in pending.selected:
             name, rows, cols, _ = selected
             try:
+                check_working_memory(rows, cols, approx=options.approx)
                 source = pending.checkpoint.sources([(name, rows, cols)])[0]
-            except Exception as error:  # sparse, meta, vanished bytes: a warning about this tensor
+            except Exception as error:  # too large, sparse, meta, vanished bytes: a warning about this tensor
                 warnings[owner].append(f"tensor {display_name(name)}: {describe_failure(error)}")
                 continue
             batch.append((owner, selected, source))
