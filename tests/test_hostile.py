@@ -764,3 +764,40 @@ def test_an_archive_whose_directory_points_before_its_start_is_refused(tmp_path,
     (tmp_path / name).write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="starts before the archive"):
         guard(tmp_path / name)
+
+
+def _sharded_checkpoint(folder: Path, seed: int) -> None:
+    """An HF-style sharded checkpoint: two safetensors shards and their index."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    shards = {"model-00001-of-00002.safetensors": ["a.weight", "b.weight"], "model-00002-of-00002.safetensors": ["c.weight"]}
+    weight_map = {}
+    for shard, names in shards.items():
+        save_file({name: rng.standard_normal((16, 24)).astype(np.float32) for name in names}, str(folder / shard))
+        weight_map.update(dict.fromkeys(names, shard))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+@pytest.mark.parametrize("kind", ["link-loop", "folder", "fifo"])
+def test_an_unreadable_shard_index_in_a_checkpoint_folder_is_named(tmp_path, kind):
+    """Found by fuzzing: a checkpoint-N/ folder whose model.safetensors.index.json
+    is a link loop, a folder or a named pipe lost the index without a word (its
+    shards became a series of their own, one of them dropped as a duplicate)."""
+    for step in (100, 200):
+        _sharded_checkpoint(tmp_path / f"checkpoint-{step}", step)
+    index = tmp_path / "checkpoint-200" / "model.safetensors.index.json"
+    index.unlink()
+    if kind == "link-loop":
+        os.symlink(index.with_name("loop"), index)
+        os.symlink(index, index.with_name("loop"))
+    elif kind == "folder":
+        index.mkdir()
+    else:
+        os.mkfifo(index)
+    result = scan(tmp_path, ScanOptions(), cache_path=None)
+    text = "\n".join(result.warnings)
+    assert "checkpoint-200/model.safetensors.index.json" in text and "its shards are scanned as files" in text, text
+    healthy = result.table[(result.table["step"] == 100) & (result.table["metric"] == "entropy")]
+    assert set(healthy["tensor"]) == {"a.weight", "b.weight", "c.weight"}

@@ -171,9 +171,14 @@ def folder_series(
 
 
 def checkpoint_names(folder: Path) -> list[str]:
-    """The names in a checkpoint folder that may hold weights: its files and its
-    torch.distributed checkpoint folders (OSError when it cannot be listed)."""
-    return sorted(p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p))
+    """The names in a checkpoint folder that may hold weights: its files, its
+    torch.distributed checkpoint folders, and any shard index whatever it is (a
+    folder, a named pipe or a link loop in an index's place is then named in a
+    warning instead of silently splitting its shards into series of their own;
+    OSError when the folder cannot be listed)."""
+    return sorted(
+        p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p) or p.name.endswith(".index.json")
+    )
 
 
 def checkpoint_folder_candidates(
@@ -244,8 +249,13 @@ def group_key(file_stem: str) -> str:
 
 def shard_files(index: Path) -> tuple[tuple[Path, ...], str | None]:
     """The shards an index lists (and the index itself), or a warning why it cannot be used."""
-    if not guards.is_small_regular_file(index):  # a FIFO would block discovery; opening reports it
-        return (index,), None
+    if not guards.is_small_regular_file(index):  # checked without opening: a FIFO would block discovery
+        try:
+            guards.require_regular_file(index)
+            reason = f"{guards.display_name(index.name)} is larger than a shard index may be"
+        except CheckpointError as error:  # a folder, a named pipe, a link loop, ...
+            reason = str(error)
+        return (index,), f"{reason}; its shards are scanned as files"
     try:  # JSON object, weight_map of file names confined beside it, each a regular file
         shards = guards.check_shard_index(index)
     except CheckpointError as error:
@@ -266,7 +276,7 @@ def folder_candidates(folder: Path, names: list[str], base: Path) -> tuple[list[
         names = [n for n in names if n not in partitions]
     sharded: set[str] = set()
     files: dict[str, tuple[Path, ...]] = {}
-    distributed = [n for n in names if (folder / n).is_dir()]
+    distributed = [n for n in names if (folder / n).is_dir() and not n.endswith(".index.json")]
     for name in distributed:
         role = folder_role(name)
         if role is not None:
