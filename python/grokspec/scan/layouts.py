@@ -249,13 +249,8 @@ def group_key(file_stem: str) -> str:
 
 def shard_files(index: Path) -> tuple[tuple[Path, ...], str | None]:
     """The shards an index lists (and the index itself), or a warning why it cannot be used."""
-    if not guards.is_small_regular_file(index):  # checked without opening: a FIFO would block discovery
-        try:
-            guards.require_regular_file(index)
-            reason = f"{guards.display_name(index.name)} is larger than a shard index may be"
-        except CheckpointError as error:  # a folder, a named pipe, a link loop, ...
-            reason = str(error)
-        return (index,), f"{reason}; its shards are scanned as files"
+    if not guards.is_small_regular_file(index):  # a FIFO would block discovery; opening reports it
+        return (index,), None
     try:  # JSON object, weight_map of file names confined beside it, each a regular file
         shards = guards.check_shard_index(index)
     except CheckpointError as error:
