@@ -611,7 +611,14 @@ def bomb_cases() -> list[Case]:
             npz,
         ),
         Case("bomb-pt-storage-beyond-file", "bombs", _writer(pt, _storage_beyond_file), "failed", pt),
-        Case("bomb-safetensors-sparse-2048x2048", "bombs", _sparse_safetensors(2048, 2048), "warned", "above the memory budget", env=SMALL_BUDGET),
+        Case(
+            "bomb-safetensors-sparse-2048x2048",
+            "bombs",
+            _sparse_safetensors(2048, 2048),
+            "warned",
+            "above the memory budget",
+            env=SMALL_BUDGET,
+        ),
     ]
 
 

@@ -24,11 +24,11 @@ from grokspec.scan.failures import describe_failure
 from grokspec.scan.float8 import scale_names
 from grokspec.scan.formats import Checkpoint, Source, matrix_shape
 from grokspec.scan.guards import display_name
-from grokspec.scan.working_memory import check_working_memory
 from grokspec.scan.logs import finite_or_none
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.representation import RepresentationProbe
 from grokspec.scan.trajectories import REPRESENTATION_METRIC
+from grokspec.scan.working_memory import check_working_memory
 
 __all__ = ["GROUP_BYTES", "GROUP_CHECKPOINTS", "WEIGHT_METRICS", "Pending", "compute_group", "selected_matrices"]
 

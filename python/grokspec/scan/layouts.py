@@ -176,9 +176,7 @@ def checkpoint_names(folder: Path) -> list[str]:
     folder, a named pipe or a link loop in an index's place is then named in a
     warning instead of silently splitting its shards into series of their own;
     OSError when the folder cannot be listed)."""
-    return sorted(
-        p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p) or p.name.endswith(".index.json")
-    )
+    return sorted(p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p) or p.name.endswith(".index.json"))
 
 
 def checkpoint_folder_candidates(
