@@ -173,9 +173,9 @@ def folder_series(
 def checkpoint_names(folder: Path) -> list[str]:
     """The names in a checkpoint folder that may hold weights: its files, its
     torch.distributed checkpoint folders, and any shard index whatever it is (a
-    folder, a named pipe or a link loop in an index's place is then named in a
-    warning instead of silently splitting its shards into series of their own;
-    OSError when the folder cannot be listed)."""
+    folder, a named pipe or a link loop in an index's place then fails, named,
+    when it is opened, instead of vanishing and leaving its shards to become
+    series of their own; OSError when the folder cannot be listed)."""
     return sorted(p.name for p in folder.iterdir() if p.is_file() or dcp.is_dcp_folder(p) or p.name.endswith(".index.json"))
 
 
