@@ -596,39 +596,38 @@ mod tests {
         lower
     }
 
-    #[test]
-    fn the_portable_and_the_fma_kernels_agree_with_the_oracle() {
-        // Lengths that leave every remainder of the 8- and 4-wide loops.
-        for (n, seed) in [
-            (2, 11),
-            (5, 12),
-            (9, 13),
-            (14, 14),
-            (33, 15),
-            (70, 16),
-            (131, 17),
-        ] {
+    /// A reduction entry point: `(lower triangle, n, threads)` to the tridiagonal form.
+    type Reduction = fn(&mut [f64], usize, usize) -> (Vec<f64>, Vec<f64>);
+
+    /// Both kernels (the FMA one where the CPU has it) on random Gram
+    /// matrices of the given orders, run by `threads` inside a pool of that
+    /// many as the engine runs them, against nalgebra.
+    fn kernels_agree_with_the_oracle(cases: &[(usize, u64)], threads: usize) {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for &(n, seed) in cases {
             let mut rng = StdRng::seed_from_u64(seed);
             let x = Mat::<f64>::from_fn(n + 3, n, |_, _| rng.random::<f64>() - 0.5);
             let gram = x.transpose() * &x;
             let want = oracle(&gram);
-            let mut kernels = vec![(
-                "portable",
-                reduce_generic::<Plain>(&mut packed_lower(&gram), n, 1),
-            )];
+            let reduce_with =
+                |kernel: Reduction| pool.install(|| kernel(&mut packed_lower(&gram), n, threads));
+            let mut kernels = vec![("portable", reduce_with(reduce_generic::<Plain>))];
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                kernels.push(("fma", unsafe { reduce_fma(&mut packed_lower(&gram), n, 1) }));
+                kernels.push(("fma", reduce_with(|a, n, t| unsafe { reduce_fma(a, n, t) })));
             }
             for (name, (d, e)) in kernels {
                 let got = tridiagonal_eigenvalues(&d, &e).unwrap();
                 for (g, w) in got.iter().zip(&want) {
                     assert!(
                         (g - w).abs() <= 1e-12 * want[n - 1],
-                        "{name}, n={n}: {g} vs {w}"
+                        "{name}, n={n}, {threads} threads: {g} vs {w}"
                     );
                 }
             }
@@ -636,41 +635,26 @@ mod tests {
     }
 
     #[test]
+    fn the_portable_and_the_fma_kernels_agree_with_the_oracle() {
+        // Lengths that leave every remainder of the 8- and 4-wide loops.
+        let cases = [
+            (2, 11),
+            (5, 12),
+            (9, 13),
+            (14, 14),
+            (33, 15),
+            (70, 16),
+            (131, 17),
+        ];
+        kernels_agree_with_the_oracle(&cases, 1);
+    }
+
+    #[test]
     fn two_threads_sharing_the_columns_agree_with_the_oracle() {
         // Sizes past PARALLEL_FROM, odd and even (the split point's parity
-        // and the column pairs at its two sides), on both kernels, inside a
-        // pool of two as the engine runs it.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        for (n, seed) in [(PARALLEL_FROM + 1, 21), (PARALLEL_FROM + 62, 22), (301, 23)] {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let x = Mat::<f64>::from_fn(n + 5, n, |_, _| rng.random::<f64>() - 0.5);
-            let gram = x.transpose() * &x;
-            let want = oracle(&gram);
-            let mut kernels = vec![(
-                "portable",
-                pool.install(|| reduce_generic::<Plain>(&mut packed_lower(&gram), n, 2)),
-            )];
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                let fma = pool.install(|| unsafe { reduce_fma(&mut packed_lower(&gram), n, 2) });
-                kernels.push(("fma", fma));
-            }
-            for (name, (d, e)) in kernels {
-                let got = tridiagonal_eigenvalues(&d, &e).unwrap();
-                for (g, w) in got.iter().zip(&want) {
-                    assert!(
-                        (g - w).abs() <= 1e-12 * want[n - 1],
-                        "{name}, n={n}: {g} vs {w}"
-                    );
-                }
-            }
-        }
+        // and the column pairs at its two sides).
+        let cases = [(PARALLEL_FROM + 1, 21), (PARALLEL_FROM + 62, 22), (301, 23)];
+        kernels_agree_with_the_oracle(&cases, 2);
     }
 
     #[test]
