@@ -237,7 +237,8 @@ trait ColumnKernel {
     /// [`update_columns`] compiled for this kernel's instruction set: the
     /// closures `rayon::join` runs do not inherit the target features of
     /// the function that defines them (there, the intrinsics became calls
-    /// and a step ran ~20 times slower).
+    /// and a step ran ~20 times slower); the default serves kernels that need
+    /// no instruction set beyond the baseline.
     fn columns(
         a: &mut [f64],
         n: usize,
@@ -246,7 +247,11 @@ trait ColumnKernel {
         vectors: StepVectors<'_>,
         product: &mut [f64],
         product_from: usize,
-    );
+    ) where
+        Self: Sized,
+    {
+        update_columns::<Self>(a, n, range, m, vectors, product, product_from);
+    }
 
     /// One column `t` of the trailing block from its diagonal down: `t -= v
     /// w_j + w v_j`, then `y += x_0 t[1..]`; returns `dot(t, x)`. `v`, `w`
@@ -289,18 +294,6 @@ trait ColumnKernel {
 struct Plain;
 
 impl ColumnKernel for Plain {
-    fn columns(
-        a: &mut [f64],
-        n: usize,
-        range: std::ops::Range<usize>,
-        m: usize,
-        vectors: StepVectors<'_>,
-        product: &mut [f64],
-        product_from: usize,
-    ) {
-        update_columns::<Self>(a, n, range, m, vectors, product, product_from);
-    }
-
     #[inline(always)]
     fn update_and_multiply(
         column: &mut [f64],
