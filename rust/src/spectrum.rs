@@ -288,7 +288,7 @@ fn block_rows(rows: usize, cols: usize) -> usize {
 }
 
 /// Narrower row-major data keeps row-major blocks (see `gram_tridiagonal`).
-const ROW_MAJOR_BELOW: usize = 512;
+const ROW_MAJOR_BELOW: usize = 128;
 
 /// The Gram matrix and the float64 row blocks of one matrix after another,
 /// in buffers kept for the whole of a `spectra` call: fresh ones per matrix
@@ -323,9 +323,14 @@ fn gram_tridiagonal<'a>(
     // Column-major blocks, except for narrow row-major data. faer's product
     // of a row-major block with its transpose took twice as long at 4096²
     // (2 threads: 1.25-2.05 s against 0.77-0.93 s including the transposing
-    // copy; numpy's C order makes that the common case), while below
-    // ROW_MAJOR_BELOW columns the sequential copy wins (64 x (512x128), 2
-    // threads, medians of 3 alternated rounds: 28-41 against 42-46 ms).
+    // copy; numpy's C order makes that the common case). Since the copy
+    // writes eight rows at a time (`Prepared::write_rows`) column-major
+    // blocks win from 128 columns on too (`examples/batch_probe.rs`, one
+    // thread, µs per matrix, row-major / column-major blocks, two rounds:
+    // 512x128 594 / 552, 384x384 6024-6060 / 5649, 1536x384 12746-12954 /
+    // 10811-10819, 4096x256 11545-12533 / 9905-10119); below, they tie
+    // (128x128, 1024x96, 4096x64) or the sequential copy wins (8192x64:
+    // 1763-2193 / 1826-2246).
     let row_major = prepared.prefers_row_major() && cols < ROW_MAJOR_BELOW;
     let rows_storage = prefix(&mut workspace.rows, block * cols);
     let mut buffer = if row_major {
