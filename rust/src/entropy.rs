@@ -164,9 +164,12 @@ fn weight(sigma: f64, power: f64) -> f64 {
 /// continuity). Returns infinity when the bound is not informative.
 pub fn entropy_error_bound(squared: &[f64], delta: f64, power: f64) -> f64 {
     let half = power / 2.0;
+    // `x^1` without a call to `pow` (the default power 2: ~1.5% of a batch
+    // of 64 x (512x128) went to glibc's `pow`).
+    let raise = |x: f64| if half == 1.0 { x } else { x.powf(half) };
     let interval = |lambda: f64| {
-        let low = (lambda - delta).max(0.0).powf(half);
-        let high = (lambda.max(0.0) + delta).powf(half);
+        let low = raise((lambda - delta).max(0.0));
+        let high = raise(lambda.max(0.0) + delta);
         (low, high)
     };
     let (mut low_total, mut width_total, mut total) = (0.0, 0.0, 0.0);
@@ -174,7 +177,7 @@ pub fn entropy_error_bound(squared: &[f64], delta: f64, power: f64) -> f64 {
         let (low, high) = interval(lambda);
         low_total += low;
         width_total += high - low;
-        total += lambda.max(0.0).powf(half);
+        total += raise(lambda.max(0.0));
     }
     if low_total <= 0.0 {
         return f64::INFINITY;
@@ -182,7 +185,7 @@ pub fn entropy_error_bound(squared: &[f64], delta: f64, power: f64) -> f64 {
     let mut bound = 0.0;
     for &lambda in squared {
         let (low, high) = interval(lambda);
-        let p = lambda.max(0.0).powf(half) / total;
+        let p = raise(lambda.max(0.0)) / total;
         let t = ((high - low) + p * width_total) / low_total;
         if t > (-1.0_f64).exp() {
             return f64::INFINITY;
