@@ -362,10 +362,10 @@ impl<'a> Prepared<'a> {
                 // rows: 1.3 and 27 ms; `examples/write_rows_probe.rs`).
                 let mut i = 0;
                 while i + 8 <= rows {
-                    let quad: [&[T]; 8] = std::array::from_fn(|r| line(i + r));
+                    let eight: [&[T]; 8] = std::array::from_fn(|r| line(i + r));
                     for (k, out) in outs.iter_mut().enumerate() {
                         let out = &mut out[i..i + 8];
-                        for (o, src) in out.iter_mut().zip(quad) {
+                        for (o, src) in out.iter_mut().zip(eight) {
                             *o = src[k].into() * scale;
                         }
                     }

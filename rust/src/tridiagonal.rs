@@ -5,8 +5,9 @@
 //! Eigenvalues only: the iteration works on the squared off-diagonal and
 //! needs no square root per rotation. Its inner step is one long chain of
 //! dependent operations with a division in it (~28 cycles; two divisions,
-//! ~38, before `next_p`), so a single problem leaves the core mostly idle. Advancing several independent problems (unreduced blocks,
-//! of one matrix or of several) in lockstep lets the processor overlap their
+//! ~38, before `next_p`), so a single problem leaves the core mostly idle.
+//! Advancing several independent problems (unreduced blocks, of one matrix
+//! or of several) in lockstep lets the processor overlap their
 //! chains — up to eight, four to an AVX vector, where the CPU has AVX2, else
 //! four in scalar code; each problem still does exactly the arithmetic it
 //! would alone, in the same order, so the results are bit-for-bit those of
@@ -640,6 +641,75 @@ mod tests {
         let (fast, divided) = (next_p(0.9, c, inverse_c, 0.5, 3.0), 0.81 / c);
         assert!((fast - divided).abs() <= 4.0 * f64::EPSILON * divided);
         assert_eq!(next_p(0.9, 0.0, f64::INFINITY, 0.5, 3.0), 1.5);
+    }
+
+    /// Four problems' blocks, each with its first sweep set up, and in lane
+    /// 1 a denormal `p` and a tiny `gamma`: on the first rotation `r / p`
+    /// overflows while `gamma² / c` does not.
+    fn lanes_with_a_denormal_p(blocks: &mut [Block]) -> Vec<Sweeper<'_>> {
+        let mut lanes: Vec<Sweeper<'_>> = blocks
+            .iter_mut()
+            .enumerate()
+            .map(|(index, block)| Sweeper::new(index, block))
+            .collect();
+        for lane in &mut lanes {
+            assert!(lane.next_sweep().unwrap());
+        }
+        lanes[1].state.p = 1e-310;
+        lanes[1].state.gamma = 1e-160;
+        lanes
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_lanes_take_the_division_as_the_scalar_ones_do() {
+        if !crate::simd::avx2_fma() {
+            return; // only the scalar lanes run on this CPU
+        }
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut blocks = Vec::new();
+        for problem in 0..4 {
+            let (d, e) = random_problem(&mut rng, 40);
+            split_into_blocks(problem, &d, &e, &mut blocks);
+        }
+        assert_eq!(blocks.len(), 4);
+        let copy = |blocks: &[Block]| -> Vec<Block> {
+            blocks
+                .iter()
+                .map(|b| Block {
+                    problem: b.problem,
+                    offset: b.offset,
+                    d: b.d.clone(),
+                    e: b.e.clone(),
+                    unscale: b.unscale,
+                })
+                .collect()
+        };
+        let (mut scalar_blocks, mut vector_blocks) = (copy(&blocks), copy(&blocks));
+        let mut scalar = lanes_with_a_denormal_p(&mut scalar_blocks);
+        let mut vector = lanes_with_a_denormal_p(&mut vector_blocks);
+        // One rotation: later ones carry lane 1's odd state on to NaN.
+        advance_scalar(&mut scalar, 1);
+        // SAFETY: `avx2_fma` said AVX2 and FMA are there.
+        unsafe { advance_vectors::<1>(&mut vector, 1) };
+        assert!(scalar[1].state.p.is_finite() && scalar[1].state.p > 0.0);
+        let bits = |lanes: &[Sweeper<'_>]| -> Vec<Vec<u64>> {
+            lanes
+                .iter()
+                .map(|lane| {
+                    let st = lane.state;
+                    let values = [st.sigma, st.c, st.s, st.gamma, st.p];
+                    values
+                        .iter()
+                        .chain(lane.d.iter())
+                        .chain(lane.e.iter())
+                        .map(|v| v.to_bits())
+                        .collect()
+                })
+                .collect()
+        };
+        // (Fails when the vector lanes skip the division: checked.)
+        assert_eq!(bits(&scalar), bits(&vector));
     }
 
     #[test]
