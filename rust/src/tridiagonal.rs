@@ -68,6 +68,7 @@ pub fn tridiagonal_eigenvalues_many(problems: &[(&[f64], &[f64])]) -> Vec<Result
 }
 
 /// One unreduced block, scaled and squared, ready for the QL iteration.
+#[derive(Clone)]
 struct Block {
     problem: usize,
     offset: usize,
@@ -673,19 +674,7 @@ mod tests {
             split_into_blocks(problem, &d, &e, &mut blocks);
         }
         assert_eq!(blocks.len(), 4);
-        let copy = |blocks: &[Block]| -> Vec<Block> {
-            blocks
-                .iter()
-                .map(|b| Block {
-                    problem: b.problem,
-                    offset: b.offset,
-                    d: b.d.clone(),
-                    e: b.e.clone(),
-                    unscale: b.unscale,
-                })
-                .collect()
-        };
-        let (mut scalar_blocks, mut vector_blocks) = (copy(&blocks), copy(&blocks));
+        let (mut scalar_blocks, mut vector_blocks) = (blocks.clone(), blocks);
         let mut scalar = lanes_with_a_denormal_p(&mut scalar_blocks);
         let mut vector = lanes_with_a_denormal_p(&mut vector_blocks);
         // One rotation: later ones carry lane 1's odd state on to NaN.
