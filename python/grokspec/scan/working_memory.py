@@ -36,7 +36,7 @@ def working_memory(rows: int, cols: int, approx: bool) -> int:
     if approx:
         return 4 * rows * cols + 8 * short * _APPROX_BLOCK_COLUMNS
     long = max(rows, cols)
-    block_rows = min(max(_ROW_BLOCK_VALUES // short, 256), long)
+    block_rows = min(max(_ROW_BLOCK_VALUES // max(short, 1), 256), long)
     return 8 * short * short + 8 * block_rows * short
 
 
