@@ -31,7 +31,15 @@ import numpy as np
 
 from grokspec.cpu import is_intel
 
-__all__ = ["BACKENDS", "TORCH_FROM_ELEMENTS", "BlockProducts", "blas_threads", "choose_backend", "describe_choice"]
+__all__ = [
+    "BACKENDS",
+    "NARROW_WIDEST",
+    "TORCH_FROM_ELEMENTS",
+    "BlockProducts",
+    "blas_threads",
+    "choose_backend",
+    "describe_choice",
+]
 
 Backend = Literal["numpy", "torch"]
 
@@ -86,12 +94,30 @@ def _can_limit_numpy() -> bool:
     return True
 
 
+#: The widest block the engine's own ``A V`` takes (``_core.narrow_product``).
+NARROW_WIDEST = 24
+
+
 class BlockProducts:
     """``A V`` and ``R A`` for one matrix A (float32 or float64, C order) in
-    A's precision, by the chosen backend; results are numpy arrays."""
+    A's precision, by the chosen backend; results are numpy arrays.
 
-    def __init__(self, a: np.ndarray, backend: Backend):
+    With numpy's BLAS, ``A V`` of a float32 matrix and a block of at most
+    :data:`NARROW_WIDEST` columns (each Lanczos step's product) is the
+    engine's: OpenBLAS packs all of A for this form and ran it at ~60% of
+    its rate on ``R A`` (8192², 24 columns, 2 threads, AMD EPYC AVX2: 36 ms
+    against 24 for the engine's kernel, which streams A in place; see
+    ``rust/src/narrow_product.rs``). Not where the kernels' path is portable
+    (no AVX2), nor with torch's MKL, against which it was not measured."""
+
+    def __init__(self, a: np.ndarray, backend: Backend, threads: int = 1):
+        from grokspec import _core
+
         self.a = a
+        self.threads = threads
+        #: Whether narrow blocks go to the engine's kernels (see the class's docstring).
+        self.uses_engine = backend == "numpy" and a.dtype == np.float32 and _core.isa() != "portable"
+        self.uses_engine = self.uses_engine and bool(a.flags.c_contiguous and a.flags.aligned)
         self._tensor: Any = None
         if backend == "torch":
             import torch
@@ -104,12 +130,30 @@ class BlockProducts:
 
     def times(self, v: np.ndarray) -> np.ndarray:
         """``A v`` for v of shape (n, b), already in A's dtype."""
+        if self.uses_engine and v.shape[1] <= NARROW_WIDEST:
+            from grokspec import _core
+
+            return _core.narrow_product(self.a, v, threads=self.threads)
         if self._tensor is None:
             result: np.ndarray = self.a @ v
             return result
         import torch
 
         return np.asarray((self._tensor @ torch.from_numpy(np.ascontiguousarray(v))).numpy())
+
+    def transposed_times(self, w: np.ndarray) -> np.ndarray:
+        """``Aᵀ w`` for w of shape (m, b), already in A's dtype: the engine's
+        kernel where ``A v`` is the engine's (then a Lanczos step calls no
+        BLAS, whose threads spin after each call and slowed the engine's
+        ``A v`` by half), else ``(wᵀA)ᵀ``, which OpenBLAS streams faster from
+        the row-major matrix than the transposed operand of ``Aᵀw`` (8192²
+        float32, 24 columns, 2 threads: G v in 85 instead of 93 ms)."""
+        if self.uses_engine and w.shape[1] <= NARROW_WIDEST:
+            from grokspec import _core
+
+            return _core.narrow_product(self.a, w, transposed=True, threads=self.threads)
+        result: np.ndarray = self.rows_times(np.ascontiguousarray(w.T)).T
+        return result
 
     def rows_times(self, rows: np.ndarray) -> np.ndarray:
         """``R A`` for R of shape (b, m), C order, already in A's dtype."""

@@ -17,6 +17,7 @@ pub mod error;
 pub mod householder;
 pub mod huge_pages;
 pub mod matrix;
+pub mod narrow_product;
 pub mod norms;
 pub mod safetensors;
 pub mod safetensors_file;
@@ -34,7 +35,7 @@ mod python;
 
 #[cfg(feature = "python")]
 mod extension {
-    use numpy::IntoPyArray;
+    use numpy::{IntoPyArray, PyArrayMethods};
     use pyo3::prelude::*;
     use pyo3::types::PyDict;
 
@@ -190,6 +191,69 @@ mod extension {
         Ok(total)
     }
 
+    /// `a @ v` in float32 for a 2-D float32 array `a` whose rows are
+    /// contiguous (C order, or rows sliced from a C-ordered array) and a
+    /// float32 block `v` of `a.shape[1]` rows and 1 to 24 columns, on
+    /// `threads` threads with the GIL released: the approximate entropy's
+    /// Lanczos products (`narrow_product.rs` says why not BLAS). With
+    /// `transposed=True`, `a.T @ v` for `v` of `a.shape[0]` rows.
+    #[pyfunction]
+    #[pyo3(signature = (a, v, *, transposed = false, threads = None))]
+    fn narrow_product<'py>(
+        py: Python<'py>,
+        a: Bound<'py, PyAny>,
+        v: Bound<'py, PyAny>,
+        transposed: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, numpy::PyArray2<f32>>> {
+        use crate::narrow_product::{WIDEST, narrow_product, narrow_transposed_product};
+        let inputs = borrow_inputs(&[a, v])?;
+        let views = inputs.views();
+        let (MatrixView::F32(a), MatrixView::F32(v)) = (views[0], views[1]) else {
+            return Err(DTypeError::new_err(
+                "narrow_product multiplies float32 arrays only",
+            ));
+        };
+        let (rows, cols) = a.shape();
+        let (inner, outer) = if transposed {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        };
+        let b = v.ncols();
+        if v.nrows() != inner || b == 0 || b > WIDEST {
+            return Err(ShapeError::new_err(format!(
+                "expected a block of {inner} rows and 1 to {WIDEST} columns, got {:?}",
+                v.shape()
+            )));
+        }
+        let stride = a.row_stride();
+        let aligned = (a.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>());
+        if rows == 0 || cols == 0 || a.col_stride() != 1 || stride < cols as isize || !aligned {
+            return Err(ShapeError::new_err(format!(
+                "expected a non-empty aligned matrix with contiguous rows, got shape ({rows}, {cols}) with element strides ({stride}, {})",
+                a.col_stride()
+            )));
+        }
+        let stride = stride.unsigned_abs();
+        // SAFETY: rows are `stride` elements apart and hold `cols` contiguous
+        // elements each (checked above), all inside the array borrowed by
+        // `inputs`, which outlives this slice.
+        let values = unsafe { std::slice::from_raw_parts(a.as_ptr(), (rows - 1) * stride + cols) };
+        let block: Vec<f32> = (0..inner)
+            .flat_map(|k| (0..b).map(move |j| v[(k, j)]))
+            .collect();
+        let threads = resolve_threads(threads)?;
+        let product = py.detach(|| {
+            if transposed {
+                narrow_transposed_product(values, rows, cols, stride, &block, b, threads)
+            } else {
+                narrow_product(values, rows, cols, stride, &block, b, threads)
+            }
+        })?;
+        product.into_pyarray(py).reshape([outer, b])
+    }
+
     /// The thread count used when `threads=None`: `GROKSPEC_NUM_THREADS` if
     /// set, else the cores this process may use.
     #[pyfunction]
@@ -241,6 +305,7 @@ mod extension {
         m.add_function(wrap_pyfunction!(default_threads, m)?)?;
         m.add_function(wrap_pyfunction!(isa, m)?)?;
         m.add_function(wrap_pyfunction!(frobenius_squared, m)?)?;
+        m.add_function(wrap_pyfunction!(narrow_product, m)?)?;
         m.add_function(wrap_pyfunction!(safetensors_header, m)?)?;
         m.add_function(wrap_pyfunction!(safetensors_spectral, m)?)?;
         m.add_function(wrap_pyfunction!(_panic_inside_engine, m)?)?;
