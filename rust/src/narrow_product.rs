@@ -1,24 +1,26 @@
-//! `A V` for a large row-major float32 matrix `A` and a narrow block `V` of
-//! at most [`WIDEST`] columns: the product of each Lanczos step of the
-//! approximate entropy (`grokspec/slq.py`), which multiplies the matrix by
-//! its probes (24 columns at 8192²) a dozen times per estimate.
+//! `A V` and `Aᵀ W` for a large row-major float32 matrix `A` and a narrow
+//! block of at most [`WIDEST`] columns: the two products of each Lanczos
+//! step of the approximate entropy (`grokspec/slq.py`), which multiplies the
+//! matrix by its probes (24 columns at 8192²) about ten times per estimate.
 //!
-//! OpenBLAS's float32 GEMM (numpy's BLAS) takes this "dot" form of a narrow
-//! product at about 60% of the rate it reaches on `Wᵀ A` (8192², 24 columns,
-//! 2 threads on an AVX2 AMD EPYC: 36 against 28 ms; it packs all of `A`).
-//! Here each group of three rows of `A` is streamed once, straight from the
-//! caller's memory, against the whole of `V` (which stays in cache): nine
-//! AVX2 accumulators (3 rows × 24 columns) and one broadcast per row and
-//! column of `A` keep both FMA units busy without spilling a register (a
-//! 4 × 24 tile needs all sixteen and spilled one into a store-to-load chain
-//! that halved the rate). Measured: 21 ms for that product (`cargo run
-//! --release --example narrow_product_timing`).
+//! OpenBLAS's float32 GEMM (numpy's BLAS) takes the "dot" form `A V` of a
+//! narrow product at about 60% of the rate it reaches on `Wᵀ A` (8192², 24
+//! columns, 2 threads on an AVX2 AMD EPYC: 36 against 28 ms; it packs all
+//! of `A`). Here each group of three rows of `A` is streamed once, straight
+//! from the caller's memory, against the whole of `V` (which stays in
+//! cache): nine AVX2 accumulators (3 rows × 24 columns) and one broadcast
+//! per row and column of `A` keep both FMA units busy without spilling a
+//! register (a 4 × 24 tile needs all sixteen and spilled one into a
+//! store-to-load chain that halved the rate). Measured with `cargo run
+//! --release --example narrow_product_timing -- 8192 24 2`: `A V` 23–25 ms,
+//! `Aᵀ W` ([`narrow_transposed_product`]) 28 ms.
 //!
-//! The sum over the columns of `A` is taken in chunks of [`CHUNK`] terms,
-//! each chunk from zero and then added to the result, so that rounding grows
-//! with `CHUNK + cols/CHUNK` rather than with `cols` (BLAS blocks its sums
-//! the same way). Without AVX2 + FMA (or with `GROKSPEC_ISA=portable`) a
-//! plain loop gives the same blocked sums; the caller then prefers its BLAS.
+//! Sums are blocked: over at most [`CHUNK`] columns (or [`PANEL_ROWS`] rows)
+//! from zero, then added to the result, so that rounding grows with the
+//! block plus the number of blocks rather than with the whole length (BLAS
+//! blocks its sums the same way). Without AVX2 + FMA (or with
+//! `GROKSPEC_ISA=portable`) plain loops give the same blocked sums; the
+//! caller then prefers its BLAS.
 
 use rayon::prelude::*;
 
