@@ -642,8 +642,51 @@ def _storage_beyond_file() -> bytes:
     return _zip(members)
 
 
+# --- safetensors whose tensors do not tile the data ---------------------------------------------
+
+
+def _raw_safetensors(entries: list[tuple[str, list[int], tuple[int, int]]], data_len: int) -> bytes:
+    """A safetensors file written by hand: F32 `entries` (name, shape, offsets) as given — names
+    may repeat (the JSON is written, not dumped from a dict) — and `data_len` bytes of data."""
+    body = ",".join(
+        f'"{name}":{{"dtype":"F32","shape":{json.dumps(shape)},"data_offsets":[{start},{end}]}}'
+        for name, shape, (start, end) in entries
+    )
+    header = ("{" + body + "}").encode()
+    data = np.random.default_rng(0).standard_normal(data_len // 4).astype(np.float32).tobytes()
+    return struct.pack("<Q", len(header)) + header + data
+
+
+#: Files the format's own reader (``safetensors``) refuses: tests/test_hostile.py checks that it
+#: does, and that a scan reports each as a failed checkpoint.
+UNTILED_SAFETENSORS: dict[str, Callable[[], bytes]] = {
+    "gap": lambda: _raw_safetensors([("a", [4, 4], (0, 64)), ("b", [4, 4], (128, 192))], 192),
+    "name-twice": lambda: _raw_safetensors([("w", [4, 4], (0, 64)), ("w", [4, 4], (64, 128))], 128),
+    "trailing-bytes": lambda: _raw_safetensors([("w", [4, 4], (0, 64))], 4096),
+    "overlap": lambda: _raw_safetensors([("a", [4, 4], (0, 64)), ("b", [4, 4], (32, 96))], 96),
+    "not-from-zero": lambda: _raw_safetensors([("w", [4, 4], (64, 128))], 128),
+}
+
+
+def layout_cases() -> list[Case]:
+    name = f"{BAD}.safetensors"
+    return [
+        Case(f"safetensors-{label}", "safetensors-layout", _writer(name, data), "failed", name)
+        for label, data in UNTILED_SAFETENSORS.items()
+    ]
+
+
 # --- the whole scan corpus ---------------------------------------------------------------------
 
 
 def scan_cases() -> list[Case]:
-    return [*unreadable_cases(), *step_cases(), *content_cases(), *special_cases(), *name_cases(), *index_cases(), *bomb_cases()]
+    return [
+        *unreadable_cases(),
+        *step_cases(),
+        *content_cases(),
+        *special_cases(),
+        *name_cases(),
+        *index_cases(),
+        *bomb_cases(),
+        *layout_cases(),
+    ]

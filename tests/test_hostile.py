@@ -41,7 +41,7 @@ from grokspec.scan.guards import check_npz, check_shard_index, check_torch_zip
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.outputs import OutputError, check_output_dir, write_scan_outputs
 from grokspec.scan.scan import ScanResult, scan
-from hostile_corpus import BAD, GOOD_STEPS, Case, scan_cases, valid_bytes, weights, write_good
+from hostile_corpus import BAD, GOOD_STEPS, UNTILED_SAFETENSORS, Case, scan_cases, valid_bytes, weights, write_good
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,8 +105,30 @@ def test_the_corpus_is_large_and_covers_every_family():
     cases = scan_cases()
     assert len({c.id for c in cases}) == len(cases)
     families = {c.family for c in cases}
-    assert families >= {"unreadable", "metadata-step", "pt-content", "special-file", "names", "shard-index", "bombs"}
+    expected = {
+        "unreadable",
+        "metadata-step",
+        "pt-content",
+        "special-file",
+        "names",
+        "shard-index",
+        "bombs",
+        "safetensors-layout",
+    }
+    assert families >= expected
     assert len(cases) >= 150
+
+
+@pytest.mark.parametrize("label", sorted(UNTILED_SAFETENSORS))
+def test_the_format_s_own_reader_refuses_the_untiled_files_too(tmp_path, label):
+    # The reference for "corrupt": what safetensors itself will not load.
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(UNTILED_SAFETENSORS[label]())
+    with pytest.raises(SafetensorError):
+        load_file(str(path))
 
 
 def test_a_failed_group_is_retried_one_checkpoint_at_a_time(tmp_path, monkeypatch):

@@ -4,8 +4,10 @@
 //! JSON (`{"name": {"dtype", "shape", "data_offsets": [start, end]}, ...,
 //! "__metadata__": {...}}`), then the tensor bytes. The header is checked
 //! against the file before any byte of data is touched: every offset within
-//! the data, every byte count equal to dtype size x element count, no two
-//! tensors overlapping. A file that fails any check is a `Checkpoint` error;
+//! the data, every byte count equal to dtype size x element count, and the
+//! tensors tiling the data from its first byte to its last without a gap or
+//! an overlap (what the format's own reader requires). A file that fails any
+//! check is a `Checkpoint` error;
 //! nothing here can panic or read out of bounds on a lying header.
 
 use std::collections::BTreeMap;
@@ -243,22 +245,48 @@ pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<Header, Error> {
         }
         tensors.push(parse_entry(name, entry, data_len)?);
     }
-    let mut by_start: Vec<&TensorInfo> = tensors.iter().filter(|t| t.end > t.start).collect();
-    by_start.sort_by_key(|t| t.start);
-    for pair in by_start.windows(2) {
-        if pair[1].start < pair[0].end {
-            return Err(corrupt(format!(
-                "tensors {} and {} overlap in the file",
-                quoted(&pair[0].name),
-                quoted(&pair[1].name)
-            )));
-        }
-    }
+    tile(&tensors, data_len)?;
     Ok(Header {
         tensors,
         metadata,
         data_start: 8 + header_len,
     })
+}
+
+/// Checks that the tensors, in the order of their offsets, cover the data
+/// exactly, as the format's own reader requires (`safetensors` refuses a
+/// file with a gap, an overlap or bytes after the last tensor): a gap is
+/// also what a duplicate name leaves, since the JSON object keeps only the
+/// last of two entries of one name.
+fn tile(tensors: &[TensorInfo], data_len: usize) -> Result<(), Error> {
+    let mut by_start: Vec<&TensorInfo> = tensors.iter().collect();
+    by_start.sort_by_key(|t| (t.start, t.end));
+    let mut position = 0;
+    let mut previous: Option<&TensorInfo> = None;
+    for tensor in by_start {
+        if tensor.start < position {
+            let other = previous.map_or_else(String::new, |p| quoted(&p.name));
+            return Err(corrupt(format!(
+                "tensors {other} and {} overlap in the file",
+                quoted(&tensor.name)
+            )));
+        }
+        if tensor.start > position {
+            return Err(corrupt(format!(
+                "bytes {position}..{} of the data belong to no tensor (before {}): a gap, or a tensor name given twice in the header",
+                tensor.start,
+                quoted(&tensor.name)
+            )));
+        }
+        position = tensor.end;
+        previous = Some(tensor);
+    }
+    if position != data_len {
+        return Err(corrupt(format!(
+            "the tensors end at byte {position} of {data_len} data bytes: the file holds bytes its header does not describe"
+        )));
+    }
+    Ok(())
 }
 
 fn parse_entry(name: &str, entry: &Value, data_len: usize) -> Result<TensorInfo, Error> {
@@ -382,6 +410,26 @@ mod tests {
                 "overlap",
             ),
             (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}}"#,
+                32,
+                "belong to no tensor",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[6],"data_offsets":[8,32]}}"#,
+                32,
+                "name given twice",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+                32,
+                "does not describe",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"z":{"dtype":"F32","shape":[0],"data_offsets":[8,8]}}"#,
+                16,
+                "overlap",
+            ),
+            (
                 r#"{"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#,
                 8,
                 "unknown dtype",
@@ -481,14 +529,27 @@ mod tests {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut accepted = 0;
         for _ in 0..30_000 {
-            let data_len = rng.below(80) as usize;
+            // Half the headers lay their tensors end to end, as real files
+            // do (random offsets alone would almost never tile the data).
+            let consistent = rng.below(2) == 0;
+            let mut data_len = rng.below(80) as usize;
+            let mut end = 0;
             let mut entries = Vec::new();
             for t in 0..rng.below(4) {
                 let dtype = names[rng.below(names.len() as u64) as usize];
-                let shape: Vec<String> = (0..rng.below(4)).map(|_| rng.number(6)).collect();
-                let offsets: Vec<String> = (0..if rng.below(10) == 0 { 3 } else { 2 })
-                    .map(|_| rng.number(data_len as u64 + 4))
-                    .collect();
+                let sizes: Vec<u64> = (0..rng.below(4)).map(|_| rng.below(6)).collect();
+                let mut shape: Vec<String> = sizes.iter().map(|n| n.to_string()).collect();
+                let offsets: Vec<String> = if consistent {
+                    let bytes = Dtype::parse(dtype).map_or(4, Dtype::size);
+                    let start = end;
+                    end += bytes * sizes.iter().product::<u64>() as usize;
+                    vec![start.to_string(), end.to_string()]
+                } else {
+                    shape = (0..rng.below(4)).map(|_| rng.number(6)).collect();
+                    (0..if rng.below(10) == 0 { 3 } else { 2 })
+                        .map(|_| rng.number(data_len as u64 + 4))
+                        .collect()
+                };
                 let mut fields = vec![
                     format!("\"dtype\":\"{dtype}\""),
                     format!("\"shape\":[{}]", shape.join(",")),
@@ -501,6 +562,9 @@ mod tests {
             }
             if rng.below(4) == 0 {
                 entries.push(format!("\"__metadata__\":{{\"step\":{}}}", rng.number(9)));
+            }
+            if consistent && rng.below(8) != 0 {
+                data_len = end;
             }
             let header = format!("{{{}}}", entries.join(","));
             let mut bytes = file(&header, data_len);
@@ -524,7 +588,9 @@ mod tests {
                 }
             }
             ranges.sort_unstable();
-            assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0), "{header}");
+            assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0), "{header}");
+            assert_eq!(ranges.first().map_or(0, |r| r.0), 0, "{header}");
+            assert_eq!(ranges.last().map_or(0, |r| r.1), data, "{header}");
         }
         // The generator must also produce valid headers, or it tests nothing.
         assert!(accepted > 1000, "only {accepted} headers were accepted");
