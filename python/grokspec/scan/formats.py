@@ -36,6 +36,7 @@ from grokspec.scan import dcp, float8, guards
 from grokspec.scan.float8 import FLOAT8_DTYPES
 from grokspec.scan.multi import MetricPoint
 from grokspec.scan.pickled import PICKLE_SUFFIXES, STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
+from grokspec.scan.shard_notes import index_weight_map, shard_notes
 from grokspec.scan.statedict import NESTED_KEYS
 from grokspec.scan.torch_dtypes import FLOAT_DTYPES, LAYOUT
 from grokspec.scan.torch_pickle import TensorRef
@@ -115,17 +116,20 @@ class Checkpoint:
 class SafetensorsCheckpoint(Checkpoint):
     """One or more safetensors files (shards) forming one checkpoint."""
 
-    def __init__(self, path: Path, shards: list[Path]):
+    def __init__(self, path: Path, shards: list[Path], weight_map: dict[str, str] | None = None):
         self.path = path
         self.shards = shards
         self._index: dict[str, tuple[Path, TensorInfo]] = {}
         metadata: dict[str, str] = {}
+        holders: dict[str, list[str]] = {}
         for shard in shards:
             tensors, shard_metadata = _core.safetensors_header(str(shard))
             metadata.update(shard_metadata)
             for name, dtype, shape in tensors:
                 self._index[name] = (shard, TensorInfo(name, tuple(shape), _FLOAT_DTYPES.get(dtype, dtype.lower())))
+                holders.setdefault(name, []).append(shard.name)
         self.metadata_step = step_from_metadata(metadata)
+        self.notes = shard_notes(weight_map, holders) if weight_map is not None else ()
 
     def tensors(self) -> list[TensorInfo]:
         return [info for _, info in self._index.values()]
@@ -317,13 +321,18 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False, entry: int | None
     name = path.name
     try:
         if name.endswith(".safetensors.index.json"):
-            return SafetensorsCheckpoint(path, _sharded_files(path))
+            return SafetensorsCheckpoint(path, _sharded_files(path), index_weight_map(path))
         if name.endswith(".safetensors"):
             return SafetensorsCheckpoint(path, [path])
         if name.endswith(".bin.index.json"):
             parts = [_load_torch(shard, trust_pickle) for shard in _sharded_files(path)]
             arrays = {k: v for part in parts for k, v in part._arrays.items()}
-            return ArrayCheckpoint(path, arrays, next((p.metadata_step for p in parts if p.metadata_step), None))
+            holders: dict[str, list[str]] = {}
+            for part in parts:
+                for key in part._arrays:
+                    holders.setdefault(key, []).append(part.path.name)
+            notes = tuple(note for part in parts for note in part.notes) + shard_notes(index_weight_map(path), holders)
+            return ArrayCheckpoint(path, arrays, next((p.metadata_step for p in parts if p.metadata_step), None), notes=notes)
         if name.endswith(".npz"):
             return _load_npz(path)
         if name.endswith(PICKLE_SUFFIXES):
