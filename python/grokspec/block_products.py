@@ -94,7 +94,7 @@ def _can_limit_numpy() -> bool:
     return True
 
 
-#: The widest block the engine's own ``A V`` takes (``_core.narrow_product``).
+#: The widest block the engine's own ``A V`` and ``Aᵀ W`` take (``_core.narrow_product``).
 NARROW_WIDEST = 24
 
 
@@ -102,11 +102,11 @@ class BlockProducts:
     """``A V`` and ``R A`` for one matrix A (float32 or float64, C order) in
     A's precision, by the chosen backend; results are numpy arrays.
 
-    With numpy's BLAS, ``A V`` of a float32 matrix and a block of at most
-    :data:`NARROW_WIDEST` columns (each Lanczos step's product) is the
-    engine's: OpenBLAS packs all of A for this form and ran it at ~60% of
-    its rate on ``R A`` (8192², 24 columns, 2 threads, AMD EPYC AVX2: 36 ms
-    against 24 for the engine's kernel, which streams A in place; see
+    With numpy's BLAS, ``A V`` and ``Aᵀ W`` of a float32 matrix and a block
+    of at most :data:`NARROW_WIDEST` columns (each Lanczos step's products)
+    are the engine's: OpenBLAS packs all of A for ``A V`` and ran it at ~60%
+    of its rate on ``R A`` (8192², 24 columns, 2 threads, AMD EPYC AVX2:
+    36 ms against 24 for the engine's kernel, which streams A in place; see
     ``rust/src/narrow_product.rs``). Not where the kernels' path is portable
     (no AVX2), nor with torch's MKL, against which it was not measured."""
 
