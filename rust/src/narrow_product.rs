@@ -27,6 +27,25 @@ use rayon::prelude::*;
 use crate::batch;
 use crate::error::Error;
 
+/// Calls the kernel `module::function::<R, V>` for `rows` (1 to 3) rows of
+/// `A` and a block `width` (8, 16 or 24) columns wide.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_shape {
+    ($module:ident :: $function:ident, $rows:expr, $width:expr, ($($arg:expr),*)) => {
+        match ($rows, $width) {
+            (3, 24) => $module::$function::<3, 3>($($arg),*),
+            (3, 16) => $module::$function::<3, 2>($($arg),*),
+            (3, _) => $module::$function::<3, 1>($($arg),*),
+            (2, 24) => $module::$function::<2, 3>($($arg),*),
+            (2, 16) => $module::$function::<2, 2>($($arg),*),
+            (2, _) => $module::$function::<2, 1>($($arg),*),
+            (_, 24) => $module::$function::<1, 3>($($arg),*),
+            (_, 16) => $module::$function::<1, 2>($($arg),*),
+            _ => $module::$function::<1, 1>($($arg),*),
+        }
+    };
+}
+
 /// The most columns `V` may have.
 pub const WIDEST: usize = 24;
 
@@ -58,12 +77,7 @@ pub fn narrow_product(
     if rows == 0 {
         return Ok(Vec::new());
     }
-    // V padded to whole vectors of eight columns, so the kernel needs no masks.
-    let width = b.div_ceil(8) * 8;
-    let mut padded = vec![0.0f32; cols * width];
-    for (to, from) in padded.chunks_exact_mut(width).zip(v.chunks_exact(b)) {
-        to[..b].copy_from_slice(from);
-    }
+    let (padded, width) = padded(v, b);
     let mut out = vec![0.0f32; rows * width];
     let task = |(t, block): (usize, &mut [f32])| {
         let first = t * TASK_ROWS;
@@ -88,14 +102,7 @@ pub fn narrow_product(
                 .for_each(task)
         });
     }
-    if width == b {
-        return Ok(out);
-    }
-    Ok(out
-        .chunks_exact(width)
-        .flat_map(|row| &row[..b])
-        .copied()
-        .collect())
+    Ok(unpadded(out, width, b))
 }
 
 /// `Aᵀ Y` as a row-major `cols × b` vector, for `a` as in [`narrow_product`]
@@ -104,7 +111,7 @@ pub fn narrow_product(
 /// (of the result's rows) and sweeps all of `A`'s rows in panels; the
 /// result's chunk of [`OUT_CHUNK`] rows stays in L1 while three rows of `A`
 /// at a time are added into it, each times its row of `Y` held in registers.
-/// On the AVX2 AMD EPYC at 8192², 24 columns, 2 threads: ~26 ms, as fast as
+/// On the AVX2 AMD EPYC at 8192², 24 columns, 2 threads: ~28 ms, as fast as
 /// OpenBLAS's `Yᵀ A`; it is here so that a Lanczos step needs no BLAS call,
 /// whose idle threads spin after each call and took the cores from this
 /// crate's threads (`A V` 24 → 35–48 ms right after an OpenBLAS product).
@@ -118,11 +125,7 @@ pub fn narrow_transposed_product(
     threads: usize,
 ) -> Result<Vec<f32>, Error> {
     check(a.len(), rows, cols, stride, (y.len(), rows), b)?;
-    let width = b.div_ceil(8) * 8;
-    let mut padded = vec![0.0f32; rows * width];
-    for (to, from) in padded.chunks_exact_mut(width).zip(y.chunks_exact(b)) {
-        to[..b].copy_from_slice(from);
-    }
+    let (padded, width) = padded(y, b);
     let mut out = vec![0.0f32; cols * width];
     let threads = threads.max(1);
     let share = cols.div_ceil(threads).div_ceil(OUT_CHUNK) * OUT_CHUNK;
@@ -144,14 +147,7 @@ pub fn narrow_transposed_product(
         let pool = batch::pool(threads)?;
         pool.install(|| out.par_chunks_mut(share * width).enumerate().for_each(task));
     }
-    if width == b {
-        return Ok(out);
-    }
-    Ok(out
-        .chunks_exact(width)
-        .flat_map(|row| &row[..b])
-        .copied()
-        .collect())
+    Ok(unpadded(out, width, b))
 }
 
 /// Rows of the result per chunk kept in L1 (256 × 24 floats: 24 KB).
@@ -221,22 +217,10 @@ fn add_rows(
 ) {
     #[cfg(target_arch = "x86_64")]
     if vectorized() {
-        let lines = [0, 1, 2].map(|r| &a[(row + r.min(rows - 1)) * stride..][..end]);
+        let lines = three_lines(a, row, rows, stride, end);
         // SAFETY: AVX2 and FMA were detected; every line holds `end` values,
         // `y` holds `rows` rows of `width` and `partial` `end - start` rows.
-        unsafe {
-            match (rows, width) {
-                (3, 24) => avx2::add_rows::<3, 3>(lines, start, end, y, partial),
-                (3, 16) => avx2::add_rows::<3, 2>(lines, start, end, y, partial),
-                (3, _) => avx2::add_rows::<3, 1>(lines, start, end, y, partial),
-                (2, 24) => avx2::add_rows::<2, 3>(lines, start, end, y, partial),
-                (2, 16) => avx2::add_rows::<2, 2>(lines, start, end, y, partial),
-                (2, _) => avx2::add_rows::<2, 1>(lines, start, end, y, partial),
-                (_, 24) => avx2::add_rows::<1, 3>(lines, start, end, y, partial),
-                (_, 16) => avx2::add_rows::<1, 2>(lines, start, end, y, partial),
-                _ => avx2::add_rows::<1, 1>(lines, start, end, y, partial),
-            }
-        }
+        unsafe { by_shape!(avx2::add_rows, rows, width, (lines, start, end, y, partial)) }
         return;
     }
     for r in 0..rows {
@@ -250,6 +234,35 @@ fn add_rows(
             }
         }
     }
+}
+
+/// A row-major block of `b` columns padded with zeros to whole vectors of
+/// eight (so the kernels need no masks), and that width.
+fn padded(block: &[f32], b: usize) -> (Vec<f32>, usize) {
+    let width = b.div_ceil(8) * 8;
+    let mut out = vec![0.0f32; block.len() / b * width];
+    for (to, from) in out.chunks_exact_mut(width).zip(block.chunks_exact(b)) {
+        to[..b].copy_from_slice(from);
+    }
+    (out, width)
+}
+
+/// The first `b` columns of a row-major result `width` wide.
+fn unpadded(out: Vec<f32>, width: usize, b: usize) -> Vec<f32> {
+    if width == b {
+        return out;
+    }
+    out.chunks_exact(width)
+        .flat_map(|row| &row[..b])
+        .copied()
+        .collect()
+}
+
+/// The first `end` values of rows `row..row + rows` of `A` (`rows` ≤ 3; the
+/// last one repeated to fill three, which the kernels for fewer rows ignore).
+#[cfg(target_arch = "x86_64")]
+fn three_lines(a: &[f32], row: usize, rows: usize, stride: usize, end: usize) -> [&[f32]; 3] {
+    [0, 1, 2].map(|r| &a[(row + r.min(rows - 1)) * stride..][..end])
 }
 
 /// Checks the shapes; `block` is the narrow block's (length, expected rows).
@@ -329,22 +342,10 @@ fn chunk(
 ) {
     #[cfg(target_arch = "x86_64")]
     if vectorized() {
-        let lines = [0, 1, 2].map(|r| &a[(row + r.min(rows - 1)) * stride..][..end]);
+        let lines = three_lines(a, row, rows, stride, end);
         // SAFETY: `vectorized` means AVX2 and FMA were detected; every row
         // slice holds `end` values and `v` holds `end` rows of `width`.
-        unsafe {
-            match (rows, width) {
-                (3, 24) => avx2::chunk::<3, 3>(lines, start, end, v, partial),
-                (3, 16) => avx2::chunk::<3, 2>(lines, start, end, v, partial),
-                (3, _) => avx2::chunk::<3, 1>(lines, start, end, v, partial),
-                (2, 24) => avx2::chunk::<2, 3>(lines, start, end, v, partial),
-                (2, 16) => avx2::chunk::<2, 2>(lines, start, end, v, partial),
-                (2, _) => avx2::chunk::<2, 1>(lines, start, end, v, partial),
-                (_, 24) => avx2::chunk::<1, 3>(lines, start, end, v, partial),
-                (_, 16) => avx2::chunk::<1, 2>(lines, start, end, v, partial),
-                _ => avx2::chunk::<1, 1>(lines, start, end, v, partial),
-            }
-        }
+        unsafe { by_shape!(avx2::chunk, rows, width, (lines, start, end, v, partial)) }
         return;
     }
     for r in 0..rows {
@@ -475,24 +476,11 @@ mod tests {
                 let v = values(cols * b, 11 + b as u64);
                 for threads in [1, 2] {
                     let got = narrow_product(&a, rows, cols, stride, &v, b, threads).unwrap();
-                    assert_eq!(got.len(), rows * b);
-                    for i in 0..rows {
-                        for j in 0..b {
-                            let (mut exact, mut size) = (0.0f64, 0.0f64);
-                            for k in 0..cols {
-                                let term = a[i * stride + k] as f64 * v[k * b + j] as f64;
-                                exact += term;
-                                size += term.abs();
-                            }
-                            let bound =
-                                (CHUNK + cols / CHUNK + 2) as f64 * f32::EPSILON as f64 * size;
-                            let error = (got[i * b + j] as f64 - exact).abs();
-                            assert!(
-                                error <= bound,
-                                "{rows}x{cols} b={b}: ({i},{j}) off by {error:e} > {bound:e}"
-                            );
-                        }
-                    }
+                    let term = |i: usize, j: usize, k: usize| {
+                        a[i * stride + k] as f64 * v[k * b + j] as f64
+                    };
+                    let case = format!("{rows}x{cols} b={b}");
+                    assert_sums(&got, (rows, b), cols, CHUNK, term, &case);
                 }
             }
         }
@@ -515,26 +503,43 @@ mod tests {
                 for threads in [1, 2, 3] {
                     let got =
                         narrow_transposed_product(&a, rows, cols, stride, &y, b, threads).unwrap();
-                    assert_eq!(got.len(), cols * b);
-                    for k in 0..cols {
-                        for j in 0..b {
-                            let (mut exact, mut size) = (0.0f64, 0.0f64);
-                            for i in 0..rows {
-                                let term = a[i * stride + k] as f64 * y[i * b + j] as f64;
-                                exact += term;
-                                size += term.abs();
-                            }
-                            let bound = (PANEL_ROWS + rows / PANEL_ROWS + 2) as f64
-                                * f32::EPSILON as f64
-                                * size;
-                            let error = (got[k * b + j] as f64 - exact).abs();
-                            assert!(
-                                error <= bound,
-                                "{rows}x{cols} b={b}: ({k},{j}) off by {error:e} > {bound:e}"
-                            );
-                        }
-                    }
+                    let term = |k: usize, j: usize, i: usize| {
+                        a[i * stride + k] as f64 * y[i * b + j] as f64
+                    };
+                    let case = format!("transposed {rows}x{cols} b={b}");
+                    assert_sums(&got, (cols, b), rows, PANEL_ROWS, term, &case);
                 }
+            }
+        }
+    }
+
+    /// Checks `got` (row-major, `shape.0 × shape.1`) against float64 sums of
+    /// `length` terms `term(row, column, t)`, with the bound of float32 sums
+    /// blocked by `block` terms.
+    fn assert_sums(
+        got: &[f32],
+        shape: (usize, usize),
+        length: usize,
+        block: usize,
+        term: impl Fn(usize, usize, usize) -> f64,
+        case: &str,
+    ) {
+        let (rows, b) = shape;
+        assert_eq!(got.len(), rows * b, "{case}");
+        for r in 0..rows {
+            for j in 0..b {
+                let (mut exact, mut size) = (0.0f64, 0.0f64);
+                for t in 0..length {
+                    let x = term(r, j, t);
+                    exact += x;
+                    size += x.abs();
+                }
+                let bound = (block + length / block + 2) as f64 * f32::EPSILON as f64 * size;
+                let error = (got[r * b + j] as f64 - exact).abs();
+                assert!(
+                    error <= bound,
+                    "{case}: ({r},{j}) off by {error:e} > {bound:e}"
+                );
             }
         }
     }
