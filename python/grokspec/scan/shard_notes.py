@@ -9,6 +9,7 @@ the later shard's, as a loader that reads the shards in turn would keep)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,8 +26,6 @@ def index_weight_map(index: Path) -> dict[str, str]:
     said to be in; {} where the index cannot be read again (it was checked,
     by :func:`grokspec.scan.guards.check_shard_index`, when its shards were
     found; these notes are a courtesy and never fail a checkpoint)."""
-    import json
-
     try:
         with open(index, "rb") as handle:
             text = handle.read(INDEX_SIZE_LIMIT + 1)
