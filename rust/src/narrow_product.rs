@@ -5,9 +5,9 @@
 //!
 //! OpenBLAS's float32 GEMM (numpy's BLAS) takes the "dot" form `A V` of a
 //! narrow product at about 60% of the rate it reaches on `Wᵀ A` (8192², 24
-//! columns, 2 threads on an AVX2 AMD EPYC: 36 against 28 ms; it packs all
-//! of `A`). Here each group of three rows of `A` is streamed once, straight
-//! from the caller's memory, against the whole of `V` (which stays in
+//! columns, 2 threads on an AVX2 AMD EPYC: 36 against 28 ms; a GEMM packs
+//! its operands into buffers first). Here each group of three rows of `A` is
+//! streamed once, straight from the caller's memory, against the whole of `V` (which stays in
 //! cache): nine AVX2 accumulators (3 rows × 24 columns) and one broadcast
 //! per row and column of `A` keep both FMA units busy without spilling a
 //! register (a 4 × 24 tile needs all sixteen and spilled one into a
