@@ -104,8 +104,9 @@ class BlockProducts:
 
     With numpy's BLAS, ``A V`` and ``Aᵀ W`` of a float32 matrix and a block
     of at most :data:`NARROW_WIDEST` columns (each Lanczos step's products)
-    are the engine's: OpenBLAS ran ``A V`` at ~60% of its rate on ``R A`` (8192², 24 columns, 2 threads, AMD EPYC AVX2:
-    36 ms against 24 for the engine's kernel, which streams A in place; see
+    are the engine's: OpenBLAS ran ``A V`` at ~60% of its rate on ``R A``
+    (8192², 24 columns, 2 threads, AMD EPYC AVX2: 36 ms against 24 for the
+    engine's kernel, which streams A in place; see
     ``rust/src/narrow_product.rs``). Not where the kernels' path is portable
     (no AVX2), nor with torch's MKL, against which it was not measured."""
 
