@@ -37,10 +37,11 @@ from grokspec.cli import main
 from grokspec.errors import CheckpointError
 from grokspec.scan.cache import checkpoint_key
 from grokspec.scan.formats import open_checkpoint
-from grokspec.scan.guards import check_npz, check_shard_index, check_torch_zip
+from grokspec.scan.guards import check_npz, check_torch_zip
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.outputs import OutputError, check_output_dir, write_scan_outputs
 from grokspec.scan.scan import ScanResult, scan
+from grokspec.scan.shard_index import check_shard_index
 from hostile_corpus import BAD, GOOD_STEPS, UNTILED_SAFETENSORS, Case, scan_cases, valid_bytes, weights, write_good
 
 pytestmark = pytest.mark.timeout(60)
@@ -730,7 +731,7 @@ def test_fuzzed_shard_indexes_are_read_or_refused(tmp_path, weight_map, shard):
     for content in ({"weight_map": weight_map}, {"weight_map": {"w": shard}}, weight_map):
         index.write_text(json.dumps(content))
         try:
-            shards = check_shard_index(index)
+            shards = check_shard_index(index).shards
         except CheckpointError:
             continue
         assert all(tmp_path in s.parents or s.parent == tmp_path for s in shards)

@@ -1,4 +1,4 @@
-"""A shard index that disagrees with its shards (grokspec.scan.shard_notes):
+"""A shard index that disagrees with its shards (grokspec.scan.shard_index):
 tensors it names that no shard holds, and a tensor in two shards, are said
 in a warning naming the checkpoint; what the shards hold is still scanned."""
 

@@ -36,7 +36,7 @@ from grokspec.scan import dcp, float8, guards
 from grokspec.scan.float8 import FLOAT8_DTYPES
 from grokspec.scan.multi import MetricPoint
 from grokspec.scan.pickled import PICKLE_SUFFIXES, STEP_KEYS, TrainingStateFile, read_pickle, step_from_metadata
-from grokspec.scan.shard_notes import index_weight_map, shard_notes
+from grokspec.scan.shard_index import check_shard_index, shard_notes
 from grokspec.scan.statedict import NESTED_KEYS
 from grokspec.scan.torch_dtypes import FLOAT_DTYPES, LAYOUT
 from grokspec.scan.torch_pickle import TensorRef
@@ -302,12 +302,6 @@ def _load_npz(path: Path) -> ArrayCheckpoint:
     return ArrayCheckpoint(path, arrays, step_from_metadata(metadata))
 
 
-def _sharded_files(index: Path) -> list[Path]:
-    """The shards an index names: a JSON object whose weight_map names regular files
-    beside it, all present (each distinct name checked once, see guards.check_shard_index)."""
-    return guards.check_shard_index(index)
-
-
 def open_checkpoint(path: Path, *, trust_pickle: bool = False, entry: int | None = None) -> Checkpoint:
     """Opens `path` by its format (`entry`: which checkpoint of a file that
     holds many). Raises CheckpointError for anything unreadable, and its
@@ -321,17 +315,19 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False, entry: int | None
     name = path.name
     try:
         if name.endswith(".safetensors.index.json"):
-            return SafetensorsCheckpoint(path, _sharded_files(path), index_weight_map(path))
+            index = check_shard_index(path)
+            return SafetensorsCheckpoint(path, index.shards, index.weight_map)
         if name.endswith(".safetensors"):
             return SafetensorsCheckpoint(path, [path])
         if name.endswith(".bin.index.json"):
-            parts = [_load_torch(shard, trust_pickle) for shard in _sharded_files(path)]
+            index = check_shard_index(path)
+            parts = [_load_torch(shard, trust_pickle) for shard in index.shards]
             arrays = {k: v for part in parts for k, v in part._arrays.items()}
             holders: dict[str, list[str]] = {}
             for part in parts:
                 for key in part._arrays:
                     holders.setdefault(key, []).append(part.path.name)
-            notes = tuple(note for part in parts for note in part.notes) + shard_notes(index_weight_map(path), holders)
+            notes = tuple(note for part in parts for note in part.notes) + shard_notes(index.weight_map, holders)
             return ArrayCheckpoint(path, arrays, next((p.metadata_step for p in parts if p.metadata_step), None), notes=notes)
         if name.endswith(".npz"):
             return _load_npz(path)

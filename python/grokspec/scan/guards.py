@@ -13,16 +13,15 @@ names the file and the reason, so the scan records a warning and goes on.
   ``GROKSPEC_MEMORY_BUDGET`` (bytes, or with a K/M/G/T suffix).
 - :func:`check_npz`, :func:`check_torch_zip`: the sizes an archive declares
   are checked against the file and the budget before anything is inflated.
-- :func:`check_shard_index`, :func:`confined`: a shard index must be a JSON
-  object whose ``weight_map`` names files beside it (no absolute paths, no
-  ``..``, no NUL), each a regular file.
+- :func:`confined`: a file name taken from an index (a shard index, see
+  :mod:`grokspec.scan.shard_index`, or a DCP's metadata) must lie beside it
+  (no absolute paths, no ``..``, no NUL).
 - :func:`display_name`: a file name as it can be printed (bytes that are
   not UTF-8 and control characters escaped).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import stat
@@ -40,13 +39,13 @@ __all__ = [
     "ZIP_MEMBER_LIMIT",
     "check_declared_bytes",
     "check_npz",
-    "check_shard_index",
     "check_torch_zip",
     "confined",
     "display_name",
     "format_bytes",
     "is_regular_file",
     "is_small_regular_file",
+    "json_kind",
     "memory_budget",
     "parse_size",
     "require_regular_file",
@@ -330,7 +329,7 @@ def confined(base: Path, entry: object, index_name: str) -> Path:
     """`base / entry` for a file name taken from an index, refusing names that
     could reach outside `base` (absolute, `..`, NUL, not a string)."""
     if not isinstance(entry, str):
-        raise CheckpointError(f"{index_name}: a weight_map entry is not a file name (found {_json_kind(entry)})")
+        raise CheckpointError(f"{index_name}: a weight_map entry is not a file name (found {json_kind(entry)})")
     if not entry or "\x00" in entry:
         raise CheckpointError(f"{index_name}: the shard name {_shown(entry)!r} is empty or holds a NUL byte")
     if os.path.isabs(entry) or PureWindowsPath(entry).anchor:
@@ -345,24 +344,7 @@ def _shown(entry: str) -> str:
     return display_name(entry)[:80]
 
 
-def _read_index(index: Path) -> Any:
-    name = display_name(index.name)
-    status = require_regular_file(index)
-    if status.st_size > INDEX_SIZE_LIMIT:
-        raise CheckpointError(f"{name} is {format_bytes(status.st_size)}, too large for a shard index")
-    try:
-        return json.loads(index.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{name} is not a valid shard index: not UTF-8 text") from None
-    except RecursionError:
-        raise CheckpointError(f"{name} is not a valid shard index: nested too deeply") from None
-    except ValueError as error:
-        raise CheckpointError(f"{name} is not a valid shard index: not JSON ({error})") from None
-    except OSError as error:
-        raise CheckpointError(f"cannot read {name}: {error.strerror or error}") from None
-
-
-def _json_kind(value: object) -> str:
+def json_kind(value: object) -> str:
     """How a JSON value is called in a message."""
     if value is None:
         return "null"
@@ -370,31 +352,3 @@ def _json_kind(value: object) -> str:
         return "a boolean"
     names = {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
     return names.get(type(value), f"a {type(value).__name__}")
-
-
-def check_shard_index(index: Path) -> list[Path]:
-    """The shard files a ``*.index.json`` names, each confined to the index's
-    folder and a regular file; CheckpointError for anything malformed."""
-    name = display_name(index.name)
-    data = _read_index(index)
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{name} is not a valid shard index: {_json_kind(data)}, not an object with a weight_map")
-    weight_map = data.get("weight_map")
-    if not isinstance(weight_map, dict):
-        found = "missing" if "weight_map" not in data else _json_kind(weight_map)
-        raise CheckpointError(f"{name} is not a valid shard index: its weight_map is {found}, not an object")
-    if not weight_map:
-        raise CheckpointError(f"{name} is not a valid shard index: its weight_map names no tensors")
-    # Each distinct name once (an index names a few shards for thousands of tensors); a non-string is refused first.
-    entries = [e for e in weight_map.values() if not isinstance(e, str)][:1] or set(weight_map.values())
-    shards = sorted({confined(index.parent, entry, name) for entry in entries})
-    suffix = ".bin" if index.name.endswith(".bin.index.json") else ".safetensors"
-    strange = [display_name(s.name)[:80] for s in shards if not s.name.endswith(suffix)]
-    if strange:  # e.g. the index itself, which would make the checkpoint vanish
-        raise CheckpointError(f"{name} is not a valid shard index: it names {strange[0]!r}, not a {suffix} file")
-    missing = [display_name(s.name) for s in shards if not os.path.lexists(s)]
-    if missing:
-        raise CheckpointError(f"{name} lists shards that are missing: {', '.join(missing[:5])}")
-    for shard in shards:
-        require_regular_file(shard)
-    return shards

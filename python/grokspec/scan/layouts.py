@@ -40,6 +40,7 @@ from grokspec.scan import dcp, guards, ray_results
 from grokspec.scan.foreign import foreign_bin
 from grokspec.scan.pickled import PICKLE_SUFFIXES, holds_torch_file
 from grokspec.scan.roles import SkippedFile, folder_role, name_role
+from grokspec.scan.shard_index import check_shard_index
 from grokspec.scan.steps import INIT_NAMES, folder_step
 
 __all__ = [
@@ -250,7 +251,7 @@ def shard_files(index: Path) -> tuple[tuple[Path, ...], str | None]:
     if not guards.is_small_regular_file(index):  # a FIFO would block discovery; opening reports it
         return (index,), None
     try:  # JSON object, weight_map of file names confined beside it, each a regular file
-        shards = guards.check_shard_index(index)
+        shards = check_shard_index(index).shards
     except CheckpointError as error:
         return (index,), f"{error}; its shards are scanned as files"
     return (*shards, index), None

@@ -35,12 +35,13 @@ from grokspec.scan.discovery import OUTPUT_DIR_NAME, CheckpointRef, RunSpec, dis
 from grokspec.scan.failures import describe_failure
 from grokspec.scan.foreign import find_foreign
 from grokspec.scan.formats import TrainingStateFile, open_checkpoint
-from grokspec.scan.guards import check_shard_index, display_name
+from grokspec.scan.guards import display_name
 from grokspec.scan.logs import MAX_STEP, finite_or_none, log_rows, metrics_file_rows
 from grokspec.scan.options import ScanOptions
 from grokspec.scan.report import ScanReport, build_report, load_calibration
 from grokspec.scan.representation import LazyProbe
 from grokspec.scan.roles import SkippedFile
+from grokspec.scan.shard_index import check_shard_index
 from grokspec.scan.steps import resolve_steps
 from grokspec.scan.subsample import subsample
 from grokspec.scan.table import COLUMNS, ScanTable
