@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 __version__: str
+NARROW_WIDEST: int
 
 class GrokspecError(Exception): ...
 class ShapeError(GrokspecError): ...

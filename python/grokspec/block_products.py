@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from grokspec import _core
 from grokspec.cpu import is_intel
 
 __all__ = [
@@ -95,7 +96,7 @@ def _can_limit_numpy() -> bool:
 
 
 #: The widest block the engine's own ``A V`` and ``Aᵀ W`` take (``_core.narrow_product``).
-NARROW_WIDEST = 24
+NARROW_WIDEST: int = _core.NARROW_WIDEST
 
 
 class BlockProducts:
@@ -111,13 +112,15 @@ class BlockProducts:
     (no AVX2), nor with torch's MKL, against which it was not measured."""
 
     def __init__(self, a: np.ndarray, backend: Backend, threads: int = 1):
-        from grokspec import _core
-
         self.a = a
         self.threads = threads
         #: Whether narrow blocks go to the engine's kernels (see the class's docstring).
-        self.uses_engine = backend == "numpy" and a.dtype == np.float32 and _core.isa() != "portable"
-        self.uses_engine = self.uses_engine and bool(a.flags.c_contiguous and a.flags.aligned)
+        self.uses_engine = (
+            backend == "numpy"
+            and a.dtype == np.float32
+            and bool(a.flags.c_contiguous and a.flags.aligned)
+            and _core.isa() != "portable"
+        )
         self._tensor: Any = None
         if backend == "torch":
             import torch
@@ -130,9 +133,7 @@ class BlockProducts:
 
     def times(self, v: np.ndarray) -> np.ndarray:
         """``A v`` for v of shape (n, b), already in A's dtype."""
-        if self.uses_engine and v.shape[1] <= NARROW_WIDEST:
-            from grokspec import _core
-
+        if self._narrow(v):
             return _core.narrow_product(self.a, v, threads=self.threads)
         if self._tensor is None:
             result: np.ndarray = self.a @ v
@@ -141,6 +142,10 @@ class BlockProducts:
 
         return np.asarray((self._tensor @ torch.from_numpy(np.ascontiguousarray(v))).numpy())
 
+    def _narrow(self, block: np.ndarray) -> bool:
+        """Whether the engine multiplies A by `block`."""
+        return self.uses_engine and block.shape[1] <= NARROW_WIDEST
+
     def transposed_times(self, w: np.ndarray) -> np.ndarray:
         """``Aᵀ w`` for w of shape (m, b), already in A's dtype: the engine's
         kernel where ``A v`` is the engine's (then a Lanczos step calls no
@@ -148,9 +153,7 @@ class BlockProducts:
         ``A v`` by half), else ``(wᵀA)ᵀ``, which OpenBLAS streams faster from
         the row-major matrix than the transposed operand of ``Aᵀw`` (8192²
         float32, 24 columns, 2 threads: G v in 85 instead of 93 ms)."""
-        if self.uses_engine and w.shape[1] <= NARROW_WIDEST:
-            from grokspec import _core
-
+        if self._narrow(w):
             return _core.narrow_product(self.a, w, transposed=True, threads=self.threads)
         result: np.ndarray = self.rows_times(np.ascontiguousarray(w.T)).T
         return result

@@ -310,6 +310,7 @@ mod extension {
         m.add_function(wrap_pyfunction!(safetensors_spectral, m)?)?;
         m.add_function(wrap_pyfunction!(_panic_inside_engine, m)?)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("NARROW_WIDEST", crate::narrow_product::WIDEST)?;
         Ok(())
     }
 }
