@@ -40,7 +40,9 @@ common=(--seeds "${SEEDS:-0-9}" --p 97 --eval-every 100 --checkpoint-every 10000
 train() { # NAME ARGS...
     local name=$1; shift
     timeout "$limit" grokspec train --out "$runs/$name" "${common[@]}" "$@" >"$runs/$name.log" 2>&1
-    echo "[$(date -u +%H:%M:%S)] $name exit $?" >>"$runs/status.log"
+    # Kept before the line below: its $(date) would reset $? to 0 (a cut run read "exit 0").
+    local status=$?
+    echo "[$(date -u +%H:%M:%S)] $name exit $status (124: cut by the time limit)" >>"$runs/status.log"
 }
 if [ "$set_name" = a ]; then
 train mul-0.3 --task mul --train-fraction 0.3 --steps 30000 --stop-after-grok 500 &
