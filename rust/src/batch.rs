@@ -28,8 +28,16 @@ pub fn default_threads() -> Result<usize, Error> {
                 "{THREADS_ENV} must be a positive integer, got {value:?}"
             ))),
         },
-        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        Err(_) => Ok(cores()),
     }
+}
+
+/// Every core this process may use, asked once: `available_parallelism`
+/// reads the cgroup's CPU quota from /proc and /sys on every call (~0.1 ms,
+/// most of a small matrix's whole call).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// A cached pool with exactly `threads` workers.
@@ -69,6 +77,16 @@ pub const CHUNK: usize = 8;
 /// multiply the scan's resident memory).
 pub fn chunkable(cost: f64) -> bool {
     cost <= self::cost(1024, 1024)
+}
+
+/// Whether an item is worth splitting across threads. Below a 176 x 176
+/// matrix the parallel route's start-up costs more than it saves: a lone
+/// square float32 matrix through `spectral_entropy` on one thread / two
+/// (2-core AMD EPYC, µs, medians of 200): 64² 112 / 208, 128² 454 / 589,
+/// 160² 753 / 836, 176² 940 / 990, 192² 1421 / 1198; tall and thin,
+/// 100000 x 2, 1966 / 2631.
+fn worth_splitting(cost: f64) -> bool {
+    cost > self::cost(176, 176)
 }
 
 /// `items` cut into chunks of at most `CHUNK`, as many chunks as a multiple
@@ -124,9 +142,11 @@ pub fn run<T: Send>(
     let total: f64 = costs.iter().sum();
     let mut order: Vec<usize> = (0..costs.len()).collect();
     order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));
-    let (large, small): (Vec<usize>, Vec<usize>) = order
-        .into_iter()
-        .partition(|&i| threads > 1 && (costs.len() == 1 || costs[i] * threads as f64 >= total));
+    let (large, small): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| {
+        threads > 1
+            && worth_splitting(costs[i])
+            && (costs.len() == 1 || costs[i] * threads as f64 >= total)
+    });
     let (single, chunked): (Vec<usize>, Vec<usize>) =
         small.into_iter().partition(|&i| !chunkable(costs[i]));
     let chunks: Vec<&[usize]> = single
@@ -139,7 +159,9 @@ pub fn run<T: Send>(
             results[i] = Some(result);
         }
     };
-    if threads == 1 {
+    // One chunk and nothing to split runs on the calling thread: handing it
+    // to the pool would only add the hand-over.
+    if threads == 1 || (large.is_empty() && chunks.len() <= 1) {
         chunks
             .iter()
             .for_each(|chunk| store(guarded(chunk, Par::Seq)));
@@ -234,12 +256,33 @@ mod tests {
 
     #[test]
     fn large_items_get_every_thread() {
-        let costs = [1000.0, 1.0, 1.0];
+        let costs = [cost(1024, 1024), 1.0, 1.0];
         let out = run(&costs, 2, |chunk, par| {
             chunk.iter().map(|_| Ok(par.degree())).collect()
         })
         .unwrap();
         assert_eq!(out[0].as_ref().unwrap(), &2);
         assert_eq!(out[1].as_ref().unwrap(), &1);
+    }
+
+    #[test]
+    fn a_lone_small_matrix_runs_on_the_calling_thread() {
+        // (degree of parallelism, whether on a pool's worker) per item.
+        let schedule = |costs: &[f64]| -> Vec<(usize, bool)> {
+            run(costs, 2, |chunk, par| {
+                let on_pool = rayon::current_thread_index().is_some();
+                chunk.iter().map(|_| Ok((par.degree(), on_pool))).collect()
+            })
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+        };
+        assert_eq!(schedule(&[cost(128, 128)]), vec![(1, false)]);
+        assert_eq!(schedule(&[cost(100_000, 2)]), vec![(1, false)]);
+        assert_eq!(schedule(&[cost(176, 176)]), vec![(1, false)]);
+        assert_eq!(schedule(&[cost(192, 192)]), vec![(2, true)]);
+        // Two small items still share the pool's threads.
+        assert_eq!(schedule(&[cost(128, 128); 2]), vec![(1, true); 2]);
     }
 }
