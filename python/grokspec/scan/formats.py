@@ -121,15 +121,15 @@ class SafetensorsCheckpoint(Checkpoint):
         self.shards = shards
         self._index: dict[str, tuple[Path, TensorInfo]] = {}
         metadata: dict[str, str] = {}
-        holders: dict[str, list[str]] = {}
+        contents: list[tuple[str, list[str]]] = []
         for shard in shards:
             tensors, shard_metadata = _core.safetensors_header(str(shard))
             metadata.update(shard_metadata)
             for name, dtype, shape in tensors:
                 self._index[name] = (shard, TensorInfo(name, tuple(shape), _FLOAT_DTYPES.get(dtype, dtype.lower())))
-                holders.setdefault(name, []).append(shard.name)
+            contents.append((shard.name, [name for name, _, _ in tensors]))
         self.metadata_step = step_from_metadata(metadata)
-        self.notes = shard_notes(weight_map, holders) if weight_map is not None else ()
+        self.notes = shard_notes(weight_map, contents) if weight_map is not None else ()
 
     def tensors(self) -> list[TensorInfo]:
         return [info for _, info in self._index.values()]
@@ -323,11 +323,8 @@ def open_checkpoint(path: Path, *, trust_pickle: bool = False, entry: int | None
             index = check_shard_index(path)
             parts = [_load_torch(shard, trust_pickle) for shard in index.shards]
             arrays = {k: v for part in parts for k, v in part._arrays.items()}
-            holders: dict[str, list[str]] = {}
-            for part in parts:
-                for key in part._arrays:
-                    holders.setdefault(key, []).append(part.path.name)
-            notes = tuple(note for part in parts for note in part.notes) + shard_notes(index.weight_map, holders)
+            contents = [(part.path.name, part._arrays) for part in parts]
+            notes = tuple(note for part in parts for note in part.notes) + shard_notes(index.weight_map, contents)
             return ArrayCheckpoint(path, arrays, next((p.metadata_step for p in parts if p.metadata_step), None), notes=notes)
         if name.endswith(".npz"):
             return _load_npz(path)

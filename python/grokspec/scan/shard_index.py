@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -85,10 +85,14 @@ def check_shard_index(index: Path) -> ShardIndex:
     return ShardIndex(shards, weight_map)
 
 
-def shard_notes(weight_map: Mapping[str, str], holders: Mapping[str, list[str]]) -> tuple[str, ...]:
+def shard_notes(weight_map: Mapping[str, str], contents: Iterable[tuple[str, Iterable[str]]]) -> tuple[str, ...]:
     """Notes for tensors of `weight_map` that no shard holds and for tensors
-    that several shards hold (`holders`: each tensor's shard file names, in
-    the order the shards were read)."""
+    that several shards hold (`contents`: each shard's file name and the
+    tensor names it holds, in the order the shards were read)."""
+    holders: dict[str, list[str]] = {}
+    for shard, names in contents:
+        for name in names:
+            holders.setdefault(name, []).append(shard)
     notes = []
     missing = [name for name in weight_map if name not in holders]
     if missing:
