@@ -8,13 +8,15 @@
 //! update — every inner loop one contiguous column, two columns at a time in
 //! AVX2 + FMA intrinsics where the CPU has them — is faster on one thread up
 //! to [`faster_up_to`]. Given two threads or more, a step's columns are
-//! shared by two (`rayon::join`, each adding into its own copy of the next
-//! product): on two threads that beat the two-stage reduction up to the same
+//! shared by two (the caller and a partner thread kept for the whole loop,
+//! see `partner`, each adding into its own copy of the next product): on two
+//! threads that beat the two-stage reduction up to the same
 //! order.
 
 use faer::{MatRef, Par};
 
 use crate::householder::{axpy, dot, make_reflector};
+use crate::partner::{Partner, with_partner};
 use crate::simd::{Isa, isa};
 
 /// The largest order for which this beats, on one thread, both faer's
@@ -44,7 +46,7 @@ pub fn faster_up_to() -> usize {
 }
 
 /// From this many trailing columns on, a reduction given several threads
-/// shares each step's columns between two of them (`rayon::join`); below,
+/// shares each step's columns between two of them (`partner`); below,
 /// a step is too little work to split.
 const PARALLEL_FROM: usize = 192;
 
@@ -73,19 +75,29 @@ pub fn tridiagonalize_in_place(storage: &mut [f64], n: usize, par: Par) -> (Vec<
 }
 
 /// Dispatches to the FMA kernel where the CPU has AVX2 + FMA.
+/// Given two threads or more and steps worth sharing, the reduction runs
+/// with a partner thread that takes half of each shared step (`partner`).
 fn reduce(lower: &mut [f64], n: usize, threads: usize) -> (Vec<f64>, Vec<f64>) {
+    if threads > 1 && n > PARALLEL_FROM {
+        return with_partner(|partner| reduce_on(lower, n, Some(partner)));
+    }
+    reduce_on(lower, n, None)
+}
+
+/// Dispatches to the FMA kernel where the CPU has AVX2 + FMA.
+fn reduce_on(lower: &mut [f64], n: usize, partner: Option<&Partner<'_>>) -> (Vec<f64>, Vec<f64>) {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx2_fma() {
         // SAFETY: `avx2_fma` means AVX2 and FMA were detected.
-        return unsafe { reduce_fma(lower, n, threads) };
+        return unsafe { reduce_fma(lower, n, partner) };
     }
-    reduce_generic::<Plain>(lower, n, threads)
+    reduce_generic::<Plain>(lower, n, partner)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn reduce_fma(lower: &mut [f64], n: usize, threads: usize) -> (Vec<f64>, Vec<f64>) {
-    reduce_generic::<Fma>(lower, n, threads)
+fn reduce_fma(lower: &mut [f64], n: usize, partner: Option<&Partner<'_>>) -> (Vec<f64>, Vec<f64>) {
+    reduce_generic::<Fma>(lower, n, partner)
 }
 
 /// `dsytd2` on the lower triangle of a column-major `n x n` matrix: for
@@ -102,7 +114,7 @@ fn reduce_fma(lower: &mut [f64], n: usize, threads: usize) -> (Vec<f64>, Vec<f64
 fn reduce_generic<K: ColumnKernel>(
     a: &mut [f64],
     n: usize,
-    threads: usize,
+    partner: Option<&Partner<'_>>,
 ) -> (Vec<f64>, Vec<f64>) {
     let mut diag = vec![0.0; n];
     let mut subdiag = vec![0.0; n.saturating_sub(1)];
@@ -155,7 +167,7 @@ fn reduce_generic<K: ColumnKernel>(
             continue;
         }
         let columns = &mut a[column_at(1)..];
-        if threads > 1 && m >= PARALLEL_FROM {
+        if let Some(partner) = partner.filter(|_| m >= PARALLEL_FROM) {
             // Two threads take columns of equal total length: column j
             // holds m - j entries, so the second half starts where
             // (m - s)² = (m - 1)² / 2. Each adds into its own product.
@@ -163,7 +175,7 @@ fn reduce_generic<K: ColumnKernel>(
             let (left, right) = columns.split_at_mut(column_at(s) - column_at(1));
             let spare = &mut spare[s - 1..m - 1];
             spare.fill(0.0);
-            rayon::join(
+            partner.join(
                 || K::columns(left, n, 1..s, m, (v, w, next), product, 0),
                 || K::columns(right, n, s..m, m, (v, w, next), spare, s - 1),
             );
@@ -235,7 +247,7 @@ type StepVectors<'a> = (&'a [f64], &'a [f64], &'a [f64]);
 /// The inner kernel of [`reduce_generic`], per instruction set.
 trait ColumnKernel {
     /// [`update_columns`] compiled for this kernel's instruction set: the
-    /// closures `rayon::join` runs do not inherit the target features of
+    /// closures the partner thread runs do not inherit the target features of
     /// the function that defines them (there, the intrinsics became calls
     /// and a step ran ~20 times slower); the default serves kernels that need
     /// no instruction set beyond the baseline.
@@ -589,8 +601,8 @@ mod tests {
         lower
     }
 
-    /// A reduction entry point: `(lower triangle, n, threads)` to the tridiagonal form.
-    type Reduction = fn(&mut [f64], usize, usize) -> (Vec<f64>, Vec<f64>);
+    /// A reduction entry point: `(lower triangle, n, partner)` to the tridiagonal form.
+    type Reduction = fn(&mut [f64], usize, Option<&Partner<'_>>) -> (Vec<f64>, Vec<f64>);
 
     /// Both kernels (the FMA one where the CPU has it) on random Gram
     /// matrices of the given orders, run by `threads` inside a pool of that
@@ -605,15 +617,20 @@ mod tests {
             let x = Mat::<f64>::from_fn(n + 3, n, |_, _| rng.random::<f64>() - 0.5);
             let gram = x.transpose() * &x;
             let want = oracle(&gram);
-            let reduce_with =
-                |kernel: Reduction| pool.install(|| kernel(&mut packed_lower(&gram), n, threads));
+            let reduce_with = |kernel: Reduction| {
+                let mut lower = packed_lower(&gram);
+                pool.install(|| match threads {
+                    1 => kernel(&mut lower, n, None),
+                    _ => with_partner(|partner| kernel(&mut lower, n, Some(partner))),
+                })
+            };
             let mut kernels = vec![("portable", reduce_with(reduce_generic::<Plain>))];
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                kernels.push(("fma", reduce_with(|a, n, t| unsafe { reduce_fma(a, n, t) })));
+                kernels.push(("fma", reduce_with(|a, n, p| unsafe { reduce_fma(a, n, p) })));
             }
             for (name, (d, e)) in kernels {
                 let got = tridiagonal_eigenvalues(&d, &e).unwrap();

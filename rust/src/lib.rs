@@ -19,6 +19,7 @@ pub mod huge_pages;
 pub mod matrix;
 pub mod narrow_product;
 pub mod norms;
+pub mod partner;
 pub mod safetensors;
 pub mod safetensors_file;
 mod simd;
