@@ -403,27 +403,37 @@ impl ColumnKernel for Fma {
         // CPU with AVX2 and FMA.
         let dot = unsafe {
             let (wj4, vj4, x04) = (_mm256_set1_pd(wj), _mm256_set1_pd(vj), _mm256_set1_pd(x0));
-            let step = |i: usize, acc: __m256d| {
-                let t = _mm256_fnmadd_pd(
-                    _mm256_loadu_pd(wp.add(i)),
-                    vj4,
-                    _mm256_fnmadd_pd(_mm256_loadu_pd(vp.add(i)), wj4, _mm256_loadu_pd(cp.add(i))),
-                );
-                _mm256_storeu_pd(cp.add(i), t);
-                _mm256_storeu_pd(
-                    yp.add(i),
-                    _mm256_fmadd_pd(x04, t, _mm256_loadu_pd(yp.add(i))),
-                );
-                _mm256_fmadd_pd(t, _mm256_loadu_pd(xp.add(i)), acc)
-            };
+            // A macro, not a closure: a closure here is compiled without the
+            // enclosing function's target features, and each intrinsic in it
+            // became a function call (seen in `objdump`).
+            macro_rules! step {
+                ($i:expr, $acc:expr) => {{
+                    let i = $i;
+                    let t = _mm256_fnmadd_pd(
+                        _mm256_loadu_pd(wp.add(i)),
+                        vj4,
+                        _mm256_fnmadd_pd(
+                            _mm256_loadu_pd(vp.add(i)),
+                            wj4,
+                            _mm256_loadu_pd(cp.add(i)),
+                        ),
+                    );
+                    _mm256_storeu_pd(cp.add(i), t);
+                    _mm256_storeu_pd(
+                        yp.add(i),
+                        _mm256_fmadd_pd(x04, t, _mm256_loadu_pd(yp.add(i))),
+                    );
+                    _mm256_fmadd_pd(t, _mm256_loadu_pd(xp.add(i)), $acc)
+                }};
+            }
             let (mut acc0, mut acc1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
             while i + 8 <= body {
-                acc0 = step(i, acc0);
-                acc1 = step(i + 4, acc1);
+                acc0 = step!(i, acc0);
+                acc1 = step!(i + 4, acc1);
                 i += 8;
             }
             if i + 4 <= body {
-                acc0 = step(i, acc0);
+                acc0 = step!(i, acc0);
                 i += 4;
             }
             let acc = _mm256_add_pd(acc0, acc1);
