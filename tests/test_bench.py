@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from grokspec.bench.scan import run_scan_speed_benchmark
-from grokspec.bench.spectral import QUICK_CASES, markdown_table, run_benchmark
+from grokspec.bench.spectral import QUICK_CASES, BenchResult, markdown_table, paired_rounds, run_benchmark, speedup_text
 from grokspec.cli import main
 
 
@@ -22,12 +22,32 @@ def test_every_contender_is_timed_and_checked_against_lapack():
         "scipy.linalg.svdvals",
     }
     for r in results:
-        assert r.seconds > 0 and r.runs >= 1
+        assert r.seconds > 0 and r.runs >= 3, "one run per round at least"
+        low, high = r.speedup_range
+        assert low <= r.grokspec_speedup <= high
         assert r.entropy_error < 1e-5, r  # float32 contenders land near 1e-8
         if r.contender == "grokspec":
             assert r.entropy_error <= 1e-6 and r.grokspec_speedup == 1.0
     table = markdown_table(results)
     assert table.count("\n") == len(results) + 1 and "grokspec speedup" in table
+
+
+def test_the_speedup_pairs_each_round_with_grokspecs_own():
+    # A busy second round slows both: paired, the ratios are 2, 2, 3 and the
+    # speed-up 2; the ratio of the medians (30 / 10) would say 3.
+    seconds, speedup, (low, high) = paired_rounds([20.0, 60.0, 30.0], [10.0, 30.0, 10.0])
+    assert (seconds, speedup, low, high) == (30.0, 2.0, 2.0, 3.0)
+    seconds, speedup, (low, high) = paired_rounds([3.0, 1.0, 2.0], [1.0, 1.0, 1.0])
+    assert (seconds, speedup, low, high) == (2.0, 2.0, 1.0, 3.0)
+
+
+def test_the_table_shows_the_rounds_range_where_it_matters():
+    def row(contender: str, speedup: float, low: float, high: float) -> BenchResult:
+        return BenchResult("1024x1024", "float32", contender, 0.1, 9, 1e-9, speedup, (low, high))
+
+    assert speedup_text(row("grokspec", 1.0, 1.0, 1.0)) == "—"
+    assert speedup_text(row("torch.linalg.svdvals", 2.04, 1.83, 2.11)) == "2.0× (1.8–2.1)"
+    assert speedup_text(row("torch.linalg.svdvals", 2.04, 2.01, 2.03)) == "2.0×"
 
 
 def test_scan_benchmark_agrees_with_plain_torch():

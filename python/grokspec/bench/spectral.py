@@ -3,9 +3,14 @@
 Every contender computes the same normalized spectral entropy (power 2,
 ``normalize="dim"``) of the same matrices in one process, with the same
 number of threads (torch via ``set_num_threads``, numpy/scipy's BLAS via
-threadpoolctl, grokspec via ``threads=``), after a warm-up; the time is the
-median of several runs. Each contender's entropy is compared with a float64
-LAPACK reference, so speed is never reported without its accuracy.
+threadpoolctl, grokspec via ``threads=``), after a warm-up. The contenders
+take turns: ``ROUNDS`` rounds in which each is timed for a share of the
+budget, in a rotated order, so that a busy minute on a shared machine lands
+on every contender rather than on one. A contender's time is the median of
+its rounds' medians; its speed-up is the median, over rounds, of its time
+divided by grokspec's in the same round. Each contender's entropy is compared
+with a float64 LAPACK reference, so speed is never reported without its
+accuracy.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ __all__ = [
     "BenchResult",
     "kernel_isa",
     "markdown_table",
+    "paired_rounds",
     "run_benchmark",
     "settle",
+    "speedup_text",
 ]
 
 _ISA_RANK = {"portable": 0, "avx2": 1, "avx512": 2}
@@ -78,13 +85,18 @@ class BenchResult:
     case: str
     dtype: str
     contender: str
-    #: Median wall time of one call over the whole case, in seconds.
+    #: Median over the rounds of the round's median wall time of one call
+    #: over the whole case, in seconds.
     seconds: float
+    #: Timed calls, all rounds together.
     runs: int
     #: max |H̃(contender) − H̃(float64 LAPACK)| over the case's matrices.
     entropy_error: float
-    #: This contender's time divided by grokspec's (> 1: grokspec is faster).
+    #: Median over the rounds of this contender's time divided by grokspec's
+    #: in the same round (> 1: grokspec is faster).
     grokspec_speedup: float
+    #: The same ratio, lowest and highest round: how much the machine moved.
+    speedup_range: tuple[float, float] = (1.0, 1.0)
 
 
 def _cases(dtypes: tuple[str, ...], specs: list[tuple[str, tuple[int, int], int]]) -> list[BenchCase]:
@@ -177,19 +189,23 @@ def settle() -> None:
     time.sleep(SETTLE_SECONDS)
 
 
-def _time(run: Callable[[], object], budget: float, max_runs: int) -> tuple[float, int]:
-    """Median time: one warm-up, then runs until `budget` seconds or `max_runs`."""
+#: Turns each contender takes per case (see the module's docstring).
+ROUNDS = 3
+
+
+def _time(run: Callable[[], object], budget: float, max_runs: int, *, warm_up: bool) -> tuple[float, int]:
+    """Median time of runs until `budget` seconds or `max_runs` (at least one),
+    after one warm-up run if asked; a warm-up slower than the budget is
+    itself the timing (its start-up costs are small beside it)."""
     settle()
-    start = time.perf_counter()
-    run()
-    first = time.perf_counter() - start
-    if first > budget:
-        # Too slow to repeat within budget; one more run so warm-up effects are out.
+    if warm_up:
         start = time.perf_counter()
         run()
-        return time.perf_counter() - start, 1
+        first = time.perf_counter() - start
+        if first > budget:
+            return first, 1
     times: list[float] = []
-    while len(times) < max_runs and (sum(times) < budget or len(times) < 3):
+    while not times or (len(times) < max_runs and sum(times) < budget):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
@@ -207,9 +223,11 @@ def run_benchmark(
     threads: int | None = None,
     budget: float = 2.0,
     max_runs: int = 15,
+    rounds: int = ROUNDS,
     progress: Callable[[str], None] | None = None,
 ) -> list[BenchResult]:
-    """Times every contender on every case; returns one result per pair."""
+    """Times every contender on every case, `rounds` turns each sharing
+    `budget` seconds and `max_runs` runs; returns one result per pair."""
     from grokspec import _core
 
     cases = DEFAULT_CASES if cases is None else cases
@@ -217,21 +235,35 @@ def run_benchmark(
     results: list[BenchResult] = []
     with _thread_limits(threads):
         contenders = _contenders(threads)
+        names = list(contenders)
         for case in cases:
             mats = case.matrices()
             reference = _reference(mats)
-            timings: dict[str, tuple[float, int, float]] = {}
-            for name, contender in contenders.items():
-                if progress:
-                    progress(f"{case.name} {case.dtype}: {name}")
-                values: list[np.ndarray] = []
-                seconds, runs = _time(partial(_append_run, values, contender, mats), budget, max_runs)
-                error = float(np.nanmax(np.abs(values[-1] - reference)))
-                timings[name] = (seconds, runs, error)
-            ours = timings["grokspec"][0]
-            for name, (seconds, runs, error) in timings.items():
-                results.append(BenchResult(case.name, case.dtype, name, seconds, runs, error, seconds / ours))
+            rounds_of: dict[str, list[float]] = {name: [] for name in names}
+            runs_of = dict.fromkeys(names, 0)
+            values_of: dict[str, list[np.ndarray]] = {name: [] for name in names}
+            for turn in range(rounds):
+                # Rotated, so that no contender always runs right after the same one.
+                for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                    if progress:
+                        progress(f"{case.name} {case.dtype}: {name} (round {turn + 1} of {rounds})")
+                    run = partial(_append_run, values_of[name], contenders[name], mats)
+                    seconds, runs = _time(run, budget / rounds, max(1, max_runs // rounds), warm_up=turn == 0)
+                    rounds_of[name].append(seconds)
+                    runs_of[name] += runs
+            for name in names:
+                seconds, speedup, speedup_range = paired_rounds(rounds_of[name], rounds_of["grokspec"])
+                error = float(np.nanmax(np.abs(values_of[name][-1] - reference)))
+                results.append(BenchResult(case.name, case.dtype, name, seconds, runs_of[name], error, speedup, speedup_range))
     return results
+
+
+def paired_rounds(theirs: list[float], ours: list[float]) -> tuple[float, float, tuple[float, float]]:
+    """A contender's time (the median of its rounds), its speed-up (the
+    median of its per-round ratios to grokspec's time in the same round) and
+    the lowest and highest of those ratios."""
+    ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
+    return statistics.median(theirs), statistics.median(ratios), (min(ratios), max(ratios))
 
 
 def as_records(results: list[BenchResult]) -> list[dict[str, object]]:
@@ -246,14 +278,24 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
 
 
+def speedup_text(r: BenchResult) -> str:
+    """`2.0×`, with the lowest and highest round where they differ in print:
+    `2.0× (1.8–2.1)`; a dash for grokspec itself."""
+    if r.contender == "grokspec":
+        return "—"
+    low, high = r.speedup_range
+    spread = f" ({low:.1f}–{high:.1f})" if f"{low:.1f}" != f"{high:.1f}" else ""
+    return f"{r.grokspec_speedup:.1f}×{spread}"
+
+
 def markdown_table(results: list[BenchResult]) -> str:
     """The table for the README: one row per case and contender."""
     lines = [
-        "| case | dtype | contender | time | grokspec speedup | max abs entropy error |",
+        "| case | dtype | contender | time | grokspec speedup (rounds' range) | max abs entropy error |",
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
     for r in results:
-        speedup = "—" if r.contender == "grokspec" else f"{r.grokspec_speedup:.1f}×"
+        speedup = speedup_text(r)
         lines.append(
             f"| {r.case} | {r.dtype} | {r.contender} | {_format_seconds(r.seconds)} | {speedup} | {r.entropy_error:.1e} |"
         )

@@ -14,7 +14,13 @@ from grokspec.cli.console import status_printer
 @main.command()
 @click.option("--quick", is_flag=True, help="Small matrices only (a smoke test, seconds).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every contender (default: all cores).")
-@click.option("--budget", type=click.FloatRange(min=0.0), default=2.0, show_default=True, help="Seconds of repeats per timing.")
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0.0),
+    default=2.0,
+    show_default=True,
+    help="Seconds per contender and case, shared by its three rounds.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown (for the README).")
 @click.option(
@@ -52,7 +58,7 @@ def bench(
     """Side-by-side benchmark against torch.linalg, numpy and scipy on this machine."""
     limits = _force_isa(isa)
     from grokspec import _core
-    from grokspec.bench.spectral import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark
+    from grokspec.bench.spectral import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark, speedup_text
     from grokspec.io_atomic import write_json
 
     threads = threads or _core.default_threads()
@@ -76,8 +82,7 @@ def bench(
         for column in ("case", "dtype", "contender", "time", "grokspec speedup", "entropy error"):
             table.add_column(column, justify="right" if column in ("time", "grokspec speedup", "entropy error") else "left")
         for r in results:
-            speedup = "—" if r.contender == "grokspec" else f"{r.grokspec_speedup:.1f}×"
-            table.add_row(r.case, r.dtype, r.contender, f"{r.seconds:.4g} s", speedup, f"{r.entropy_error:.1e}")
+            table.add_row(r.case, r.dtype, r.contender, f"{r.seconds:.4g} s", speedup_text(r), f"{r.entropy_error:.1e}")
         Console().print(table)
     scan_results: dict[str, Any] = {}
     if scan_bench:
