@@ -74,7 +74,6 @@ pub fn tridiagonalize_in_place(storage: &mut [f64], n: usize, par: Par) -> (Vec<
     reduce(storage, n, par.degree())
 }
 
-/// Dispatches to the FMA kernel where the CPU has AVX2 + FMA.
 /// Given two threads or more and steps worth sharing, the reduction runs
 /// with a partner thread that takes half of each shared step (`partner`).
 fn reduce(lower: &mut [f64], n: usize, threads: usize) -> (Vec<f64>, Vec<f64>) {

@@ -232,6 +232,7 @@ def run_benchmark(
 
     cases = DEFAULT_CASES if cases is None else cases
     threads = threads or _core.default_threads()
+    rounds = max(1, rounds)
     results: list[BenchResult] = []
     with _thread_limits(threads):
         contenders = _contenders(threads)
