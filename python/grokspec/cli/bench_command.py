@@ -57,7 +57,10 @@ def bench(
 ) -> None:
     """Side-by-side benchmark against torch.linalg, numpy and scipy on this machine."""
     limits = _force_isa(isa)
+    from dataclasses import asdict
+
     from grokspec import _core
+    from grokspec.bench.load import load_since, snapshot
     from grokspec.bench.spectral import DEFAULT_CASES, QUICK_CASES, as_records, markdown_table, run_benchmark, speedup_text
     from grokspec.io_atomic import write_json
 
@@ -66,13 +69,16 @@ def bench(
         _approx_bench(quick, threads, json_path, quiet, limits)
         return
     update, stop = status_printer(quiet)
+    before = snapshot()
     try:
         results = run_benchmark(QUICK_CASES if quick else DEFAULT_CASES, threads=threads, budget=budget, progress=update)
     finally:
         stop()
+    load = load_since(before, snapshot())
     machine = _machine_line(threads, limits)
+    load_line = f"Load during the run: {load.describe()}" if load else "Load during the run: unknown (no /proc/stat)"
     if markdown:
-        click.echo(f"Machine: {machine}\n")
+        click.echo(f"Machine: {machine}\n{load_line}\n")
         click.echo(markdown_table(results))
     else:
         from rich.console import Console
@@ -84,6 +90,7 @@ def bench(
         for r in results:
             table.add_row(r.case, r.dtype, r.contender, f"{r.seconds:.4g} s", speedup_text(r), f"{r.entropy_error:.1e}")
         Console().print(table)
+        click.echo(load_line)
     scan_results: dict[str, Any] = {}
     if scan_bench:
         from grokspec.bench.scan import run_scan_speed_benchmark, run_sharded_memory_benchmark
@@ -107,7 +114,8 @@ def bench(
                 f"(Python baseline {memory['python_baseline_rss_bytes'] / mb:.0f} MB), {memory['seconds']:.1f} s"
             )
     if json_path is not None:
-        write_json(json_path, {"machine": machine, "threads": threads, "results": as_records(results), "scan": scan_results})
+        record = {"machine": machine, "threads": threads, "load": asdict(load) if load else None}
+        write_json(json_path, record | {"results": as_records(results), "scan": scan_results})
 
 
 #: MKL's name for the widest ISA it may use (MKL_ENABLE_INSTRUCTIONS).
