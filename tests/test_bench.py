@@ -62,7 +62,9 @@ def test_bench_command_writes_json(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["threads"] >= 1 and len(data["results"]) == 5 * len(QUICK_CASES)
-    assert "| case |" in result.output
+    assert "| case |" in result.output and "Load during the run:" in result.output
+    load = data["load"]
+    assert load is None or (0.0 <= load["steal_fraction"] <= 1.0 and load["other_cores"] >= 0.0)
 
 
 def test_bench_can_force_the_portable_path_and_says_so(tmp_path):
