@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from safetensors.torch import save_file
 from grokspec import _core, spectral_stats
 from grokspec.cli import main
 from grokspec.errors import CheckpointError, GrokspecError
-from grokspec.scan.cache import ScanCache
 from grokspec.scan.formats import matrix_shape
 from grokspec.scan.scan import ScanInputError, ScanOptions, scan
 
@@ -358,34 +356,6 @@ def test_two_scans_of_one_directory_at_once(tmp_path):
     table = pd.read_csv(tmp_path / "grokspec-scan" / "spectra.csv")
     assert sorted(table["step"].unique()) == list(range(1, 7))
     assert not list((tmp_path / "grokspec-scan").glob("*.tmp")) and not list((tmp_path / "grokspec-scan").glob(".*.tmp"))
-
-
-_OPEN_AND_WRITE = """
-import sys
-import time
-from pathlib import Path
-from grokspec.scan.cache import ScanCache
-path, worker, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-time.sleep(max(0.0, start - time.time()))  # all workers begin together
-for i in range(100):
-    with ScanCache(path) as cache:
-        cache.put(f"{worker}-{i}", [worker, i])
-        assert cache.get(f"{worker}-{i}") == [worker, i]
-"""
-
-
-def test_cache_opened_by_many_processes_at_once(tmp_path):
-    # Switching to WAL while another process opens or closes the log makes
-    # SQLite report "database is locked" without waiting; the cache must
-    # wait that out rather than fail a scan.
-    path, start = tmp_path / "cache.sqlite", time.time() + 3.0
-    command = [sys.executable, "-c", _OPEN_AND_WRITE, str(path)]
-    workers = [subprocess.Popen([*command, str(w), str(start)], stderr=subprocess.PIPE, text=True) for w in range(8)]
-    for worker in workers:
-        _, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err
-    with ScanCache(path) as cache:
-        assert all(cache.get(f"{w}-{i}") == [str(w), i] for w in range(8) for i in range(100))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -7,7 +7,11 @@ and an interrupted scan resumes where it stopped (each checkpoint is
 committed as soon as it is done). SQLite's write-ahead log and a busy
 timeout let two scans of one directory run at once without corrupting
 anything; at worst both compute the same checkpoint and the second write
-replaces an identical value.
+replaces an identical value. In some windows SQLite answers "locked" (or
+"locking protocol") at once instead of waiting — while a connection
+switches the file to WAL, while the last one closing cleans up the log,
+while another recovers it — so every statement is retried with backoff
+until the same deadline as the busy timeout.
 
 A cache is only ever a shortcut, so it never stops a scan: a damaged
 ``cache.sqlite`` (not a database, truncated, another schema) is moved aside
@@ -27,9 +31,9 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from grokspec.scan.guards import display_name
 
@@ -40,6 +44,11 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT 
 _COLUMNS = [("key", "TEXT", 0, 1), ("value", "TEXT", 1, 0)]
 _BUSY_TIMEOUT_S = 60.0
 _COMPANIONS = ("-wal", "-shm", "-journal")
+#: SQLite's primary result codes for "another connection is in the way":
+#: SQLITE_BUSY, SQLITE_LOCKED, and SQLITE_PROTOCOL (a WAL lock race lost a
+#: hundred times in a row, which a descheduled reader on a loaded machine can cause).
+_TRANSIENT_CODES = frozenset({5, 6, 15})
+_Result = TypeVar("_Result")
 
 
 class _Damaged(Exception):
@@ -94,8 +103,9 @@ class ScanCache:
     def get(self, key: str) -> Any | None:
         if self._db is None:
             return None
+        db = self._db
         try:
-            row = self._db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+            row = _retrying(lambda: db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone())
         except sqlite3.Error as error:
             self._drop(error)
             return None
@@ -110,8 +120,9 @@ class ScanCache:
     def put(self, key: str, value: Any) -> None:
         if self._db is None:
             return
+        db, text = self._db, json.dumps(value)
         try:
-            self._db.execute("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+            _retrying(lambda: db.execute("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", (key, text)))
         except sqlite3.Error as error:
             self._drop(error)
 
@@ -137,7 +148,29 @@ class ScanCache:
 
 
 def _transient(error: BaseException) -> bool:
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+    """Whether `error` is another connection being in the way (worth waiting out),
+    not damage. Python < 3.11 has no error codes on the exception: its message decides."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _TRANSIENT_CODES
+    return any(word in str(error) for word in ("locked", "busy", "locking protocol"))
+
+
+def _retrying(action: Callable[[], _Result]) -> _Result:
+    """`action()`, retried with backoff while SQLite answers with a transient
+    error, for as long as the busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    pause = 0.01
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as error:
+            if not _transient(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def _open_checked(path: Path) -> sqlite3.Connection:
@@ -145,10 +178,11 @@ def _open_checked(path: Path) -> sqlite3.Connection:
     results table has this version's columns."""
     db = _open_with_retries(path)
     try:
-        check = db.execute("PRAGMA quick_check").fetchone()
+        check = _retrying(lambda: db.execute("PRAGMA quick_check").fetchone())
         if check is None or check[0] != "ok":
             raise _Damaged(f"integrity check: {check[0] if check else 'no answer'}")
-        columns = [(r[1], r[2].upper(), r[3], r[5]) for r in db.execute("PRAGMA table_info(results)").fetchall()]
+        table = _retrying(lambda: db.execute("PRAGMA table_info(results)").fetchall())
+        columns = [(r[1], r[2].upper(), r[3], r[5]) for r in table]
         if columns != _COLUMNS:
             raise _Damaged("its results table has another schema")
     except BaseException:
@@ -170,27 +204,16 @@ def _move_aside(path: Path) -> Path:
 
 
 def _open_with_retries(path: Path) -> sqlite3.Connection:
-    """Open the cache in WAL mode, waiting out other scans that hold it.
+    """Open the cache in WAL mode, waiting out other scans that hold it."""
 
-    SQLite answers the switch to WAL (and the recovery of a log another
-    process is closing) with "database is locked" at once, without waiting
-    for its busy timeout, so opening is retried with backoff until the
-    same deadline.
-    """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_S
-    pause = 0.01
-    while True:
+    def connect() -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
-            return db
-        except sqlite3.OperationalError as error:
-            db.close()
-            if not _transient(error) or time.monotonic() > deadline:
-                raise
         except BaseException:
-            db.close()
+            db.close()  # a new connection is tried: this one may hold a stale view of the file
             raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.5)
+        return db
+
+    return _retrying(connect)
