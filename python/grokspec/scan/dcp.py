@@ -24,7 +24,6 @@ anything is allocated, every file it names must lie in the folder.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 
 from grokspec.errors import CheckpointError
 from grokspec.scan import guards
+from grokspec.scan.embedded_torch import read_embedded
 from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, opaque_fields, safe_load
 from grokspec.scan.torch_dtypes import TORCH_DTYPES
 from grokspec.scan.torch_pickle import (
@@ -43,7 +43,6 @@ from grokspec.scan.torch_pickle import (
     TensorRef,
     TorchDtype,
     load_torch_file,
-    load_torch_zip,
 )
 
 __all__ = ["DATA_SUFFIX", "METADATA_NAME", "ChunkedTensor", "checkpoint_files", "is_dcp_folder", "load_dcp"]
@@ -113,6 +112,10 @@ class ChunkedTensor:
         return out if out is not None else np.zeros(self.shape, dtype=out_dtype)
 
 
+def _read_item(file: Path, start: int, length: int, name: str) -> LoadedPickle:
+    return read_embedded(file, start, length, name, " (DCP's safetensors serialization is not read)")
+
+
 def _read_chunk(chunk: Chunk, name: str) -> np.ndarray:
     value = _read_item(chunk.file, chunk.start, chunk.length, name).value
     if not isinstance(value, TensorRef):
@@ -123,53 +126,6 @@ def _read_chunk(chunk: Chunk, name: str) -> np.ndarray:
         return value.array()
     except (UnreadablePickle, ValueError, OSError) as error:
         raise CheckpointError(f"{chunk.file.name}: the chunk of {name} at byte {chunk.start} cannot be read: {error}") from error
-
-
-class _FileView(io.RawIOBase):
-    """`length` bytes of an open file from `start` on, as a stream of their own."""
-
-    def __init__(self, handle: io.BufferedReader, start: int, length: int) -> None:
-        super().__init__()
-        self._handle, self._start, self._length, self._position = handle, start, length, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        count = max(0, min(len(buffer), self._length - self._position))
-        if count == 0:
-            return 0
-        self._handle.seek(self._start + self._position)
-        data = self._handle.read(count)
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-
-def _read_item(file: Path, start: int, length: int, name: str) -> LoadedPickle:
-    """The object `torch.save` wrote at `start` of `file` (tensors as TensorRef)."""
-    try:
-        with open(file, "rb") as handle:
-            handle.seek(start)
-            if handle.read(4) != b"PK\x03\x04":
-                raise CheckpointError(
-                    f"{file.name}: the entry {name} at byte {start} is not a torch.save archive "
-                    "(DCP's safetensors serialization is not read)"
-                )
-            return load_torch_zip(file, io.BufferedReader(_FileView(handle, start, length)), start)
-    except (UnreadablePickle, OSError, ValueError, EOFError) as error:
-        raise CheckpointError(f"{file.name}: the entry {name} cannot be read: {error}") from error
 
 
 # --- the metadata ---------------------------------------------------------------------

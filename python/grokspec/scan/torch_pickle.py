@@ -17,11 +17,9 @@ every declared size is checked against the bytes present first.
 
 from __future__ import annotations
 
-import lzma
 import math
 import struct
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +31,20 @@ from grokspec.scan.float8 import FLOAT8_DTYPES, decode
 from grokspec.scan.halfs import read_widened
 from grokspec.scan.safe_pickle import MAX_NDIM, Constructor, Opaque, UnreadablePickle, safe_load
 from grokspec.scan.torch_dtypes import FLOAT_DTYPES, LAYOUT, STORAGE_DTYPES, TORCH_DTYPES
+from grokspec.scan.zip_members import check_inflated, member_offset, read_member
 
-__all__ = ["TORCH_ALLOWLIST", "LoadedPickle", "Storage", "TensorRef", "TorchDtype", "load_torch_file", "load_torch_zip"]
+__all__ = [
+    "TORCH_ALLOWLIST",
+    "LoadedPickle",
+    "Storage",
+    "TensorRef",
+    "TorchDtype",
+    "load_torch_file",
+    "load_torch_zip",
+    "tensor_ref",
+]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-#: A compressed data.pkl may inflate this many times its archive, up to this many bytes.
-_INFLATE_RATIO = 64
-_INFLATE_LIMIT = 4 * 2**30
 _LEGACY_PROTOCOL = 1001
 
 
@@ -144,7 +149,7 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
-def _tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, dtype: str | None = None) -> TensorRef:
+def tensor_ref(storage: Any, storage_offset: Any, size: Any, stride: Any, dtype: str | None = None) -> TensorRef:
     if not isinstance(storage, Storage):
         raise UnreadablePickle("a tensor without a storage")
     if (
@@ -168,7 +173,7 @@ def _tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, dtype: st
 
 
 def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *rest: Any) -> TensorRef:
-    return _tensor(storage, storage_offset, size, stride)
+    return tensor_ref(storage, storage_offset, size, stride)
 
 
 def _rebuild_tensor_v3(
@@ -176,7 +181,7 @@ def _rebuild_tensor_v3(
 ) -> TensorRef:
     if not isinstance(dtype, TorchDtype):
         raise UnreadablePickle("_rebuild_tensor_v3 without a dtype")
-    return _tensor(storage, storage_offset, size, stride, TORCH_DTYPES[dtype.name])
+    return tensor_ref(storage, storage_offset, size, stride, TORCH_DTYPES[dtype.name])
 
 
 def _first(data: Any, *rest: Any) -> Any:
@@ -274,12 +279,12 @@ def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
         if not pickles:
             raise UnreadablePickle("a zip archive without data.pkl (not a torch.save file)")
         prefix = pickles[0][: -len("data.pkl")]
-        _check_inflated(records[pickles[0]], size)
+        check_inflated(records[pickles[0]], size)
         byteorder = records.get(f"{prefix}byteorder")
         order = "little"
         if byteorder is not None:
-            _check_inflated(byteorder, size)
-            order = _read_member(archive, byteorder).decode("ascii", "replace").strip()
+            check_inflated(byteorder, size)
+            order = read_member(archive, byteorder).decode("ascii", "replace").strip()
         storages: dict[str, Storage] = {}
 
         def persistent(pid: Any) -> Storage:
@@ -291,45 +296,12 @@ def load_torch_zip(path: Path, raw: BinaryIO, base: int = 0) -> LoadedPickle:
                     raise UnreadablePickle(f"storage {key} is missing from the archive")
                 if info is not None and info.file_size < nbytes:
                     raise UnreadablePickle(f"storage {key} declares {nbytes} bytes, the archive holds {info.file_size}")
-                offset = base + _member_offset(raw, info, size) if info is not None else 0
+                offset = base + member_offset(raw, info, size) if info is not None else 0
                 storages[key] = Storage(path, storage_type.dtype, nbytes, offset, order == "big")
             return storages[key]
 
-        value, suspicious = safe_load(_read_member(archive, records[pickles[0]]), extra=TORCH_ALLOWLIST, persistent=persistent)
+        value, suspicious = safe_load(read_member(archive, records[pickles[0]]), extra=TORCH_ALLOWLIST, persistent=persistent)
     return LoadedPickle(value, suspicious, "zip")
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """A member read whole; damage (a bad CRC or header, an unknown compression, the
-    encryption flag) is an UnreadablePickle."""
-    try:
-        return archive.read(info)
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError, EOFError, OSError) as error:
-        raise UnreadablePickle(f"{info.filename} is damaged: {error}") from error
-
-
-def _check_inflated(info: zipfile.ZipInfo, size: int) -> None:
-    """A member that is read whole (data.pkl, byteorder) may not inflate to
-    more than the archive could plausibly hold: torch stores them uncompressed."""
-    limit = size if info.compress_type == zipfile.ZIP_STORED else min(size * _INFLATE_RATIO, _INFLATE_LIMIT)
-    if info.file_size > limit:
-        raise UnreadablePickle(f"{info.filename} declares {info.file_size} bytes, more than the archive of {size} bytes can hold")
-
-
-def _member_offset(raw: BinaryIO, info: zipfile.ZipInfo, size: int) -> int:
-    """Where a stored (uncompressed) member's bytes begin in the file; torch
-    never compresses storages, and a compressed one is refused rather than inflated."""
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise UnreadablePickle(f"{info.filename} is compressed; torch.save never compresses storages")
-    raw.seek(info.header_offset)
-    header = raw.read(30)
-    if len(header) != 30 or header[:4] != b"PK\x03\x04":
-        raise UnreadablePickle(f"{info.filename}: bad zip entry header")
-    name_length, extra_length = struct.unpack("<HH", header[26:30])
-    start = int(info.header_offset) + 30 + int(name_length) + int(extra_length)
-    if start + info.file_size > size:
-        raise UnreadablePickle(f"{info.filename} reaches past the end of the file")
-    return start
 
 
 def _load_legacy(path: Path) -> LoadedPickle:
