@@ -28,6 +28,7 @@ from typing import Any
 from grokspec.errors import CheckpointError
 from grokspec.scan import dcp, guards
 from grokspec.scan.multi import MetricPoint, find_multi, metric_points
+from grokspec.scan.pt2 import PT2_SUFFIX, load_pt2
 from grokspec.scan.roles import content_role
 from grokspec.scan.safe_pickle import Opaque, UnreadablePickle, resolve
 from grokspec.scan.statedict import MAX_DEPTH, MAX_NODES, Walk, as_mapping, find_state_dict, tensor_leaves
@@ -52,8 +53,9 @@ STEP_KEYS = ("step", "global_step", "step_count", "iter_num", "iteration", "num_
 #: Names of files written by ``torch.save``. ``.tar`` is the PyTorch tutorials' convention for
 #: a general checkpoint (the ImageNet example's ``model_best.pth.tar``, timm's
 #: ``checkpoint-N.pth.tar``); a bare ``.tar`` is read only when it holds a torch file
-#: (:func:`holds_torch_file`), a real tar archive is not a checkpoint.
-PICKLE_SUFFIXES = (".pth.tar", ".pt.tar", ".ckpt.tar", ".tar", ".pt", ".pth", ".bin", ".ckpt")
+#: (:func:`holds_torch_file`), a real tar archive is not a checkpoint. ``.pt2`` is torch.export's
+#: archive (:mod:`grokspec.scan.pt2`): not a pickle, but read through the same path.
+PICKLE_SUFFIXES = (".pth.tar", ".pt.tar", ".ckpt.tar", ".tar", ".pt", ".pth", ".bin", ".ckpt", PT2_SUFFIX)
 #: The first bytes of torch.save's two formats: a zip archive, or the legacy
 #: format's protocol-2 pickle of its 10-byte magic number.
 _TORCH_MAGICS = (b"PK\x03\x04", b"\x80\x02\x8a\x0a")
@@ -112,10 +114,11 @@ def _load(path: Path, trust_pickle: bool) -> tuple[Any, frozenset[str]]:
     with _lock:
         if _last is not None and _last[0] == key:
             return _last[1]
-    loaded = _trusted_load(path) if trust_pickle else None
+    pt2 = path.name.endswith(PT2_SUFFIX)  # torch.load cannot read it: grokspec's reader, trusted or not
+    loaded = _trusted_load(path) if trust_pickle and not pt2 else None
     if loaded is None:
         try:
-            safe = load_torch_file(path)
+            safe = load_pt2(path) if pt2 else load_torch_file(path)
         except (UnreadablePickle, zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error, lzma.LZMAError) as error:
             raise CheckpointError(f"{path.name} cannot be read as a PyTorch checkpoint: {error}") from error
         loaded = (safe.value, safe.suspicious)
