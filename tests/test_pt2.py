@@ -1,5 +1,5 @@
 """torch.export ``.pt2`` archives: written by the real ``torch.export.save``
-(and, for torch ≤ 2.6's layouts, in their exact structures), scanned without
+(and, for older torch's layouts, in their exact structures), scanned without
 torch and compared with a float64 LAPACK reference; damaged and hostile
 archives are reported and the scan goes on."""
 
@@ -80,13 +80,13 @@ def test_exported_programs_scan_like_their_state_dicts(tmp_path, dtype):
 
 
 def _legacy_archive(path: Path, state: dict[str, torch.Tensor], layout: str) -> None:
-    """The layouts of older torch.export.save: 2.1–2.5 put a torch.save of the
-    state dict at the top as serialized_state_dict.pt; 2.6 put it in the PT2
-    archive as data/weights/<model>.pt."""
+    """The layouts of older torch.export.save: the flat one put a torch.save of
+    the state dict at the top as serialized_state_dict.pt; the first PT2
+    archives put it in data/weights/<model>.pt (torch's loader still reads both)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     with zipfile.ZipFile(path, "w") as archive:  # stored, as torch writes them
-        if layout == "2.5":
+        if layout == "flat":
             archive.writestr("serialized_exported_program.json", "{}")
             archive.writestr("serialized_state_dict.pt", buffer.getvalue())
             archive.writestr("serialized_constants.pt", b"")
@@ -100,7 +100,7 @@ def _legacy_archive(path: Path, state: dict[str, torch.Tensor], layout: str) -> 
             archive.writestr(f"{root}/data/weights/model.pt", buffer.getvalue())
 
 
-@pytest.mark.parametrize("layout", ["2.5", "2.6"])
+@pytest.mark.parametrize("layout", ["flat", "pickled-in-pt2"])
 def test_older_torch_export_layouts(tmp_path, layout):
     state = {"a.weight": torch.randn(30, 20), "b.weight": torch.randn(12, 44).t(), "bias": torch.randn(5)}
     _legacy_archive(tmp_path / "step_7.pt2", state, layout)

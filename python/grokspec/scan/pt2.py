@@ -4,16 +4,16 @@
 weights (the program's state dict: parameters and persistent buffers) are
 found in one of three layouts, by torch version:
 
-- the PT2 archive (torch ≥ 2.7): ``<root>/archive_format`` holds ``pt2``;
+- the PT2 archive (today's torch): ``<root>/archive_format`` holds ``pt2``;
   ``<root>/data/weights/<model>_weights_config.json`` names, for each weight,
   the member holding its storage's raw bytes (``weight_N``), its dtype (the
   export schema's ``ScalarType`` number), sizes, strides and storage offset;
   weights that are tensor subclasses are ``torch.save`` archives instead
   (``use_pickle``). Weights that share a storage share a member;
 - the same archive with ``<root>/data/weights/<model>.pt``, one ``torch.save``
-  archive of the whole state dict (torch 2.6);
+  archive of the whole state dict (the first PT2 archives; torch still reads it);
 - ``serialized_state_dict.pt`` at the top of the archive, a ``torch.save``
-  archive of the state dict (torch 2.1–2.5).
+  archive of the state dict (the flat layout before the PT2 archive).
 
 Every member is addressed in place (never inflated: torch stores them
 uncompressed, and a compressed one is refused), every declared size is
