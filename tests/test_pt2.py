@@ -226,3 +226,19 @@ def test_a_pickled_weight_that_asks_to_run_code_is_not_run(tmp_path):
     result = scan(folder, cache_path=None)
     assert not marker.exists()
     assert any("step_4.pt2" in w and "nothing of it was run" in w for w in result.warnings), result.warnings
+
+
+def test_an_archive_of_several_programs_names_each_weight_by_its_model(tmp_path):
+    package = pytest.importorskip("torch.export.pt2_archive._package")  # how torch writes several programs to one file
+    torch.manual_seed(0)
+    encoder, decoder = torch.nn.Linear(16, 32), torch.nn.Linear(8, 12)
+    programs = {
+        "encoder": torch.export.export(encoder, (torch.randn(2, 16),)),
+        "decoder": torch.export.export(decoder, (torch.randn(2, 8),)),
+    }
+    package.package_pt2(tmp_path / "step_5.pt2", exported_programs=programs)
+    result = scan(tmp_path, cache_path=None)
+    got = _entropies(result, 5)
+    assert set(got) == {"encoder.weight", "decoder.weight"}
+    assert got["encoder.weight"] == pytest.approx(reference_entropy(encoder.weight.detach().double().numpy()), abs=1e-6)
+    assert got["decoder.weight"] == pytest.approx(reference_entropy(decoder.weight.detach().double().numpy()), abs=1e-6)
