@@ -41,7 +41,7 @@ from safetensors.torch import save as safetensors_bytes
 
 GOOD_STEPS = (100, 200)
 BAD = "step_300"
-FORMATS = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz")
+FORMATS = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".npz", ".pt2")
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,35 @@ def _npz(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+class _Exported(torch.nn.Module):
+    """weights(seed) as the parameters of a module, for torch.export."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        tensors = weights(seed)
+        self.layer = torch.nn.Module()
+        self.layer.weight = torch.nn.Parameter(tensors["layer.weight"])
+        self.layer.bias = torch.nn.Parameter(tensors["layer.bias"])
+        self.embed = torch.nn.Parameter(tensors["embed"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.layer.weight + self.layer.bias).sum() + self.embed.sum()
+
+
+@cache
+def _pt2(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    torch.export.save(torch.export.export(_Exported(seed), (torch.randn(2, 12),)), buffer)
+    return buffer.getvalue()
+
+
 def valid_bytes(extension: str, seed: int = 3) -> bytes:
     if extension == ".safetensors":
         return _safetensors(seed)
     if extension == ".npz":
         return _npz(seed)
+    if extension == ".pt2":
+        return _pt2(seed)
     return _pt(seed)
 
 
@@ -146,7 +170,16 @@ def _garbage_contents(extension: str) -> dict[str, bytes | Callable[[], bytes]]:
         "truncated-90%": valid[: len(valid) * 9 // 10],
         "minus-one-byte": valid[:-1],
         "flipped-header": bytes([valid[0] ^ 0xFF]) + valid[1:],
+        "end-record-claims-many-disks": _claims_many_disks(valid),
     }
+
+
+def _claims_many_disks(data: bytes) -> bytes:
+    """A zip64 end-record locator saying the archive spans two disks, put just
+    before the end record (zipfile.is_zipfile raises on it instead of answering)."""
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, 0, 2)
+    end = data.rfind(b"PK\x05\x06")
+    return data[: end - 20] + locator + data[end:] if end >= 20 else data + locator + bytes(22)
 
 
 # Empty zips and other formats are unreadable for every format here, except

@@ -71,6 +71,7 @@ def _bad_rows(result: ScanResult) -> pd.DataFrame:
 
 def _assert_case(case: Case, result: ScanResult) -> None:
     text = _checked(result)
+    assert "a bug; please report it" not in text, "an unexpected exception: bad input must get its own message"
     skipped = " ".join(f"{s.path} {s.reason}" for s in result.report.skipped) if hasattr(result.report, "skipped") else ""
     if case.expect == "failed":
         assert result.failed_checkpoints == 1, (result.failed_checkpoints, text)

@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from grokspec.scan.formats import matrix_shape
+from grokspec.errors import CheckpointError
+from grokspec.scan.formats import matrix_shape, open_checkpoint
 from grokspec.scan.scan import ScanOptions, scan
 from reference import reference_entropy
 
@@ -242,3 +245,29 @@ def test_an_archive_of_several_programs_names_each_weight_by_its_model(tmp_path)
     assert set(got) == {"encoder.weight", "decoder.weight"}
     assert got["encoder.weight"] == pytest.approx(reference_entropy(encoder.weight.detach().double().numpy()), abs=1e-6)
     assert got["decoder.weight"] == pytest.approx(reference_entropy(decoder.weight.detach().double().numpy()), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def exported_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("pt2") / "model.pt2"
+    _export(path, seed=5)
+    return path.read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzzed_archives_are_read_or_refused_never_crash(tmp_path, exported_bytes, data):
+    # Bytes flipped anywhere (zip directory, JSON config, storages) and cut
+    # short: the reader gives tensors or a CheckpointError, nothing else.
+    damaged = bytearray(exported_bytes)
+    for _ in range(data.draw(st.integers(1, 8))):
+        damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(damaged) // 2, len(damaged)))
+    path = tmp_path / "fuzz.pt2"
+    path.write_bytes(bytes(damaged[:cut]))
+    try:
+        checkpoint = open_checkpoint(path)
+        names = [t.name for t in checkpoint.tensors() if t.is_float]
+        checkpoint.arrays(names)
+    except CheckpointError:
+        return

@@ -295,9 +295,14 @@ def _load_npz(path: Path) -> ArrayCheckpoint:
     try:
         # Our own handle, so that a failed parse does not leak the file.
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+            members = list(data.files)
+            # Members that are not .npy files come back as bytes: not arrays, not read.
+            arrays = {name: value for name in members if isinstance(value := data[name], np.ndarray)}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError) as error:  # damaged compressed data
         raise CheckpointError(f"{path.name} cannot be read as a numpy .npz archive: {_short(error)}") from error
+    if members and not arrays:
+        shown = ", ".join(guards.display_name(m)[:60] for m in members[:3])
+        raise CheckpointError(f"{path.name} is a zip archive without .npy arrays (it holds {shown}), not a numpy .npz archive")
     metadata = {k: arrays.pop(k).item() for k in STEP_KEYS if k in arrays and arrays[k].ndim == 0}
     return ArrayCheckpoint(path, arrays, step_from_metadata(metadata))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import struct
 import unicodedata
 import zipfile
 from collections.abc import Iterator
@@ -204,6 +205,16 @@ def is_small_regular_file(path: Path, limit: int = INDEX_SIZE_LIMIT) -> bool:
 # --- archives --------------------------------------------------------------------------
 
 
+def _is_zip(handle: IO[bytes], name: str, kind: str) -> bool:
+    """Whether `handle` holds a zip archive. zipfile.is_zipfile raises (not
+    answers False) for an end record that claims several disks: that is a
+    damaged archive, named as one."""
+    try:
+        return zipfile.is_zipfile(handle)
+    except (zipfile.BadZipFile, ValueError, EOFError, struct.error) as error:
+        raise CheckpointError(f"{name} is a damaged {kind}: {error}") from None
+
+
 def _open_zip(handle: IO[bytes], name: str, kind: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(handle)
@@ -291,7 +302,7 @@ def check_npz(path: Path) -> None:
     with open(path, "rb") as handle:
         start = handle.read(6)
         handle.seek(0)
-        if not zipfile.is_zipfile(handle):
+        if not _is_zip(handle, name, ".npz archive"):
             if start == b"\x93NUMPY":
                 raise CheckpointError(f"{name} is a single .npy array, not an .npz archive (renamed?)")
             raise CheckpointError(f"{name} is not an .npz archive (no zip directory found)")
@@ -314,7 +325,7 @@ def check_torch_zip(path: Path) -> None:
     status = require_regular_file(path)
     name = display_name(path.name)
     with open(path, "rb") as handle:
-        if not zipfile.is_zipfile(handle):
+        if not _is_zip(handle, name, "zip archive"):
             return
         with _open_zip(handle, name, "zip archive") as archive:
             members = _members(archive, handle, status.st_size, name)

@@ -258,7 +258,11 @@ def _storage_of(pid: Any) -> tuple[StorageType, str, int, Any]:
 
 def load_torch_file(path: Path) -> LoadedPickle:
     """The object `torch.save` wrote to `path`, with tensors as :class:`TensorRef`."""
-    if zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, ValueError, EOFError) as error:  # an end record claiming several disks
+        raise UnreadablePickle(f"a damaged zip archive: {error}") from error
+    if is_zip:
         with open(path, "rb") as raw:
             return load_torch_zip(path, raw)
     return _load_legacy(path)
