@@ -193,9 +193,12 @@ def test_an_aotinductor_package_is_named_not_misread(tmp_path):
         archive.writestr("model/archive_format", "pt2")
         archive.writestr("model/models/model.json", "{}")
         archive.writestr("model/data/aotinductor/model/model.wrapper.so", b"\x7fELF")
+    with zipfile.ZipFile(tmp_path / "bare.pt2", "w") as archive:  # no exported program beside the library either
+        archive.writestr("bare/archive_format", "pt2")
+        archive.writestr("bare/data/aotinductor/model/model.wrapper.so", b"\x7fELF")
     result = scan(tmp_path, cache_path=None)
-    assert result.failed_checkpoints == 1
-    assert any("AOTInductor" in w for w in result.warnings), result.warnings
+    assert result.failed_checkpoints == 2
+    assert sum("AOTInductor" in w for w in result.warnings) == 2, result.warnings
 
 
 def test_a_pickled_weight_that_asks_to_run_code_is_not_run(tmp_path):

@@ -102,7 +102,7 @@ class _Archive:
             if name.startswith(models_dir) and name.endswith(".json") and "/" not in name[len(models_dir) :]
         )
         if not models:
-            raise UnreadablePickle("a .pt2 archive without an exported program (no models/*.json)")
+            raise UnreadablePickle(f"a .pt2 archive without an exported program (no models/*.json{self._aoti_hint()})")
         by_model = {model: self._model_weights(model) for model in models}
         value = by_model[models[0]] if len(models) == 1 else by_model
         return LoadedPickle(value, frozenset(self.suspicious), "pt2")
@@ -115,9 +115,7 @@ class _Archive:
             return loaded.value if isinstance(loaded.value, dict) else {}
         config_name = f"data/weights/{model}_weights_config.json"
         if f"{self.root}{config_name}" not in self.records:
-            aoti = any(name.startswith(f"{self.root}data/aotinductor/") for name in self.records)
-            what = "an AOTInductor package: its weights are compiled into the model" if aoti else "no weights config"
-            raise UnreadablePickle(f"model {model!r} of the .pt2 archive has {config_name} missing ({what})")
+            raise UnreadablePickle(f"model {model!r} of the .pt2 archive has {config_name} missing{self._aoti_hint()}")
         try:
             config = json.loads(self._text(config_name, limit=_MAX_CONFIG_BYTES))
         except (ValueError, RecursionError) as error:
@@ -126,6 +124,11 @@ class _Archive:
         if not isinstance(entries, dict):
             raise UnreadablePickle(f"{config_name} holds no 'config' object")
         return {str(name): self._weight(str(name), meta) for name, meta in entries.items()}
+
+    def _aoti_hint(self) -> str:
+        if any(name.startswith(f"{self.root}data/aotinductor/") for name in self.records):
+            return "; an AOTInductor package: its weights are compiled into the model, not read"
+        return ""
 
     def _weight(self, name: str, meta: Any) -> Any:
         if not isinstance(meta, dict) or not isinstance(meta.get("path_name"), str):

@@ -150,6 +150,8 @@ def _int(value: Any, what: str) -> int:
 
 
 def tensor_ref(storage: Any, storage_offset: Any, size: Any, stride: Any, dtype: str | None = None) -> TensorRef:
+    """A tensor over `storage` (elements of `dtype`, else the storage's own), its
+    shape, strides and offset checked against the bytes the storage holds."""
     if not isinstance(storage, Storage):
         raise UnreadablePickle("a tensor without a storage")
     if (
